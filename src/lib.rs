@@ -1,0 +1,67 @@
+//! bitsmock: a mock and fault-injecting server for the Microsoft BITS upload protocol.
+//!
+//! ```text
+//!  bytes on a socket ─▶ server (async glue, the only I/O) ─▶ protocol core (pure)
+//!                                 ▲                                │
+//!                                 └──────── Ack (what to say) ◀────┘
+//! ```
+//!
+//! - [`proto`]: packets, ranges, Acks, errors and the session state machine. Pure.
+//! - [`store`]: session temp files, atomic commit, confinement under the upload root.
+//! - [`reply`]: the built-in server application for upload-reply jobs. Pure.
+//! - [`server`]: hyper glue that executes what the core decides.
+//! - [`config`]: the validated configuration; [`units`]: size and duration parsing.
+//!
+//! Start a server inside a test with [`spawn`], point a client at [`Running::addr`], and
+//! stop it with [`Running::stop`].
+
+pub mod config;
+pub mod proto;
+pub mod reply;
+pub mod server;
+pub mod store;
+pub mod units;
+
+pub use config::Config;
+pub use server::Server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A server running in the background of the current tokio runtime.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub server: Arc<Server>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Binds `config.listen` (use port 0 for a free port) and serves in the background.
+pub async fn spawn(config: Config) -> std::io::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let server = Server::new(config)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(Arc::clone(&server).run(listener, async {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        addr,
+        server,
+        stop,
+        task,
+    })
+}

@@ -1,0 +1,624 @@
+//! Request packets: method, request-target and headers → [`Packet`] (PROTOCOL.md §2, §3, §7.2).
+//!
+//! ```text
+//! BITS_POST /drop/report.bin HTTP/1.1
+//! BITS-Packet-Type: Fragment
+//! BITS-Session-Id: {6B1D0C52-2F7A-4E0B-9C1E-5A3D2B7F9E01}
+//! Content-Range: bytes 0-65535/150000
+//! Content-Length: 65536
+//! ```
+//!
+//! [`parse`] follows the validation order of §7.2: method, packet type, `Content-Length`,
+//! header sizes, packet syntax, then the session id's shape. A request that fails any check
+//! yields the Ack to send back (`Err(Ack)`), never a panic: malformed packets are ordinary
+//! traffic for a mock server. [`Packet::to_head`] renders a packet back into a request head;
+//! parsing that head gives back the same packet.
+
+use super::ack::{Ack, PROTOCOL_GUID};
+use super::destination::Destination;
+use super::error::BitsError;
+use super::range::ContentRange;
+use std::fmt;
+
+/// The only method BITS uses (case-sensitive, PROTOCOL.md §2.1).
+pub const METHOD: &str = "BITS_POST";
+/// Longest header value accepted (PROTOCOL.md §2.2, §10 item 7).
+pub const MAX_HEADER_VALUE: usize = 4096;
+/// Longest session id echoed back; longer or non-printable ids are not repeated.
+const MAX_ECHO_LEN: usize = 100;
+
+/// A request head as it arrived: the input of [`parse`]. No I/O types, so tests and fuzz
+/// targets build it directly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Head {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of a header as trimmed text, if it is valid UTF-8.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(|v| v.trim_matches(|c| c == ' ' || c == '\t'))
+    }
+
+    /// The session id to echo on an Ack: the request's own value when it is short, printable
+    /// ASCII (anything else could not be sent back as a header).
+    pub fn echo_session_id(&self) -> Option<&str> {
+        self.text("BITS-Session-Id").filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_ECHO_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        })
+    }
+}
+
+/// `BITS-Packet-Type` values of requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum PacketType {
+    Ping,
+    CreateSession,
+    Fragment,
+    CloseSession,
+    CancelSession,
+}
+
+impl PacketType {
+    pub const ALL: [PacketType; 5] = [
+        PacketType::Ping,
+        PacketType::CreateSession,
+        PacketType::Fragment,
+        PacketType::CloseSession,
+        PacketType::CancelSession,
+    ];
+
+    /// The wire spelling Windows clients use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PacketType::Ping => "Ping",
+            PacketType::CreateSession => "Create-Session",
+            PacketType::Fragment => "Fragment",
+            PacketType::CloseSession => "Close-Session",
+            PacketType::CancelSession => "Cancel-Session",
+        }
+    }
+
+    /// Case-insensitive match (clients send `Fragment`, `FRAGMENT`, `fragment`).
+    pub fn parse(text: &str) -> Option<Self> {
+        PacketType::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl fmt::Display for PacketType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A session id the server issued: a GUID, compared case-insensitively, sent braced and
+/// upper-case like Windows does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(u128);
+
+impl SessionId {
+    /// A session id from 16 bytes (the server draws them from its seeded RNG).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        SessionId(
+            uuid::Builder::from_random_bytes(bytes)
+                .into_uuid()
+                .as_u128(),
+        )
+    }
+
+    /// Accepts braced, hyphenated or bare GUIDs in any case.
+    pub fn parse(text: &str) -> Option<Self> {
+        let inner = text
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or(text);
+        if inner.len() != 36 {
+            return None;
+        }
+        uuid::Uuid::try_parse(inner)
+            .ok()
+            .map(|u| SessionId(u.as_u128()))
+    }
+
+    /// The plain hyphenated lower-case form, used for file and URL names.
+    pub fn simple(&self) -> String {
+        uuid::Uuid::from_u128(self.0).hyphenated().to_string()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::from_u128(self.0)
+            .braced()
+            .encode_upper(&mut buf);
+        f.write_str(text)
+    }
+}
+
+/// A validated request packet. Each variant carries exactly what the server acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet {
+    Ping,
+    CreateSession {
+        destination: Destination,
+        /// The protocol chosen from `BITS-Supported-Protocols`.
+        protocol: String,
+    },
+    Fragment {
+        destination: Destination,
+        session: SessionId,
+        range: ContentRange,
+    },
+    CloseSession {
+        destination: Destination,
+        session: SessionId,
+    },
+    CancelSession {
+        destination: Destination,
+        session: SessionId,
+    },
+}
+
+impl Packet {
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Packet::Ping => PacketType::Ping,
+            Packet::CreateSession { .. } => PacketType::CreateSession,
+            Packet::Fragment { .. } => PacketType::Fragment,
+            Packet::CloseSession { .. } => PacketType::CloseSession,
+            Packet::CancelSession { .. } => PacketType::CancelSession,
+        }
+    }
+
+    pub fn session(&self) -> Option<SessionId> {
+        match self {
+            Packet::Fragment { session, .. }
+            | Packet::CloseSession { session, .. }
+            | Packet::CancelSession { session, .. } => Some(*session),
+            Packet::Ping | Packet::CreateSession { .. } => None,
+        }
+    }
+
+    pub fn destination(&self) -> Option<&Destination> {
+        match self {
+            Packet::Ping => None,
+            Packet::CreateSession { destination, .. }
+            | Packet::Fragment { destination, .. }
+            | Packet::CloseSession { destination, .. }
+            | Packet::CancelSession { destination, .. } => Some(destination),
+        }
+    }
+
+    /// Number of body bytes this packet carries.
+    pub fn body_len(&self) -> u64 {
+        match self {
+            Packet::Fragment { range, .. } => range.len(),
+            _ => 0,
+        }
+    }
+
+    /// Renders the packet as a request head a client would send.
+    pub fn to_head(&self) -> Head {
+        let mut headers = vec![(
+            "BITS-Packet-Type".to_owned(),
+            self.packet_type().as_str().as_bytes().to_vec(),
+        )];
+        let mut add = |name: &str, value: String| headers.push((name.to_owned(), value.into()));
+        match self {
+            Packet::Ping => {}
+            Packet::CreateSession { protocol, .. } => {
+                add("BITS-Supported-Protocols", protocol.clone());
+            }
+            Packet::Fragment { session, range, .. } => {
+                add("BITS-Session-Id", session.to_string());
+                add("Content-Range", range.to_string());
+            }
+            Packet::CloseSession { session, .. } | Packet::CancelSession { session, .. } => {
+                add("BITS-Session-Id", session.to_string());
+            }
+        }
+        add("Content-Length", self.body_len().to_string());
+        Head {
+            method: METHOD.to_owned(),
+            target: self
+                .destination()
+                .map_or_else(|| "/".to_owned(), Destination::to_string),
+            headers,
+        }
+    }
+}
+
+/// Validates a request head. `Err` holds the Ack to send back.
+pub fn parse(head: &Head) -> Result<Packet, Ack> {
+    let echo = head.echo_session_id();
+    let invalid = || Ack::error(BitsError::InvalidArg).with_session(echo);
+    if head.method != METHOD {
+        return Err(Ack::status(405));
+    }
+    let packet_type = head
+        .text("BITS-Packet-Type")
+        .and_then(PacketType::parse)
+        .ok_or_else(invalid)?;
+    // Create-Session never resumes anything: a stray session id is ignored, not echoed.
+    let echo = if packet_type == PacketType::CreateSession {
+        None
+    } else {
+        echo
+    };
+    let invalid = || Ack::error(BitsError::InvalidArg).with_session(echo);
+    let content_length = match head.header("Content-Length") {
+        None => return Err(Ack::error(BitsError::LengthRequired).with_session(echo)),
+        Some(v) => parse_decimal(v).ok_or_else(invalid)?,
+    };
+    if head.headers.iter().any(|(_, v)| v.len() > MAX_HEADER_VALUE) {
+        return Err(invalid());
+    }
+    if packet_type != PacketType::Fragment && content_length != 0 {
+        return Err(invalid());
+    }
+    if packet_type == PacketType::Ping {
+        return Ok(Packet::Ping);
+    }
+    let destination = Destination::parse(&head.target).map_err(|_| invalid())?;
+    let session = || {
+        head.text("BITS-Session-Id")
+            .and_then(SessionId::parse)
+            .ok_or_else(|| Ack::error(BitsError::SessionNotFound).with_session(echo))
+    };
+    match packet_type {
+        PacketType::Ping => Ok(Packet::Ping),
+        PacketType::CreateSession => {
+            let offered = head.text("BITS-Supported-Protocols").ok_or_else(invalid)?;
+            let protocol = negotiate(offered).ok_or_else(invalid)?;
+            Ok(Packet::CreateSession {
+                destination,
+                protocol: protocol.to_owned(),
+            })
+        }
+        PacketType::Fragment => {
+            let range = head
+                .text("Content-Range")
+                .and_then(|v| ContentRange::parse(v).ok())
+                .ok_or_else(invalid)?;
+            if range.len() != content_length {
+                return Err(invalid());
+            }
+            if let Some(encoding) = head.text("Content-Encoding")
+                && !encoding.eq_ignore_ascii_case("identity")
+            {
+                return Err(invalid());
+            }
+            Ok(Packet::Fragment {
+                destination,
+                session: session()?,
+                range,
+            })
+        }
+        PacketType::CloseSession => Ok(Packet::CloseSession {
+            destination,
+            session: session()?,
+        }),
+        PacketType::CancelSession => Ok(Packet::CancelSession {
+            destination,
+            session: session()?,
+        }),
+    }
+}
+
+/// Picks the first offered protocol the server supports. GUIDs may be separated by spaces,
+/// tabs or commas and may use any letter case (PROTOCOL.md §10 item 4).
+pub fn negotiate(offered: &str) -> Option<&'static str> {
+    let supported = &PROTOCOL_GUID[1..PROTOCOL_GUID.len() - 1];
+    offered
+        .split([' ', ',', '\t'])
+        .filter(|t| !t.is_empty())
+        .any(|token| {
+            let bare = token
+                .strip_prefix('{')
+                .and_then(|t| t.strip_suffix('}'))
+                .unwrap_or(token);
+            bare.eq_ignore_ascii_case(supported)
+        })
+        .then_some(PROTOCOL_GUID)
+}
+
+fn parse_decimal(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SID: &str = "{6B1D0C52-2F7A-4E0B-9C1E-5A3D2B7F9E01}";
+
+    fn head(target: &str, headers: &[(&str, &str)]) -> Head {
+        Head {
+            method: METHOD.into(),
+            target: target.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    fn rejected(h: &Head) -> Ack {
+        parse(h).expect_err("packet was accepted")
+    }
+
+    #[test]
+    fn ping_needs_no_session_id_and_ignores_a_stale_one() {
+        assert_eq!(
+            parse(&head(
+                "/a",
+                &[("BITS-Packet-Type", "Ping"), ("Content-Length", "0")]
+            )),
+            Ok(Packet::Ping)
+        );
+        assert_eq!(
+            parse(&head(
+                "/",
+                &[
+                    ("bits-packet-type", "PING"),
+                    ("BITS-Session-Id", "garbage"),
+                    ("content-length", "0")
+                ]
+            )),
+            Ok(Packet::Ping)
+        );
+    }
+
+    #[test]
+    fn packet_types_match_in_any_case() {
+        for t in ["Fragment", "FRAGMENT", "fragment", "fRaGmEnT"] {
+            assert_eq!(PacketType::parse(t), Some(PacketType::Fragment));
+        }
+        assert_eq!(PacketType::parse("Ack"), None);
+        assert_eq!(PacketType::parse("Fragment2"), None);
+    }
+
+    #[test]
+    fn unknown_or_missing_packet_types_are_400_invalid_arg() {
+        for h in [
+            head(
+                "/a",
+                &[("BITS-Packet-Type", "Upload"), ("Content-Length", "0")],
+            ),
+            head("/a", &[("Content-Length", "0")]),
+        ] {
+            let ack = rejected(&h);
+            assert_eq!(ack.status, 400);
+            assert_eq!(ack.error, Some(BitsError::InvalidArg.into()));
+        }
+    }
+
+    #[test]
+    fn other_methods_are_not_bits_packets() {
+        let mut h = head(
+            "/a",
+            &[("BITS-Packet-Type", "Ping"), ("Content-Length", "0")],
+        );
+        h.method = "bits_post".into();
+        assert_eq!(rejected(&h).status, 405);
+    }
+
+    #[test]
+    fn missing_content_length_is_411_and_a_body_on_control_packets_is_400() {
+        let ack = rejected(&head("/a", &[("BITS-Packet-Type", "Ping")]));
+        assert_eq!(ack.status, 411);
+        assert_eq!(ack.error.unwrap().code, 0x8007_0057);
+        for t in ["Ping", "Create-Session", "Close-Session", "Cancel-Session"] {
+            let ack = rejected(&head(
+                "/a",
+                &[
+                    ("BITS-Packet-Type", t),
+                    ("BITS-Session-Id", SID),
+                    ("BITS-Supported-Protocols", PROTOCOL_GUID),
+                    ("Content-Length", "5"),
+                ],
+            ));
+            assert_eq!(ack.status, 400, "{t}");
+        }
+    }
+
+    #[test]
+    fn header_values_over_4kb_are_400() {
+        let long = "x".repeat(MAX_HEADER_VALUE + 1);
+        let ack = rejected(&head(
+            "/a",
+            &[
+                ("BITS-Packet-Type", "Ping"),
+                ("Content-Length", "0"),
+                ("X-Junk", &long),
+            ],
+        ));
+        assert_eq!(ack.status, 400);
+    }
+
+    #[test]
+    fn create_session_negotiates_the_first_supported_guid() {
+        let upper = PROTOCOL_GUID.to_ascii_uppercase();
+        for offered in [
+            PROTOCOL_GUID.to_owned(),
+            format!("{{00000000-0000-0000-0000-000000000000}} {upper}"),
+            format!("{{11111111-1111-1111-1111-111111111111}},{PROTOCOL_GUID}"),
+            format!(" {upper} , {{22222222-2222-2222-2222-222222222222}}"),
+        ] {
+            let p = parse(&head(
+                "/drop/a.bin",
+                &[
+                    ("BITS-Packet-Type", "Create-Session"),
+                    ("BITS-Supported-Protocols", &offered),
+                    ("BITS-Session-Id", SID),
+                    ("Content-Length", "0"),
+                ],
+            ))
+            .unwrap_or_else(|a| panic!("{offered}: {a:?}"));
+            assert!(
+                matches!(p, Packet::CreateSession { ref protocol, .. } if protocol == PROTOCOL_GUID)
+            );
+        }
+    }
+
+    #[test]
+    fn create_session_without_a_common_protocol_is_400_without_a_session_id() {
+        for offered in [
+            None,
+            Some("{00000000-0000-0000-0000-000000000000}"),
+            Some(""),
+        ] {
+            let mut headers = vec![
+                ("BITS-Packet-Type", "Create-Session"),
+                ("Content-Length", "0"),
+                ("BITS-Session-Id", SID),
+            ];
+            if let Some(o) = offered {
+                headers.push(("BITS-Supported-Protocols", o));
+            }
+            let ack = rejected(&head("/a", &headers));
+            assert_eq!(ack.status, 400);
+            assert_eq!(ack.error.unwrap().code, 0x8007_0057);
+            assert_eq!(ack.session_id, None);
+        }
+    }
+
+    #[test]
+    fn fragments_need_a_valid_range_matching_their_length() {
+        let frag = |range: &str, len: &str| {
+            head(
+                "/a",
+                &[
+                    ("BITS-Packet-Type", "Fragment"),
+                    ("BITS-Session-Id", SID),
+                    ("Content-Range", range),
+                    ("Content-Length", len),
+                ],
+            )
+        };
+        let p = parse(&frag("bytes 0-9/20", "10")).unwrap();
+        assert_eq!(p.body_len(), 10);
+        for (range, len) in [
+            ("bytes 0-9/20", "9"),
+            ("bytes 0-9/20", "11"),
+            ("bytes 9-0/20", "10"),
+            ("bytes 0-20/20", "21"),
+            ("bytes 0-9/*", "10"),
+            ("0-9/20", "10"),
+            ("bytes 0-9/20", "-1"),
+            ("bytes 0-9/20", "1e1"),
+        ] {
+            let ack = rejected(&frag(range, len));
+            assert_eq!(ack.status, 400, "{range} {len}");
+            assert_eq!(ack.session_id.as_deref(), Some(SID), "errors echo the id");
+        }
+    }
+
+    #[test]
+    fn fragments_with_a_non_identity_encoding_are_400() {
+        let mut h = head(
+            "/a",
+            &[
+                ("BITS-Packet-Type", "Fragment"),
+                ("BITS-Session-Id", SID),
+                ("Content-Range", "bytes 0-0/1"),
+                ("Content-Length", "1"),
+                ("Content-Encoding", "Identity"),
+            ],
+        );
+        assert!(parse(&h).is_ok());
+        h.headers[4].1 = b"gzip".to_vec();
+        assert_eq!(rejected(&h).status, 400);
+    }
+
+    #[test]
+    fn missing_or_malformed_session_ids_are_session_not_found() {
+        for id in [None, Some("nope"), Some("{6B1D0C52}")] {
+            let mut headers = vec![
+                ("BITS-Packet-Type", "Close-Session"),
+                ("Content-Length", "0"),
+            ];
+            if let Some(id) = id {
+                headers.push(("BITS-Session-Id", id));
+            }
+            let ack = rejected(&head("/a", &headers));
+            assert_eq!(ack.status, 500);
+            assert_eq!(ack.error.unwrap().code, 0x8020_001F);
+            assert_eq!(ack.error.unwrap().context, 5);
+            assert_eq!(ack.session_id.as_deref(), id);
+        }
+    }
+
+    #[test]
+    fn session_ids_compare_case_insensitively_and_render_braced_upper_case() {
+        let a = SessionId::parse(SID).unwrap();
+        let b = SessionId::parse(&SID.to_ascii_lowercase()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), SID);
+        assert_eq!(SessionId::parse(&a.simple()), Some(a));
+    }
+
+    #[test]
+    fn traversal_targets_are_400() {
+        let ack = rejected(&head(
+            "/../x",
+            &[
+                ("BITS-Packet-Type", "Create-Session"),
+                ("BITS-Supported-Protocols", PROTOCOL_GUID),
+                ("Content-Length", "0"),
+            ],
+        ));
+        assert_eq!(ack.status, 400);
+        assert_eq!(ack.error.unwrap().code, 0x8007_0057);
+    }
+
+    #[test]
+    fn every_packet_round_trips_through_its_rendering() {
+        let destination = Destination::parse("/drop/my%20file.bin").unwrap();
+        let session = SessionId::parse(SID).unwrap();
+        for p in [
+            Packet::Ping,
+            Packet::CreateSession {
+                destination: destination.clone(),
+                protocol: PROTOCOL_GUID.into(),
+            },
+            Packet::Fragment {
+                destination: destination.clone(),
+                session,
+                range: ContentRange::new(5, 9, 10).unwrap(),
+            },
+            Packet::CloseSession {
+                destination: destination.clone(),
+                session,
+            },
+            Packet::CancelSession {
+                destination,
+                session,
+            },
+        ] {
+            assert_eq!(parse(&p.to_head()), Ok(p));
+        }
+    }
+}

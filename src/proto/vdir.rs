@@ -1,0 +1,59 @@
+//! The per-virtual-directory configuration the protocol core obeys (PROTOCOL.md §6).
+//!
+//! Mirrors [MC-BUP]'s `BITSDirectoryConfig` plus the mock-only knobs of §6 and §11. It is a
+//! plain value: the CLI and profiles build it, the core reads it.
+
+use super::ack::ErrorHeader;
+use std::time::Duration;
+
+/// What to do with a fragment that overlaps bytes already stored (PROTOCOL.md §7.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    /// Policy A (Windows docs): keep the stored bytes, write only the new tail, answer 200.
+    #[default]
+    Tail,
+    /// Policy B (strict [MC-BUP]): answer 416 with the expected offset.
+    Strict,
+}
+
+/// Server settings that change what the protocol core answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vdir {
+    /// Whole-file limit (`BITSMaximumUploadSize`); `None` means no limit.
+    pub max_upload_size: Option<u64>,
+    /// Largest fragment body accepted before answering 413.
+    pub max_fragment_size: u64,
+    /// Idle time after which a session is discarded (`BITSSessionTimeout`).
+    pub session_timeout: Duration,
+    /// Whether an existing destination may be replaced (`BITSAllowOverwrites`).
+    pub allow_overwrites: bool,
+    /// URL prefix (as segments) whose destinations are upload-reply jobs; empty = none.
+    pub reply_prefix: Vec<String>,
+    /// `BITS-Host-Id` to send in the Create-Session Ack (`BITSHostId`).
+    pub host_id: Option<String>,
+    /// `BITS-Host-Id-Fallback-Timeout` in seconds, sent only with a host id.
+    pub host_id_fallback_timeout: Option<u64>,
+    pub overlap: Overlap,
+    pub error_header: ErrorHeader,
+}
+
+/// Windows clients send fragments of up to 13 MB (PROTOCOL.md §9.5); leave generous room.
+pub const DEFAULT_MAX_FRAGMENT_SIZE: u64 = 32 * 1024 * 1024;
+/// IIS's `BITSSessionTimeout` default: 14 days.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(1_209_600);
+
+impl Default for Vdir {
+    fn default() -> Self {
+        Vdir {
+            max_upload_size: None,
+            max_fragment_size: DEFAULT_MAX_FRAGMENT_SIZE,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            allow_overwrites: false,
+            reply_prefix: vec!["reply".to_owned()],
+            host_id: None,
+            host_id_fallback_timeout: None,
+            overlap: Overlap::Tail,
+            error_header: ErrorHeader::Code,
+        }
+    }
+}

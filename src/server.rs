@@ -1,0 +1,586 @@
+//! The async glue: hyper 1 on tokio. The only place that touches sockets.
+//!
+//! For each request it builds a [`Head`], asks the protocol core what to do (under a short
+//! lock, never held across `.await`), performs the I/O the core asked for — streaming a
+//! fragment body into the session's temp file, committing or discarding a file — and writes
+//! the Ack. Requests for one session are serialized by a per-session async lock, so two
+//! concurrent requests for the same session never interleave their writes.
+
+use crate::config::Config;
+use crate::proto::session::reply_path;
+use crate::proto::{
+    Ack, BitsError, Close, CloseOutcome, Env, Existing, Head, Packet, Rendered, SessionId, Step,
+    Table, Write, packet,
+};
+use crate::reply::{self, Served};
+use crate::store::Store;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How long in-flight requests get to finish after shutdown is requested.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Body bytes read and thrown away so a rejected request can keep its connection alive.
+const DRAIN_LIMIT: u64 = 1 << 20;
+
+/// A request that ends without an answer: the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum Dropped {
+    #[error("the request body ended early or stalled: {0}")]
+    Body(String),
+}
+
+type Answer = Result<Response<Full<Bytes>>, Dropped>;
+
+/// One session's files and reply, locked for the duration of a request on that session.
+#[derive(Default)]
+struct Entry {
+    file: Option<tokio::fs::File>,
+    reply: Option<Reply>,
+}
+
+#[derive(Clone)]
+struct Reply {
+    body: Bytes,
+    last_modified: String,
+}
+
+/// A running server's state, shared by all connections.
+pub struct Server {
+    config: Config,
+    store: Store,
+    table: Mutex<Table>,
+    entries: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<Entry>>>>,
+    ids: Mutex<StdRng>,
+}
+
+impl Server {
+    /// Opens the upload root and prepares an empty session table.
+    pub fn new(config: Config) -> io::Result<Arc<Server>> {
+        let store = Store::open(&config.root)?;
+        // Session ids come from their own stream, so they do not depend on fault decisions.
+        let ids = StdRng::seed_from_u64(config.seed ^ 0x5E55_1011_D5EE_D000);
+        Ok(Arc::new(Server {
+            config,
+            store,
+            table: Mutex::new(Table::new()),
+            entries: Mutex::new(HashMap::new()),
+            ids: Mutex::new(ids),
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        lock(&self.table).len()
+    }
+
+    /// Accepts connections until `shutdown` resolves, then lets in-flight requests finish
+    /// (for a few seconds at most).
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let sweeper = tokio::spawn(Arc::clone(&self).sweep());
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Running out of file descriptors must not end the server.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().unwrap_or(peer);
+                    let server = Arc::clone(&self);
+                    let service = service_fn(move |req| {
+                        let server = Arc::clone(&server);
+                        async move { server.handle(req, peer, local).await }
+                    });
+                    let conn = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(self.config.header_read_timeout)
+                        .max_buf_size(self.config.max_head_bytes.max(8192))
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "connection ended");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        sweeper.abort();
+        if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over; dropping open connections");
+        }
+        Ok(())
+    }
+
+    /// Removes idle sessions and their files, so expiry happens even if no client asks.
+    async fn sweep(self: Arc<Self>) {
+        let timeout = self.config.vdir.session_timeout;
+        let period = (timeout / 4).clamp(
+            std::time::Duration::from_millis(20),
+            std::time::Duration::from_secs(30),
+        );
+        loop {
+            tokio::time::sleep(period).await;
+            let gone = lock(&self.table).expire(Instant::now(), timeout);
+            for id in gone {
+                tracing::info!(session = %id, "session expired");
+                self.discard(&id).await;
+            }
+        }
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Answer {
+        if req.method() == Method::GET || req.method() == Method::HEAD {
+            return Ok(self.serve_reply(&req).await);
+        }
+        let (parts, mut body) = req.into_parts();
+        let head = Head {
+            method: parts.method.as_str().to_owned(),
+            target: parts.uri.to_string(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        };
+        let origin = origin(&parts.headers, local);
+        let packet = match packet::parse(&head) {
+            Ok(packet) => packet,
+            Err(ack) => {
+                drain(&mut body).await;
+                let label = head
+                    .text("BITS-Packet-Type")
+                    .unwrap_or("-")
+                    .chars()
+                    .take(32)
+                    .collect::<String>();
+                log(peer, &label, head.echo_session_id(), None, ack.status);
+                return Ok(self.respond(&ack));
+            }
+        };
+        let ack = self.process(&packet, &mut body, &origin).await?;
+        log(
+            peer,
+            packet.packet_type().as_str(),
+            ack.session_id.as_deref(),
+            match &packet {
+                Packet::Fragment { range, .. } => Some(range.to_string()),
+                _ => None,
+            },
+            ack.status,
+        );
+        Ok(self.respond(&ack))
+    }
+
+    /// Runs one validated packet through the core and performs the I/O it asks for.
+    async fn process(
+        &self,
+        packet: &Packet,
+        body: &mut Incoming,
+        origin: &str,
+    ) -> Result<Ack, Dropped> {
+        let existing = match packet {
+            Packet::CreateSession { destination, .. } => self.store.inspect(destination).await,
+            _ => Existing::Nothing,
+        };
+        // Requests on one session run one at a time: hold its entry for the whole request.
+        let entry = packet.session().and_then(|id| self.entry(&id));
+        let mut guard = match &entry {
+            Some(e) => Some(e.lock().await),
+            None => None,
+        };
+        let env = Env {
+            now: Instant::now(),
+            fresh_id: self.fresh_id(),
+            existing,
+            origin,
+        };
+        let step = lock(&self.table).step(&self.config.vdir, packet, &env);
+        let ack = match step {
+            Step::Answer(ack) => {
+                if let (Packet::CreateSession { .. }, true) = (packet, ack.is_success()) {
+                    lock(&self.entries).insert(env.fresh_id, Arc::default());
+                }
+                ack
+            }
+            Step::Discard(ack, id) => {
+                self.discard(&id).await;
+                ack
+            }
+            Step::Write(write) => match guard.as_deref_mut() {
+                Some(entry) => self.write(entry, body, &write, origin).await?,
+                None => Ack::error(BitsError::SessionNotFound),
+            },
+            Step::Close(close) => match guard.as_deref_mut() {
+                Some(entry) => self.close(entry, &close).await,
+                None => Ack::error(BitsError::SessionNotFound),
+            },
+        };
+        if !matches!(packet, Packet::Fragment { .. }) || !ack.is_success() {
+            drain(body).await;
+        }
+        Ok(ack)
+    }
+
+    /// Streams a fragment body into the temp file and records what was stored.
+    async fn write(
+        &self,
+        entry: &mut Entry,
+        body: &mut Incoming,
+        write: &Write,
+        origin: &str,
+    ) -> Result<Ack, Dropped> {
+        let streamed = self.stream(entry, body, write).await;
+        let stored = match &streamed {
+            Ok(n) => *n,
+            Err(Failure::Body(n, _)) => *n,
+            Err(Failure::Disk(_)) => 0,
+        };
+        let env = Env {
+            now: Instant::now(),
+            fresh_id: write.session,
+            existing: Existing::Nothing,
+            origin,
+        };
+        let (ack, completed) = {
+            let mut table = lock(&self.table);
+            let ack = table.record_fragment(write, stored, &env);
+            let completed = table
+                .get(&write.session)
+                .filter(|s| s.is_complete() && s.reply)
+                .map(|s| (s.destination.clone(), s.total.unwrap_or(0)));
+            (ack, completed)
+        };
+        if let (Some((destination, size)), None) = (completed, &entry.reply) {
+            entry.reply = Some(self.build_reply(&write.session, &destination, size).await);
+        }
+        match streamed {
+            Ok(_) => Ok(ack),
+            Err(Failure::Body(_, why)) => Err(Dropped::Body(why)),
+            Err(Failure::Disk(e)) => {
+                tracing::warn!(session = %write.session, error = %e, "fragment write failed");
+                Ok(Ack::error(BitsError::DiskFull).with_session(ack.session_id.as_deref()))
+            }
+        }
+    }
+
+    async fn stream(
+        &self,
+        entry: &mut Entry,
+        body: &mut Incoming,
+        write: &Write,
+    ) -> Result<u64, Failure> {
+        if entry.file.is_none() {
+            entry.file = Some(
+                self.store
+                    .open_temp(&write.session)
+                    .await
+                    .map_err(Failure::Disk)?,
+            );
+        }
+        let Some(file) = entry.file.as_mut() else {
+            return Err(Failure::Disk(io::Error::other("temp file not open")));
+        };
+        file.seek(io::SeekFrom::Start(write.at))
+            .await
+            .map_err(Failure::Disk)?;
+        let mut skip = write.skip;
+        let mut written = 0u64;
+        let mut ended = None;
+        while written < write.len {
+            let frame =
+                match tokio::time::timeout(self.config.body_read_timeout, body.frame()).await {
+                    Err(_) => {
+                        ended = Some("stalled".to_owned());
+                        break;
+                    }
+                    Ok(None) => {
+                        ended = Some("ended early".to_owned());
+                        break;
+                    }
+                    Ok(Some(Err(e))) => {
+                        ended = Some(e.to_string());
+                        break;
+                    }
+                    Ok(Some(Ok(frame))) => frame,
+                };
+            let Ok(mut data) = frame.into_data() else {
+                continue;
+            };
+            let dropped = skip.min(data.len() as u64);
+            skip -= dropped;
+            let _ = data.split_to(dropped as usize);
+            let take = (write.len - written).min(data.len() as u64) as usize;
+            if take == 0 {
+                continue;
+            }
+            file.write_all(&data[..take]).await.map_err(Failure::Disk)?;
+            written += take as u64;
+        }
+        // Only bytes the file really holds may be acknowledged.
+        file.flush().await.map_err(Failure::Disk)?;
+        match ended {
+            None => Ok(written),
+            Some(why) => Err(Failure::Body(written, why)),
+        }
+    }
+
+    async fn close(&self, entry: &mut Entry, close: &Close) -> Ack {
+        // The file must be closed before it is renamed or deleted.
+        let had_data = entry.file.take().is_some()
+            || tokio::fs::try_exists(self.store.temp_path(&close.session))
+                .await
+                .unwrap_or(false);
+        let outcome = if close.commit {
+            self.store
+                .commit(
+                    &close.session,
+                    &close.destination,
+                    self.config.vdir.allow_overwrites,
+                    had_data,
+                )
+                .await
+        } else {
+            self.store.discard(&close.session).await;
+            CloseOutcome::Done
+        };
+        let ack = lock(&self.table).finish_close(close, outcome);
+        if matches!(outcome, CloseOutcome::Done | CloseOutcome::Vanished) {
+            entry.reply = None;
+            lock(&self.entries).remove(&close.session);
+            self.store.discard(&close.session).await;
+        }
+        ack
+    }
+
+    /// The built-in server application: a JSON document about the upload.
+    async fn build_reply(
+        &self,
+        id: &SessionId,
+        destination: &crate::proto::Destination,
+        size: u64,
+    ) -> Reply {
+        let path = self.store.temp_path(id);
+        let digest = tokio::task::spawn_blocking(move || sha256_file(&path))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let name = destination.segments().last().cloned().unwrap_or_default();
+        Reply {
+            body: reply::document(&name, size, &digest),
+            last_modified: httpdate::fmt_http_date(SystemTime::now()),
+        }
+    }
+
+    async fn serve_reply(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        let id = path
+            .strip_prefix("/BITS-Sessions/Replies/")
+            .and_then(|rest| rest.strip_suffix("/responsefile.bin"))
+            .and_then(SessionId::parse)
+            .filter(|id| reply_path(id) == path);
+        let entry = id.and_then(|id| self.entry(&id));
+        let reply = match entry {
+            Some(e) => e.lock().await.reply.clone(),
+            None => None,
+        };
+        let Some(reply) = reply else {
+            return plain(StatusCode::NOT_FOUND);
+        };
+        let len = reply.body.len() as u64;
+        let range = req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok());
+        let (status, content, content_range) = match reply::select(range, len) {
+            Served::Whole => (StatusCode::OK, reply.body.clone(), None),
+            Served::Partial { first, last } => (
+                StatusCode::PARTIAL_CONTENT,
+                reply.body.slice(first as usize..=last as usize),
+                Some(format!("bytes {first}-{last}/{len}")),
+            ),
+            Served::Unsatisfiable => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Bytes::new(),
+                Some(format!("bytes */{len}")),
+            ),
+        };
+        let content_length = content.len();
+        let body = if req.method() == Method::HEAD {
+            Bytes::new()
+        } else {
+            content
+        };
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(content_length));
+        if let Ok(v) = HeaderValue::from_str(&reply.last_modified) {
+            headers.insert(header::LAST_MODIFIED, v);
+        }
+        if let Some(v) = content_range.and_then(|r| HeaderValue::from_str(&r).ok()) {
+            headers.insert(header::CONTENT_RANGE, v);
+        }
+        response
+    }
+
+    fn respond(&self, ack: &Ack) -> Response<Full<Bytes>> {
+        to_response(&ack.render(self.config.vdir.error_header))
+    }
+
+    fn entry(&self, id: &SessionId) -> Option<Arc<tokio::sync::Mutex<Entry>>> {
+        lock(&self.entries).get(id).cloned()
+    }
+
+    fn fresh_id(&self) -> SessionId {
+        SessionId::from_bytes(lock(&self.ids).random())
+    }
+
+    async fn discard(&self, id: &SessionId) {
+        lock(&self.entries).remove(id);
+        self.store.discard(id).await;
+    }
+}
+
+enum Failure {
+    /// The body ended or stalled after this many bytes were stored.
+    Body(u64, String),
+    Disk(io::Error),
+}
+
+/// Writes a rendered Ack as an HTTP response with an empty body.
+pub fn to_response(rendered: &Rendered) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() =
+        StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in &rendered.headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.append(*name, value);
+        }
+    }
+    if rendered.status == 405 {
+        headers.insert(
+            header::ALLOW,
+            HeaderValue::from_static("BITS_POST, GET, HEAD"),
+        );
+    }
+    response
+}
+
+fn plain(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
+/// `http://host[:port]` as the client addressed us, for absolute reply URLs. A Host header
+/// that is not a plain host name or address is ignored in favour of the local address.
+fn origin(headers: &http::HeaderMap, local: SocketAddr) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    match host {
+        Some(host) => format!("http://{host}"),
+        None => format!("http://{local}"),
+    }
+}
+
+/// Reads and discards a small leftover body so the connection can be reused.
+async fn drain(body: &mut Incoming) {
+    let mut seen = 0u64;
+    while seen <= DRAIN_LIMIT {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
+}
+
+fn sha256_file(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().to_vec())
+}
+
+fn log(peer: SocketAddr, packet: &str, session: Option<&str>, range: Option<String>, status: u16) {
+    tracing::info!(
+        %peer,
+        packet,
+        session = session.unwrap_or("-"),
+        range = range.as_deref().unwrap_or("-"),
+        status,
+        "request"
+    );
+}
+
+/// Locks a std mutex, recovering from poisoning: a panicked request must not wedge the server.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
