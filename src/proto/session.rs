@@ -267,12 +267,13 @@ impl Table {
             Existing::File if !vdir.allow_overwrites => return Ack::status(409),
             _ => {}
         }
-        // Two live sessions racing for one destination fail like an existing file would.
+        // Two live sessions racing for one destination fail like an existing file would. An
+        // idle-expired session no longer counts, whether or not a sweep has removed it yet.
         if !vdir.allow_overwrites
             && self
                 .sessions
                 .values()
-                .any(|s| &s.destination == destination)
+                .any(|s| &s.destination == destination && !s.expired(env.now, vdir.session_timeout))
         {
             return Ack::status(409);
         }
@@ -284,7 +285,8 @@ impl Table {
         let session = Session {
             id: env.fresh_id,
             destination: destination.clone(),
-            reply: destination.starts_with(&vdir.reply_prefix),
+            // An empty prefix means no reply jobs; `starts_with(&[])` would match everything.
+            reply: !vdir.reply_prefix.is_empty() && destination.starts_with(&vdir.reply_prefix),
             ordinal: self.created,
             total: None,
             received: 0,
@@ -387,4 +389,924 @@ pub fn reply_path(id: &SessionId) -> String {
         super::destination::RESERVED_SEGMENT,
         id.simple()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ack::{AckError, ErrorHeader, PROTOCOL_GUID};
+
+    const ORIGIN: &str = "http://bits.test:8080";
+    const PLAIN: &str = "/drop/file.bin";
+    const REPLY: &str = "/reply/file.bin";
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn sid(n: u8) -> SessionId {
+        SessionId::from_bytes([n; 16])
+    }
+
+    fn dest(path: &str) -> Destination {
+        Destination::parse(path).unwrap()
+    }
+
+    fn range(first: u64, last: u64, total: u64) -> ContentRange {
+        ContentRange::new(first, last, total).unwrap()
+    }
+
+    fn fragment(session: SessionId, first: u64, last: u64, total: u64) -> Packet {
+        Packet::Fragment {
+            destination: dest(PLAIN),
+            session,
+            range: range(first, last, total),
+        }
+    }
+
+    fn close(session: SessionId) -> Packet {
+        Packet::CloseSession {
+            destination: dest(PLAIN),
+            session,
+        }
+    }
+
+    fn cancel(session: SessionId) -> Packet {
+        Packet::CancelSession {
+            destination: dest(PLAIN),
+            session,
+        }
+    }
+
+    fn answer(step: Step) -> Ack {
+        match step {
+            Step::Answer(ack) => ack,
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+
+    fn planned_write(step: Step) -> Write {
+        match step {
+            Step::Write(write) => write,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    fn planned_close(step: Step) -> Close {
+        match step {
+            Step::Close(close) => close,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+
+    /// Status, HRESULT and context of an error Ack, and that it echoes `session`.
+    fn assert_error(ack: &Ack, status: u16, code: u32, session: Option<SessionId>) {
+        assert_eq!(ack.status, status, "{ack:?}");
+        assert_eq!(ack.error, Some(AckError { code, context: 0x5 }), "{ack:?}");
+        assert_eq!(ack.session_id, session.map(|s| s.to_string()), "{ack:?}");
+    }
+
+    fn assert_session_not_found(ack: &Ack, session: SessionId) {
+        assert_error(ack, 500, 0x8020_001F, Some(session));
+    }
+
+    /// A table, its vdir and a clock the test moves by hand.
+    struct Fixture {
+        table: Table,
+        vdir: Vdir,
+        now: Instant,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture::with(Vdir::default())
+        }
+
+        fn with(vdir: Vdir) -> Self {
+            Fixture {
+                table: Table::new(),
+                vdir,
+                now: Instant::now(),
+            }
+        }
+
+        fn env(&self, fresh_id: SessionId, existing: Existing) -> Env<'static> {
+            Env {
+                now: self.now,
+                fresh_id,
+                existing,
+                origin: ORIGIN,
+            }
+        }
+
+        fn later(&mut self, by: Duration) {
+            self.now += by;
+        }
+
+        fn step(&mut self, packet: &Packet) -> Step {
+            let env = self.env(sid(0xEE), Existing::Nothing);
+            self.table.step(&self.vdir, packet, &env)
+        }
+
+        fn create_over(&mut self, path: &str, id: SessionId, existing: Existing) -> Ack {
+            let packet = Packet::CreateSession {
+                destination: dest(path),
+                protocol: PROTOCOL_GUID.to_owned(),
+            };
+            let env = self.env(id, existing);
+            answer(self.table.step(&self.vdir, &packet, &env))
+        }
+
+        fn create(&mut self, path: &str, id: SessionId) -> Ack {
+            self.create_over(path, id, Existing::Nothing)
+        }
+
+        fn record(&mut self, write: &Write, stored: u64) -> Ack {
+            let env = self.env(write.session, Existing::Nothing);
+            self.table.record_fragment(write, stored, &env)
+        }
+
+        /// Sends a fragment and, when the core asks for a write, stores all of it.
+        fn send(&mut self, id: SessionId, first: u64, last: u64, total: u64) -> Ack {
+            match self.step(&fragment(id, first, last, total)) {
+                Step::Answer(ack) => ack,
+                Step::Write(write) => self.record(&write, write.len),
+                other => panic!("unexpected step for a fragment: {other:?}"),
+            }
+        }
+
+        fn session(&self, id: SessionId) -> &Session {
+            self.table.get(&id).expect("session is live")
+        }
+    }
+
+    // ---- Ping ----
+
+    #[test]
+    fn a_ping_is_answered_200_in_every_state_and_changes_nothing() {
+        let mut f = Fixture::new();
+        assert_eq!(answer(f.step(&Packet::Ping)), Ack::ok());
+        f.create(PLAIN, sid(1));
+        f.create("/drop/done.bin", sid(2));
+        f.send(sid(2), 0, 9, 10);
+        f.create("/drop/stale.bin", sid(3));
+        f.later(f.vdir.session_timeout);
+        let before = f.table.clone();
+        assert_eq!(answer(f.step(&Packet::Ping)), Ack::ok());
+        assert_eq!(f.table.sessions, before.sessions);
+        assert_eq!(f.table.created(), 3);
+    }
+
+    // ---- Create-Session ----
+
+    #[test]
+    fn creating_a_session_answers_200_with_protocol_session_id_and_accept_encoding() {
+        let mut f = Fixture::new();
+        let ack = f.create(PLAIN, sid(1));
+        assert_eq!(ack.status, 200);
+        assert_eq!(ack.protocol.as_deref(), Some(PROTOCOL_GUID));
+        assert_eq!(ack.session_id, Some(sid(1).to_string()));
+        assert!(ack.accept_encoding);
+        assert_eq!(ack.host_id, None);
+        assert_eq!(ack.host_id_fallback_timeout, None);
+        assert_eq!(ack.received, None);
+        assert_eq!(ack.error, None);
+        let s = f.session(sid(1));
+        assert_eq!(s.destination, dest(PLAIN));
+        assert_eq!((s.total, s.received, s.ordinal), (None, 0, 1));
+        assert!(!s.reply);
+        assert_eq!(s.reply_url, None);
+        assert_eq!(s.last_activity, f.now);
+    }
+
+    #[test]
+    fn a_configured_host_id_is_sent_with_its_fallback_timeout() {
+        let mut f = Fixture::with(Vdir {
+            host_id: Some("node2.farm.test".into()),
+            host_id_fallback_timeout: Some(86_400),
+            ..Vdir::default()
+        });
+        let ack = f.create(PLAIN, sid(1));
+        assert_eq!(ack.host_id.as_deref(), Some("node2.farm.test"));
+        assert_eq!(ack.host_id_fallback_timeout, Some(86_400));
+        let rendered = ack.render(ErrorHeader::Code);
+        assert_eq!(rendered.header("BITS-Host-Id"), Some("node2.farm.test"));
+        assert_eq!(
+            rendered.header("BITS-Host-Id-Fallback-Timeout"),
+            Some("86400")
+        );
+    }
+
+    #[test]
+    fn a_fallback_timeout_without_a_host_id_is_not_sent() {
+        let mut f = Fixture::with(Vdir {
+            host_id_fallback_timeout: Some(60),
+            ..Vdir::default()
+        });
+        let ack = f.create(PLAIN, sid(1));
+        assert_eq!(ack.host_id, None);
+        assert_eq!(ack.host_id_fallback_timeout, None);
+    }
+
+    #[test]
+    fn creating_over_an_existing_file_is_a_conflict_unless_overwrites_are_allowed() {
+        let mut f = Fixture::new();
+        let ack = f.create_over(PLAIN, sid(1), Existing::File);
+        assert_eq!(ack.status, 409);
+        assert_eq!(ack.session_id, None);
+        assert!(f.table.is_empty());
+        assert_eq!(f.table.created(), 0);
+
+        f.vdir.allow_overwrites = true;
+        assert_eq!(f.create_over(PLAIN, sid(1), Existing::File).status, 200);
+        assert_eq!(f.session(sid(1)).ordinal, 1);
+    }
+
+    #[test]
+    fn creating_over_a_directory_is_invalid_even_with_overwrites_allowed() {
+        for allow_overwrites in [false, true] {
+            let mut f = Fixture::with(Vdir {
+                allow_overwrites,
+                ..Vdir::default()
+            });
+            let ack = f.create_over(PLAIN, sid(1), Existing::Directory);
+            assert_error(&ack, 400, 0x8007_0057, None);
+            assert!(f.table.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_second_live_session_for_the_same_destination_is_a_conflict_unless_overwrites_are_allowed()
+    {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        assert_eq!(f.create(PLAIN, sid(2)).status, 409);
+        assert!(f.table.get(&sid(2)).is_none());
+        assert_eq!(f.create("/drop/other.bin", sid(3)).status, 200);
+
+        f.vdir.allow_overwrites = true;
+        assert_eq!(f.create(PLAIN, sid(2)).status, 200);
+        assert_eq!(f.table.len(), 3);
+    }
+
+    #[test]
+    fn a_destination_is_free_again_once_its_session_is_gone() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.step(&cancel(sid(1)));
+        assert_eq!(f.create(PLAIN, sid(2)).status, 200);
+    }
+
+    #[test]
+    fn an_expired_session_does_not_block_a_new_one_for_its_destination() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.later(f.vdir.session_timeout);
+        // No sweep has run yet: expiry must not depend on one.
+        assert_eq!(f.create(PLAIN, sid(2)).status, 200);
+        assert_eq!(f.session(sid(2)).destination, dest(PLAIN));
+    }
+
+    #[test]
+    fn a_repeated_fresh_id_never_replaces_a_live_session() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 4, 10);
+        let ack = f.create("/drop/other.bin", sid(1));
+        assert_error(&ack, 500, 0x8007_0112, None);
+        assert_eq!(f.session(sid(1)).destination, dest(PLAIN));
+        assert_eq!(f.session(sid(1)).received, 5);
+        assert_eq!(f.table.created(), 1);
+    }
+
+    #[test]
+    fn ordinals_count_every_created_session_and_are_never_reused() {
+        let mut f = Fixture::new();
+        f.create("/drop/a", sid(1));
+        f.create("/drop/b", sid(2));
+        f.step(&cancel(sid(1)));
+        assert_eq!(f.create("/drop/b", sid(3)).status, 409);
+        f.create("/drop/c", sid(4));
+        assert_eq!(f.session(sid(2)).ordinal, 2);
+        assert_eq!(f.session(sid(4)).ordinal, 3);
+        assert_eq!(f.table.created(), 3);
+        f.table.clear();
+        f.create("/drop/d", sid(5));
+        assert_eq!(f.session(sid(5)).ordinal, 4);
+    }
+
+    #[test]
+    fn a_destination_under_the_reply_prefix_makes_a_reply_session() {
+        let mut f = Fixture::new();
+        f.create(REPLY, sid(1));
+        f.create("/reply/deeper/file.bin", sid(2));
+        f.create(PLAIN, sid(3));
+        f.create("/replyx/file.bin", sid(4));
+        assert!(f.session(sid(1)).reply);
+        assert!(f.session(sid(2)).reply);
+        assert!(!f.session(sid(3)).reply);
+        assert!(!f.session(sid(4)).reply);
+    }
+
+    #[test]
+    fn an_empty_reply_prefix_makes_no_session_a_reply_session() {
+        let mut f = Fixture::with(Vdir {
+            reply_prefix: Vec::new(),
+            ..Vdir::default()
+        });
+        f.create(REPLY, sid(1));
+        assert!(!f.session(sid(1)).reply);
+        let ack = f.send(sid(1), 0, 9, 10);
+        assert_eq!(ack.reply_url, None);
+    }
+
+    // ---- Unknown sessions ----
+
+    #[test]
+    fn fragment_close_and_cancel_for_an_unknown_session_answer_session_not_found() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let unknown = sid(9);
+        for packet in [fragment(unknown, 0, 9, 10), close(unknown), cancel(unknown)] {
+            let ack = answer(f.step(&packet));
+            assert_session_not_found(&ack, unknown);
+            let rendered = ack.render(ErrorHeader::Code);
+            assert_eq!(rendered.header("BITS-Error-Code"), Some("0x8020001F"));
+            assert_eq!(rendered.header("BITS-Error-Context"), Some("0x5"));
+            assert_eq!(
+                rendered.header("BITS-Session-Id"),
+                Some(unknown.to_string().as_str())
+            );
+        }
+        assert_eq!(f.table.len(), 1);
+        assert_eq!(f.session(sid(1)).received, 0);
+    }
+
+    #[test]
+    fn recording_a_write_for_a_session_that_is_gone_answers_session_not_found() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let write = planned_write(f.step(&fragment(sid(1), 0, 9, 10)));
+        assert!(f.table.forget(&sid(1)));
+        let ack = f.record(&write, write.len);
+        assert_session_not_found(&ack, sid(1));
+        assert!(f.table.is_empty());
+    }
+
+    // ---- Fragments: contiguous appends ----
+
+    #[test]
+    fn a_fragment_at_the_expected_offset_is_written_whole_and_then_acknowledged() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let write = planned_write(f.step(&fragment(sid(1), 0, 9, 100)));
+        assert_eq!(
+            write,
+            Write {
+                session: sid(1),
+                range: range(0, 9, 100),
+                at: 0,
+                skip: 0,
+                len: 10,
+            }
+        );
+        // Nothing is acknowledged before the bytes are stored.
+        assert_eq!(f.session(sid(1)).received, 0);
+        assert_eq!(f.session(sid(1)).total, Some(100));
+        f.later(MINUTE);
+        let ack = f.record(&write, 10);
+        assert_eq!(
+            ack,
+            Ack::ok()
+                .with_session(Some(&sid(1).to_string()))
+                .with_received(10)
+        );
+        assert_eq!(
+            ack.render(ErrorHeader::Code)
+                .header("BITS-Received-Content-Range"),
+            Some("10")
+        );
+        let s = f.session(sid(1));
+        assert_eq!(s.received, 10);
+        assert!(!s.is_complete());
+        assert_eq!(s.last_activity, f.now);
+    }
+
+    #[test]
+    fn contiguous_fragments_advance_the_received_offset() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        assert_eq!(f.send(sid(1), 0, 9, 30).received, Some(10));
+        let write = planned_write(f.step(&fragment(sid(1), 10, 19, 30)));
+        assert_eq!((write.at, write.skip, write.len), (10, 0, 10));
+        assert_eq!(f.record(&write, 10).received, Some(20));
+        assert_eq!(f.send(sid(1), 20, 29, 30).received, Some(30));
+        assert!(f.session(sid(1)).is_complete());
+    }
+
+    #[test]
+    fn a_short_write_acknowledges_only_the_bytes_stored() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let write = planned_write(f.step(&fragment(sid(1), 0, 9, 20)));
+        let ack = f.record(&write, 4);
+        assert_eq!(ack.status, 200);
+        assert_eq!(ack.received, Some(4));
+        assert_eq!(f.session(sid(1)).received, 4);
+        // The client resends from the acknowledged offset; the stored bytes are skipped.
+        let write = planned_write(f.step(&fragment(sid(1), 0, 9, 20)));
+        assert_eq!((write.at, write.skip, write.len), (4, 4, 6));
+        assert_eq!(f.record(&write, 6).received, Some(10));
+    }
+
+    #[test]
+    fn a_write_never_acknowledges_more_than_it_planned() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let write = planned_write(f.step(&fragment(sid(1), 0, 9, 20)));
+        assert_eq!(f.record(&write, 50).received, Some(10));
+        assert_eq!(f.session(sid(1)).received, 10);
+    }
+
+    #[test]
+    fn a_write_recorded_after_the_offset_moved_on_changes_nothing() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let first = planned_write(f.step(&fragment(sid(1), 0, 9, 20)));
+        let duplicate = planned_write(f.step(&fragment(sid(1), 0, 14, 20)));
+        assert_eq!(f.record(&first, 10).received, Some(10));
+        assert_eq!(f.record(&duplicate, 15).received, Some(10));
+        assert_eq!(f.session(sid(1)).received, 10);
+    }
+
+    // ---- Fragments: gaps and overlaps ----
+
+    #[test]
+    fn a_gap_is_refused_with_416_and_the_expected_offset() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 100);
+        let ack = answer(f.step(&fragment(sid(1), 20, 29, 100)));
+        assert_eq!(ack.status, 416);
+        assert_eq!(ack.received, Some(10));
+        assert_eq!(ack.session_id, Some(sid(1).to_string()));
+        assert_eq!(ack.error, None);
+        let rendered = ack.render(ErrorHeader::Both);
+        assert_eq!(rendered.header("BITS-Received-Content-Range"), Some("10"));
+        assert_eq!(rendered.header("BITS-Error-Code"), None);
+        assert_eq!(f.session(sid(1)).received, 10);
+    }
+
+    #[test]
+    fn a_gap_in_the_first_fragment_asks_for_byte_zero() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let ack = answer(f.step(&fragment(sid(1), 5, 9, 10)));
+        assert_eq!((ack.status, ack.received), (416, Some(0)));
+    }
+
+    #[test]
+    fn a_gap_does_not_restart_the_idle_timer() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let created = f.now;
+        f.later(MINUTE);
+        answer(f.step(&fragment(sid(1), 5, 9, 10)));
+        assert_eq!(f.session(sid(1)).last_activity, created);
+    }
+
+    #[test]
+    fn an_overlapping_fragment_writes_only_the_new_tail_by_default() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 100);
+        let write = planned_write(f.step(&fragment(sid(1), 5, 19, 100)));
+        assert_eq!(
+            write,
+            Write {
+                session: sid(1),
+                range: range(5, 19, 100),
+                at: 10,
+                skip: 5,
+                len: 10,
+            }
+        );
+        assert_eq!(f.record(&write, write.len).received, Some(20));
+    }
+
+    #[test]
+    fn an_overlapping_fragment_is_refused_with_416_under_the_strict_policy() {
+        let mut f = Fixture::with(Vdir {
+            overlap: Overlap::Strict,
+            ..Vdir::default()
+        });
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 100);
+        let ack = answer(f.step(&fragment(sid(1), 5, 19, 100)));
+        assert_eq!((ack.status, ack.received, ack.error), (416, Some(10), None));
+        assert_eq!(f.session(sid(1)).received, 10);
+        // The fragment the client sends next, from the offset it was given, is accepted.
+        assert_eq!(f.send(sid(1), 10, 19, 100).received, Some(20));
+    }
+
+    #[test]
+    fn a_fragment_of_only_old_bytes_is_acknowledged_without_a_write_by_default() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 19, 100);
+        f.later(MINUTE);
+        for (first, last) in [(0, 9), (10, 19), (0, 19)] {
+            let ack = answer(f.step(&fragment(sid(1), first, last, 100)));
+            assert_eq!(
+                ack,
+                Ack::ok()
+                    .with_session(Some(&sid(1).to_string()))
+                    .with_received(20)
+            );
+        }
+        assert_eq!(f.session(sid(1)).received, 20);
+        assert_eq!(f.session(sid(1)).last_activity, f.now);
+    }
+
+    #[test]
+    fn a_fragment_of_only_old_bytes_is_refused_with_416_under_the_strict_policy() {
+        let mut f = Fixture::with(Vdir {
+            overlap: Overlap::Strict,
+            ..Vdir::default()
+        });
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 19, 100);
+        let ack = answer(f.step(&fragment(sid(1), 0, 9, 100)));
+        assert_eq!((ack.status, ack.received, ack.error), (416, Some(20), None));
+    }
+
+    // ---- Fragments: totals and sizes ----
+
+    #[test]
+    fn a_changed_total_is_invalid_and_leaves_the_session_alone() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 100);
+        let ack = answer(f.step(&fragment(sid(1), 10, 19, 200)));
+        assert_error(&ack, 400, 0x8007_0057, Some(sid(1)));
+        let s = f.session(sid(1));
+        assert_eq!((s.total, s.received), (Some(100), 10));
+        assert_eq!(f.send(sid(1), 10, 19, 100).received, Some(20));
+    }
+
+    #[test]
+    fn a_total_over_the_maximum_upload_size_is_too_large() {
+        let mut f = Fixture::with(Vdir {
+            max_upload_size: Some(100),
+            ..Vdir::default()
+        });
+        f.create(PLAIN, sid(1));
+        let ack = answer(f.step(&fragment(sid(1), 0, 9, 101)));
+        assert_error(&ack, 500, 0x8020_0020, Some(sid(1)));
+        assert_eq!(f.session(sid(1)).total, None);
+        assert_eq!(f.session(sid(1)).received, 0);
+        // Exactly the limit is allowed.
+        assert_eq!(f.send(sid(1), 0, 9, 100).received, Some(10));
+    }
+
+    #[test]
+    fn a_fragment_over_the_fragment_limit_gets_413_and_a_smaller_one_is_accepted() {
+        let mut f = Fixture::with(Vdir {
+            max_fragment_size: 10,
+            ..Vdir::default()
+        });
+        f.create(PLAIN, sid(1));
+        let ack = answer(f.step(&fragment(sid(1), 0, 10, 100)));
+        assert_eq!(ack.status, 413);
+        assert_eq!(ack.error, None);
+        assert_eq!(ack.session_id, Some(sid(1).to_string()));
+        assert_eq!(f.session(sid(1)).received, 0);
+        assert_eq!(f.send(sid(1), 0, 9, 100).received, Some(10));
+    }
+
+    // ---- Completion and WAIT_FOR_CLOSE ----
+
+    #[test]
+    fn the_last_byte_completes_the_session_and_any_retried_fragment_gets_the_total() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 20);
+        let last = f.send(sid(1), 10, 19, 20);
+        assert_eq!((last.status, last.received), (200, Some(20)));
+        assert!(f.session(sid(1)).is_complete());
+        f.later(MINUTE);
+        for (first, end) in [(10, 19), (0, 9), (0, 19), (5, 14)] {
+            let ack = answer(f.step(&fragment(sid(1), first, end, 20)));
+            assert_eq!(ack, last, "retry {first}-{end}");
+        }
+        assert_eq!(f.session(sid(1)).last_activity, f.now);
+    }
+
+    #[test]
+    fn a_complete_session_answers_retries_with_the_total_even_under_the_strict_policy() {
+        let mut f = Fixture::with(Vdir {
+            overlap: Overlap::Strict,
+            ..Vdir::default()
+        });
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 19, 20);
+        let ack = answer(f.step(&fragment(sid(1), 10, 19, 20)));
+        assert_eq!((ack.status, ack.received), (200, Some(20)));
+    }
+
+    #[test]
+    fn a_complete_session_still_refuses_a_changed_total() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 19, 20);
+        let ack = answer(f.step(&fragment(sid(1), 10, 19, 30)));
+        assert_error(&ack, 400, 0x8007_0057, Some(sid(1)));
+        assert!(f.session(sid(1)).is_complete());
+    }
+
+    // ---- Upload-reply ----
+
+    #[test]
+    fn a_reply_session_carries_the_reply_url_on_the_final_ack_only() {
+        let mut f = Fixture::new();
+        f.create(REPLY, sid(1));
+        let first = f.send(sid(1), 0, 9, 20);
+        assert_eq!(first.reply_url, None);
+        assert_eq!(f.session(sid(1)).reply_url, None);
+        // A short final write is not completion either.
+        let write = planned_write(f.step(&fragment(sid(1), 10, 19, 20)));
+        assert_eq!(f.record(&write, 5).reply_url, None);
+        let last = f.send(sid(1), 15, 19, 20);
+        let expected = format!(
+            "{ORIGIN}/BITS-Sessions/Replies/{}/responsefile.bin",
+            sid(1).simple()
+        );
+        assert_eq!(last.received, Some(20));
+        assert_eq!(last.reply_url.as_deref(), Some(expected.as_str()));
+        assert_eq!(reply_url(ORIGIN, &sid(1)), expected);
+        assert_eq!(
+            last.render(ErrorHeader::Code).header("BITS-Reply-URL"),
+            Some(expected.as_str())
+        );
+        assert_eq!(
+            f.session(sid(1)).reply_url.as_deref(),
+            Some(expected.as_str())
+        );
+    }
+
+    #[test]
+    fn a_retried_final_fragment_gets_the_same_reply_url() {
+        let mut f = Fixture::new();
+        f.create(REPLY, sid(1));
+        let last = f.send(sid(1), 0, 19, 20);
+        assert!(last.reply_url.is_some());
+        for (first, end) in [(0, 19), (10, 19)] {
+            let retry = answer(f.step(&fragment(sid(1), first, end, 20)));
+            assert_eq!(retry, last);
+        }
+        // Even a stale write recorded through another origin keeps the first URL.
+        let env = Env {
+            origin: "http://elsewhere.test",
+            ..f.env(sid(1), Existing::Nothing)
+        };
+        let stale = Write {
+            session: sid(1),
+            range: range(0, 19, 20),
+            at: 0,
+            skip: 0,
+            len: 20,
+        };
+        assert_eq!(f.table.record_fragment(&stale, 20, &env), last);
+    }
+
+    #[test]
+    fn a_plain_session_never_carries_a_reply_url() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        assert_eq!(f.send(sid(1), 0, 9, 20).reply_url, None);
+        let last = f.send(sid(1), 10, 19, 20);
+        assert_eq!(last.reply_url, None);
+        assert_eq!(
+            last.render(ErrorHeader::Code).header("BITS-Reply-URL"),
+            None
+        );
+        assert_eq!(
+            answer(f.step(&fragment(sid(1), 10, 19, 20))).reply_url,
+            None
+        );
+        assert_eq!(f.session(sid(1)).reply_url, None);
+    }
+
+    // ---- Close-Session ----
+
+    #[test]
+    fn closing_a_complete_session_commits_it_to_its_destination() {
+        let mut f = Fixture::new();
+        f.create("/drop/report.bin", sid(1));
+        f.send(sid(1), 0, 9, 10);
+        let plan = planned_close(f.step(&close(sid(1))));
+        assert_eq!(
+            plan,
+            Close {
+                session: sid(1),
+                destination: dest("/drop/report.bin"),
+                commit: true,
+            }
+        );
+        // The session lives until the server reports how the commit went.
+        assert!(f.table.get(&sid(1)).is_some());
+    }
+
+    #[test]
+    fn closing_an_incomplete_session_discards_the_partial_file() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 20);
+        assert!(!planned_close(f.step(&close(sid(1)))).commit);
+    }
+
+    #[test]
+    fn closing_a_session_whose_fragments_stored_nothing_discards_it() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let write = planned_write(f.step(&fragment(sid(1), 0, 9, 20)));
+        f.record(&write, 0);
+        assert!(!planned_close(f.step(&close(sid(1)))).commit);
+    }
+
+    #[test]
+    fn closing_a_session_that_never_received_a_fragment_commits_an_empty_file() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let plan = planned_close(f.step(&close(sid(1))));
+        assert!(plan.commit);
+        assert_eq!(plan.destination, dest(PLAIN));
+    }
+
+    #[test]
+    fn a_finished_close_answers_200_and_removes_the_session() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        let plan = planned_close(f.step(&close(sid(1))));
+        let ack = f.table.finish_close(&plan, CloseOutcome::Done);
+        assert_eq!(ack, Ack::ok().with_session(Some(&sid(1).to_string())));
+        assert!(f.table.is_empty());
+        // A repeated Close (lost Ack) finds nothing.
+        assert_session_not_found(&answer(f.step(&close(sid(1)))), sid(1));
+        assert_session_not_found(&f.table.finish_close(&plan, CloseOutcome::Done), sid(1));
+    }
+
+    #[test]
+    fn a_vanished_temp_file_answers_404_and_removes_the_session() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        let plan = planned_close(f.step(&close(sid(1))));
+        let ack = f.table.finish_close(&plan, CloseOutcome::Vanished);
+        assert_eq!(
+            ack,
+            Ack::status(404).with_session(Some(&sid(1).to_string()))
+        );
+        assert!(f.table.is_empty());
+    }
+
+    #[test]
+    fn a_failed_commit_answers_its_error_and_keeps_the_session_for_a_retry() {
+        let cases = [
+            (CloseOutcome::Conflict, 409, None),
+            (CloseOutcome::Directory, 400, Some(0x8007_0057)),
+            (CloseOutcome::Denied, 403, Some(0x8007_0005)),
+            (CloseOutcome::DiskFull, 500, Some(0x8007_0112)),
+        ];
+        for (outcome, status, code) in cases {
+            let mut f = Fixture::new();
+            f.create(PLAIN, sid(1));
+            f.send(sid(1), 0, 9, 10);
+            let plan = planned_close(f.step(&close(sid(1))));
+            let ack = f.table.finish_close(&plan, outcome);
+            match code {
+                Some(code) => assert_error(&ack, status, code, Some(sid(1))),
+                None => {
+                    assert_eq!(
+                        ack,
+                        Ack::status(status).with_session(Some(&sid(1).to_string()))
+                    )
+                }
+            }
+            assert!(f.session(sid(1)).is_complete(), "{outcome:?}");
+            assert_eq!(planned_close(f.step(&close(sid(1)))), plan, "{outcome:?}");
+        }
+    }
+
+    // ---- Cancel-Session ----
+
+    #[test]
+    fn cancelling_discards_the_session_and_forgets_it() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 20);
+        match f.step(&cancel(sid(1))) {
+            Step::Discard(ack, id) => {
+                assert_eq!(ack, Ack::ok().with_session(Some(&sid(1).to_string())));
+                assert_eq!(id, sid(1));
+            }
+            other => panic!("expected a discard, got {other:?}"),
+        }
+        assert!(f.table.is_empty());
+        for packet in [fragment(sid(1), 10, 19, 20), close(sid(1)), cancel(sid(1))] {
+            assert_session_not_found(&answer(f.step(&packet)), sid(1));
+        }
+    }
+
+    #[test]
+    fn cancelling_a_complete_or_untouched_session_discards_it_too() {
+        let mut f = Fixture::new();
+        f.create("/drop/a", sid(1));
+        f.send(sid(1), 0, 9, 10);
+        f.create("/drop/b", sid(2));
+        for id in [sid(1), sid(2)] {
+            assert!(
+                matches!(f.step(&cancel(id)), Step::Discard(ack, gone) if ack.status == 200 && gone == id)
+            );
+        }
+        assert!(f.table.is_empty());
+    }
+
+    // ---- Expiry ----
+
+    #[test]
+    fn expire_removes_only_sessions_idle_for_the_timeout() {
+        let mut f = Fixture::new();
+        let timeout = f.vdir.session_timeout;
+        let start = f.now;
+        f.create("/drop/a", sid(1));
+        f.create("/drop/b", sid(2));
+        f.later(MINUTE);
+        f.send(sid(2), 0, 9, 20);
+        assert_eq!(
+            f.table
+                .expire(start + timeout - Duration::from_nanos(1), timeout),
+            vec![]
+        );
+        assert_eq!(f.table.expire(start + timeout, timeout), vec![sid(1)]);
+        assert_eq!(f.table.len(), 1);
+        assert_eq!(
+            f.table.expire(start + timeout + MINUTE, timeout),
+            vec![sid(2)]
+        );
+        assert!(f.table.is_empty());
+    }
+
+    #[test]
+    fn an_expired_session_is_discarded_lazily_on_lookup() {
+        for packet in [fragment(sid(1), 0, 9, 20), close(sid(1)), cancel(sid(1))] {
+            let mut f = Fixture::new();
+            f.create(PLAIN, sid(1));
+            f.later(f.vdir.session_timeout - Duration::from_nanos(1));
+            assert!(!matches!(f.step(&Packet::Ping), Step::Discard(..)));
+            f.later(Duration::from_nanos(1));
+            match f.step(&packet) {
+                Step::Discard(ack, id) => {
+                    assert_session_not_found(&ack, sid(1));
+                    assert_eq!(id, sid(1));
+                }
+                other => panic!("expected a discard for {packet:?}, got {other:?}"),
+            }
+            assert!(f.table.is_empty());
+            // Once discarded the id is simply unknown: no second discard.
+            assert_session_not_found(&answer(f.step(&packet)), sid(1));
+        }
+    }
+
+    #[test]
+    fn progress_restarts_the_idle_timer() {
+        let mut f = Fixture::new();
+        let timeout = f.vdir.session_timeout;
+        f.create(PLAIN, sid(1));
+        f.later(timeout / 2);
+        f.send(sid(1), 0, 9, 20);
+        f.later(timeout / 2);
+        assert!(f.table.expire(f.now, timeout).is_empty());
+        assert!(matches!(
+            f.step(&fragment(sid(1), 10, 19, 20)),
+            Step::Write(_)
+        ));
+    }
+
+    #[test]
+    fn forget_removes_one_session_and_clear_removes_all() {
+        let mut f = Fixture::new();
+        f.create("/drop/a", sid(1));
+        f.create("/drop/b", sid(2));
+        f.create("/drop/c", sid(3));
+        assert!(f.table.forget(&sid(2)));
+        assert!(!f.table.forget(&sid(2)));
+        assert_session_not_found(&answer(f.step(&fragment(sid(2), 0, 9, 20))), sid(2));
+        let mut gone = f.table.clear();
+        gone.sort();
+        assert_eq!(gone, vec![sid(1), sid(3)]);
+        assert!(f.table.is_empty());
+        assert_eq!(f.table.ids().count(), 0);
+        assert!(f.table.clear().is_empty());
+        // A restart forgets sessions, not the ordinal counter.
+        assert_eq!(f.table.created(), 3);
+    }
 }
