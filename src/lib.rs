@@ -16,6 +16,7 @@
 //! stop it with [`Running::stop`].
 
 pub mod config;
+pub mod fault;
 pub mod proto;
 pub mod reply;
 pub mod server;

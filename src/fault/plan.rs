@@ -1,0 +1,1003 @@
+//! The decision function: request facts + rules + seed → a [`Plan`].
+//!
+//! A decision depends only on (seed, rule, session ordinal, packet index within the session,
+//! number of matches of the rule so far) — never on thread scheduling or wall time. The one
+//! exception is the explicit time window (`from`/`until`), which compares against the time
+//! since start that the caller passes in. Each decision draws from its own RNG seeded from
+//! that tuple, so adding a rule or a session elsewhere does not shift other decisions.
+//!
+//! Faults are of two sorts. Modifiers (delay, stall, throttle) combine; every other fault
+//! decides the request's fate, and the first such rule to fire wins for that request.
+
+use super::profile::Profile;
+use super::rule::{Auth, Broken, Dist, Fault, Lie, Loss, Rule, Scheme, SessionLoss};
+use crate::proto::range::ContentRange;
+use crate::proto::{Ack, AckError, ErrorHeader, PacketType, Rendered, SessionId};
+use base64::Engine;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Longest single delay a distribution may produce, whatever its tail.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
+/// Sessions whose packet counters are kept; older ones are dropped to bound memory.
+const TRACKED_SESSIONS: usize = 65_536;
+
+/// What the server knows about a request when it asks for a plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub packet: PacketType,
+    /// Ordinal of the request's session (for Create-Session: the one it would create);
+    /// 0 when there is none or it is unknown.
+    pub session: u64,
+    pub range: Option<ContentRange>,
+    pub path: &'a str,
+    pub since_start: Duration,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+}
+
+/// A fault that fired, for the log and the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Firing {
+    pub rule: usize,
+    pub name: String,
+    pub packet: Option<PacketType>,
+    pub session: u64,
+    pub index: u64,
+    pub range: Option<ContentRange>,
+    pub effect: String,
+}
+
+/// How a connection ends or what replaces the real answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Close the connection without an answer.
+    Close,
+    /// Reset the connection (RST).
+    Reset,
+    /// Say nothing for this long, then close.
+    Hang(Duration),
+    /// Send this instead of the real Ack.
+    Respond(Rendered),
+    /// Send a malformed response built from the real Ack, then close.
+    Broken(Broken, u64),
+}
+
+/// What happens to the request itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Action {
+    /// Handle it normally.
+    #[default]
+    Apply,
+    /// Do not apply the packet; do this instead.
+    Instead(Outcome),
+    /// Apply the packet, then do this instead of sending its Ack.
+    After(Outcome),
+    /// Read this many body bytes, keep (or drop) what was stored, then reset.
+    ResetMidBody { after: u64, keep: bool },
+    /// Apply the packet, then rewrite its Ack.
+    Lie { lie: Lie, other: SessionId },
+    /// Apply the packet, answer it, then forget sessions.
+    LoseSession(SessionLoss),
+}
+
+/// Everything the server must do differently for one request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub firings: Vec<Firing>,
+    /// Wait before reading the request body.
+    pub stall: Duration,
+    /// Wait before answering.
+    pub delay: Duration,
+    pub read_rate: Option<u64>,
+    pub write_rate: Option<u64>,
+    pub action: Action,
+}
+
+/// Authentication progress of one connection, per auth rule.
+#[derive(Debug, Clone, Default)]
+pub struct ConnAuth {
+    rules: HashMap<usize, AuthProgress>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AuthProgress {
+    legs_done: u32,
+    fragments: u64,
+    demand_again: bool,
+}
+
+/// A profile's rules with their counters: the fault layer's whole state.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    rules: Vec<Rule>,
+    seed: u64,
+    time_scale: f64,
+    error_header: ErrorHeader,
+    matches: Vec<u64>,
+    fires: Vec<u64>,
+    packets: HashMap<u64, [u64; 5]>,
+}
+
+impl Faults {
+    /// `time_scale` multiplies every duration in the rules (delays, hangs, windows, idle
+    /// timeouts); test suites use it to run delay-heavy profiles quickly.
+    pub fn new(rules: Vec<Rule>, seed: u64, time_scale: f64, error_header: ErrorHeader) -> Self {
+        let n = rules.len();
+        Faults {
+            rules,
+            seed,
+            time_scale: if time_scale.is_finite() && time_scale >= 0.0 {
+                time_scale
+            } else {
+                1.0
+            },
+            error_header,
+            matches: vec![0; n],
+            fires: vec![0; n],
+            packets: HashMap::new(),
+        }
+    }
+
+    pub fn from_profile(profile: &Profile, seed: u64, time_scale: f64, style: ErrorHeader) -> Self {
+        Faults::new(profile.rules.clone(), seed, time_scale, style)
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// How often each rule fired so far, in rule order.
+    pub fn fire_counts(&self) -> &[u64] {
+        &self.fires
+    }
+
+    /// Decides whether a new connection is refused (fault `refuse`).
+    pub fn refuse(&mut self, since_start: Duration) -> Option<Firing> {
+        for i in 0..self.rules.len() {
+            if !matches!(self.rules[i].fault, Fault::Refuse)
+                || !self.in_window(&self.rules[i], since_start)
+            {
+                continue;
+            }
+            if let Some(mut rng) = self.gate(i, 0, 0) {
+                let _ = rng.random::<u64>();
+                self.fires[i] += 1;
+                return Some(Firing {
+                    rule: i,
+                    name: self.rules[i].name.clone(),
+                    packet: None,
+                    session: 0,
+                    index: 0,
+                    range: None,
+                    effect: "refused the connection".into(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Decides what happens to one request.
+    pub fn plan(&mut self, facts: &Facts<'_>, conn: &mut ConnAuth) -> Plan {
+        let index = self.count(facts);
+        let mut plan = Plan::default();
+        for i in 0..self.rules.len() {
+            if matches!(self.rules[i].fault, Fault::Refuse) || !self.matches(i, facts, index) {
+                continue;
+            }
+            let Some(mut rng) = self.gate(i, facts.session, index) else {
+                continue;
+            };
+            let fault = self.rules[i].fault.clone();
+            if !fault.is_modifier() && plan.action != Action::Apply {
+                continue;
+            }
+            let effect = match &fault {
+                Fault::Delay(d) => {
+                    let d = self.sample(d, &mut rng);
+                    plan.delay += d;
+                    Some(format!("delayed the answer by {d:?}"))
+                }
+                Fault::Stall(d) => {
+                    let d = self.sample(d, &mut rng);
+                    plan.stall += d;
+                    Some(format!("stalled before reading the body for {d:?}"))
+                }
+                Fault::Throttle { read, write } => {
+                    plan.read_rate = min_rate(plan.read_rate, *read);
+                    plan.write_rate = min_rate(plan.write_rate, *write);
+                    Some(format!(
+                        "throttled to read {read:?} / write {write:?} bytes/s"
+                    ))
+                }
+                Fault::LoseAck(loss) => {
+                    let outcome = self.loss(loss);
+                    let effect = format!(
+                        "applied the packet, then lost its Ack ({})",
+                        describe(&outcome)
+                    );
+                    plan.action = Action::After(outcome);
+                    Some(effect)
+                }
+                Fault::LoseRequest(loss) => {
+                    let outcome = self.loss(loss);
+                    let effect = format!("lost the request unapplied ({})", describe(&outcome));
+                    plan.action = Action::Instead(outcome);
+                    Some(effect)
+                }
+                Fault::ResetMidBody { after, keep } => {
+                    let len = facts.range.map_or(0, |r| r.len());
+                    let after = after.of(len);
+                    plan.action = Action::ResetMidBody { after, keep: *keep };
+                    Some(format!(
+                        "reset after {after} of {len} body bytes, {} them",
+                        if *keep { "keeping" } else { "discarding" }
+                    ))
+                }
+                Fault::LoseSession(loss) => {
+                    let loss = match loss {
+                        SessionLoss::Expire(idle) => SessionLoss::Expire(self.scale(*idle)),
+                        other => *other,
+                    };
+                    plan.action = Action::LoseSession(loss);
+                    Some(match loss {
+                        SessionLoss::This { .. } => "forgot the session after answering".into(),
+                        SessionLoss::All { .. } => {
+                            "forgot every session (restart) after answering".into()
+                        }
+                        SessionLoss::Expire(idle) => {
+                            format!("gave the session an idle timeout of {idle:?}")
+                        }
+                    })
+                }
+                Fault::Status {
+                    status,
+                    code,
+                    context,
+                    retry_after,
+                } => {
+                    let mut ack = Ack::status(*status);
+                    ack.error = code.map(|code| AckError {
+                        code,
+                        context: context.unwrap_or(0x5),
+                    });
+                    let mut rendered = ack.render(self.error_header);
+                    if let Some(seconds) = retry_after {
+                        rendered.set("Retry-After", seconds.to_string());
+                    }
+                    plan.action = Action::Instead(Outcome::Respond(rendered));
+                    Some(format!("answered {status} without applying the packet"))
+                }
+                Fault::Lie(lie) => {
+                    plan.action = Action::Lie {
+                        lie: *lie,
+                        other: SessionId::from_bytes(rng.random()),
+                    };
+                    Some(format!("applied the packet, then lied: {lie:?}"))
+                }
+                Fault::Broken(broken) => {
+                    plan.action = Action::After(Outcome::Broken(*broken, rng.random()));
+                    Some(format!(
+                        "applied the packet, then sent a broken response: {broken:?}"
+                    ))
+                }
+                Fault::Auth(auth) => match challenge(auth, i, facts, conn) {
+                    Some(rendered) => {
+                        plan.action = Action::Instead(Outcome::Respond(rendered));
+                        Some(format!("demanded {} authentication", auth.scheme.token()))
+                    }
+                    None => None,
+                },
+                Fault::Refuse => None,
+            };
+            if let Some(effect) = effect {
+                self.fires[i] += 1;
+                plan.firings.push(Firing {
+                    rule: i,
+                    name: self.rules[i].name.clone(),
+                    packet: Some(facts.packet),
+                    session: facts.session,
+                    index,
+                    range: facts.range,
+                    effect,
+                });
+            }
+        }
+        plan.stall = plan.stall.min(MAX_DELAY);
+        plan.delay = plan.delay.min(MAX_DELAY);
+        plan
+    }
+
+    /// Counts the packet within its session and returns its index (1-based, per type).
+    fn count(&mut self, facts: &Facts<'_>) -> u64 {
+        if facts.session == 0 {
+            return 0;
+        }
+        if self.packets.len() >= TRACKED_SESSIONS && !self.packets.contains_key(&facts.session) {
+            let newest = self.packets.keys().copied().max().unwrap_or(0);
+            let keep_from = newest.saturating_sub(TRACKED_SESSIONS as u64 / 2);
+            self.packets.retain(|&ordinal, _| ordinal >= keep_from);
+        }
+        let counts = self.packets.entry(facts.session).or_default();
+        let slot = &mut counts[type_index(facts.packet)];
+        *slot += 1;
+        *slot
+    }
+
+    fn matches(&self, i: usize, facts: &Facts<'_>, index: u64) -> bool {
+        let rule = &self.rules[i];
+        let t = &rule.trigger;
+        if let Some(only) = rule.fault.only_packets()
+            && !only.contains(&facts.packet)
+        {
+            return false;
+        }
+        t.packets.as_ref().is_none_or(|p| p.contains(&facts.packet))
+            && t.session.is_none_or(|s| s == facts.session)
+            && t.nth.is_none_or(|n| n == index)
+            && t.position
+                .is_none_or(|p| facts.range.is_some_and(|r| p.covers(&r)))
+            && t.path
+                .as_deref()
+                .is_none_or(|g| super::rule::glob_matches(g, facts.path))
+            && self.in_window(rule, facts.since_start)
+    }
+
+    fn in_window(&self, rule: &Rule, since_start: Duration) -> bool {
+        rule.trigger
+            .from
+            .is_none_or(|f| since_start >= self.scale(f))
+            && rule
+                .trigger
+                .until
+                .is_none_or(|u| since_start < self.scale(u))
+    }
+
+    /// Counts a match and applies skip, every, times and probability. Returns the decision's
+    /// RNG when the rule may fire.
+    fn gate(&mut self, i: usize, session: u64, index: u64) -> Option<StdRng> {
+        let rule = &self.rules[i];
+        self.matches[i] += 1;
+        let m = self.matches[i];
+        if m <= rule.skip {
+            return None;
+        }
+        if rule.trigger.every.is_some_and(|e| (m - rule.skip) % e != 0) {
+            return None;
+        }
+        if rule.times.is_some_and(|t| self.fires[i] >= t) {
+            return None;
+        }
+        let mut rng = decision_rng(self.seed, i as u64, session, index, m);
+        if let Some(p) = rule.trigger.probability
+            && rng.random::<f64>() >= p
+        {
+            return None;
+        }
+        Some(rng)
+    }
+
+    fn scale(&self, d: Duration) -> Duration {
+        d.mul_f64(self.time_scale).min(MAX_DELAY)
+    }
+
+    fn sample(&self, dist: &Dist, rng: &mut StdRng) -> Duration {
+        let secs = match *dist {
+            Dist::Fixed(d) => d.as_secs_f64(),
+            Dist::Uniform { min, max } => {
+                min.as_secs_f64() + (max.as_secs_f64() - min.as_secs_f64()) * rng.random::<f64>()
+            }
+            Dist::Normal { mean, stddev } => {
+                mean.as_secs_f64() + stddev.as_secs_f64() * standard_normal(rng)
+            }
+            Dist::LogNormal { median, p99 } => {
+                // p99 = median · e^(2.326·σ), the 99th percentile of a log-normal.
+                let sigma = (p99.as_secs_f64() / median.as_secs_f64()).ln() / 2.326_347_874;
+                (median.as_secs_f64().ln() + sigma * standard_normal(rng)).exp()
+            }
+            Dist::Exponential { mean } => -mean.as_secs_f64() * (1.0 - rng.random::<f64>()).ln(),
+        };
+        let secs = if secs.is_finite() { secs.max(0.0) } else { 0.0 };
+        self.scale(Duration::from_secs_f64(secs.min(MAX_DELAY.as_secs_f64())))
+    }
+
+    fn loss(&self, loss: &Loss) -> Outcome {
+        match *loss {
+            Loss::Close => Outcome::Close,
+            Loss::Reset => Outcome::Reset,
+            Loss::Hang(d) => Outcome::Hang(self.scale(d)),
+            Loss::Status(status) => Outcome::Respond(Ack::status(status).render(self.error_header)),
+        }
+    }
+}
+
+/// Decides whether an auth rule challenges this request; `None` lets it through.
+fn challenge(auth: &Auth, rule: usize, facts: &Facts<'_>, conn: &mut ConnAuth) -> Option<Rendered> {
+    let progress = conn.rules.entry(rule).or_default();
+    let offered = facts.authorization.and_then(|a| {
+        let (scheme, token) = a.trim().split_once(' ').unwrap_or((a.trim(), ""));
+        scheme
+            .eq_ignore_ascii_case(auth.scheme.token())
+            .then(|| token.trim())
+    });
+    let mut header = auth.scheme.token().to_owned();
+    let passed = match auth.scheme {
+        Scheme::Basic => {
+            header.push_str(" realm=\"bitsmock\"");
+            let valid = offered.is_some_and(|token| basic_ok(token, auth.credentials.as_ref()));
+            valid && !std::mem::take(&mut progress.demand_again)
+        }
+        Scheme::Negotiate | Scheme::Ntlm => {
+            if progress.legs_done >= auth.legs {
+                true
+            } else {
+                match offered {
+                    Some(token) if !token.is_empty() => {
+                        progress.legs_done += 1;
+                        if progress.legs_done < auth.legs {
+                            // A server token for the next leg, as a multi-leg exchange sends.
+                            let challenge = format!("bitsmock-leg-{}", progress.legs_done);
+                            header.push(' ');
+                            header.push_str(
+                                &base64::engine::general_purpose::STANDARD.encode(challenge),
+                            );
+                        }
+                        progress.legs_done >= auth.legs
+                    }
+                    _ => {
+                        progress.legs_done = 0;
+                        false
+                    }
+                }
+            }
+        }
+    };
+    if passed {
+        if facts.packet == PacketType::Fragment {
+            progress.fragments += 1;
+            if auth.again_after.is_some_and(|n| progress.fragments >= n) {
+                progress.fragments = 0;
+                progress.legs_done = 0;
+                progress.demand_again = true;
+            }
+        }
+        return None;
+    }
+    let mut rendered = Ack::status(401).render(ErrorHeader::Code);
+    rendered.set("WWW-Authenticate", header);
+    Some(rendered)
+}
+
+fn basic_ok(token: &str, expected: Option<&(String, String)>) -> bool {
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(token) else {
+        return false;
+    };
+    let Ok(text) = String::from_utf8(decoded) else {
+        return false;
+    };
+    let Some((user, password)) = text.split_once(':') else {
+        return false;
+    };
+    expected.is_none_or(|(u, p)| u == user && p == password)
+}
+
+/// Rewrites a real Ack into a lying one (pure; the server sends the result).
+pub fn lie(rendered: &mut Rendered, lie: Lie, total: Option<u64>, other: SessionId) {
+    const RECEIVED: &str = "BITS-Received-Content-Range";
+    let received = rendered
+        .header(RECEIVED)
+        .and_then(|v| v.parse::<u64>().ok());
+    match lie {
+        Lie::Behind(n) => {
+            if let Some(r) = received {
+                rendered.set(RECEIVED, r.saturating_sub(n).to_string());
+            }
+        }
+        Lie::Ahead(n) => {
+            if let Some(r) = received {
+                let ahead = r.saturating_add(n);
+                rendered.set(RECEIVED, total.map_or(ahead, |t| ahead.min(t)).to_string());
+            }
+        }
+        Lie::BeyondTotal => {
+            let beyond = total.or(received).unwrap_or(0).saturating_add(1);
+            rendered.set(RECEIVED, beyond.to_string());
+        }
+        Lie::Malformed => rendered.set(RECEIVED, "bytes=oops".into()),
+        Lie::Missing => rendered.remove(RECEIVED),
+        Lie::OtherSession => rendered.set("BITS-Session-Id", other.to_string()),
+        Lie::RangeNotSatisfiable(at) => {
+            rendered.status = 416;
+            rendered.remove("BITS-Error-Code");
+            rendered.remove("BITS-Error");
+            rendered.remove("BITS-Error-Context");
+            rendered.remove("BITS-Reply-URL");
+            rendered.set(RECEIVED, at.to_string());
+        }
+        Lie::NoReplyUrl => rendered.remove("BITS-Reply-URL"),
+    }
+}
+
+/// The bytes of a broken response built from the real Ack (pure).
+pub fn broken_bytes(broken: Broken, rendered: &Rendered, noise: u64) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        rendered.status,
+        reason(rendered.status)
+    );
+    for (name, value) in &rendered.headers {
+        let value = if name.eq_ignore_ascii_case("Content-Length") && broken == Broken::WrongLength
+        {
+            "64"
+        } else {
+            value.as_str()
+        };
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    match broken {
+        Broken::TruncatedHeaders => {
+            let cut = (head.len() / 2).max(1);
+            head.as_bytes()[..cut].to_vec()
+        }
+        Broken::WrongLength => head.into_bytes(),
+        Broken::Garbage => {
+            let mut rng = StdRng::seed_from_u64(noise);
+            (0..64).map(|_| rng.random::<u8>()).collect()
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Unknown")
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Close => "connection closed".into(),
+        Outcome::Reset => "connection reset".into(),
+        Outcome::Hang(d) => format!("hung for {d:?}"),
+        Outcome::Respond(r) => format!("answered {}", r.status),
+        Outcome::Broken(b, _) => format!("broken response {b:?}"),
+    }
+}
+
+fn min_rate(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn type_index(t: PacketType) -> usize {
+    match t {
+        PacketType::Ping => 0,
+        PacketType::CreateSession => 1,
+        PacketType::Fragment => 2,
+        PacketType::CloseSession => 3,
+        PacketType::CancelSession => 4,
+    }
+}
+
+/// One RNG per decision, from the tuple that identifies it.
+fn decision_rng(seed: u64, rule: u64, session: u64, index: u64, matches: u64) -> StdRng {
+    let mut h = splitmix(seed);
+    for x in [rule, session, index, matches] {
+        h = splitmix(h ^ x);
+    }
+    StdRng::seed_from_u64(h)
+}
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A standard normal draw (Box–Muller).
+fn standard_normal(rng: &mut StdRng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::profile::parse_rule_line;
+
+    fn faults(rules: &[&str], seed: u64) -> Faults {
+        let rules = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| parse_rule_line(r, "--fault", i + 1).unwrap())
+            .collect();
+        Faults::new(rules, seed, 1.0, ErrorHeader::Code)
+    }
+
+    fn fragment(session: u64, first: u64, last: u64, total: u64) -> Facts<'static> {
+        Facts {
+            packet: PacketType::Fragment,
+            session,
+            range: Some(ContentRange::new(first, last, total).unwrap()),
+            path: "/drop/a.bin",
+            since_start: Duration::ZERO,
+            authorization: None,
+        }
+    }
+
+    fn packet(packet: PacketType, session: u64) -> Facts<'static> {
+        Facts {
+            packet,
+            session,
+            range: None,
+            path: "/drop/a.bin",
+            since_start: Duration::ZERO,
+            authorization: None,
+        }
+    }
+
+    /// Runs 3 sessions × (create, 10 fragments, close) and returns which (session, index)
+    /// pairs fired.
+    fn run(f: &mut Faults) -> Vec<(u64, PacketType, u64, String)> {
+        let mut conn = ConnAuth::default();
+        let mut fired = Vec::new();
+        for s in 1..=3 {
+            let mut all = vec![packet(PacketType::CreateSession, s)];
+            all.extend((0..10).map(|i| fragment(s, i * 10, i * 10 + 9, 100)));
+            all.push(packet(PacketType::CloseSession, s));
+            for facts in all {
+                for firing in f.plan(&facts, &mut conn).firings {
+                    fired.push((
+                        firing.session,
+                        firing.packet.unwrap(),
+                        firing.index,
+                        firing.effect,
+                    ));
+                }
+            }
+        }
+        fired
+    }
+
+    #[test]
+    fn nth_and_session_pick_exactly_one_packet() {
+        let mut f = faults(
+            &["packet=fragment session=2 nth=3 fault=lose-ack how=reset"],
+            0,
+        );
+        let fired = run(&mut f);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(
+            (fired[0].0, fired[0].1, fired[0].2),
+            (2, PacketType::Fragment, 3)
+        );
+        assert_eq!(f.fire_counts(), &[1]);
+    }
+
+    #[test]
+    fn every_skip_and_times_shape_the_firing_pattern() {
+        let mut f = faults(
+            &["packet=fragment every=4 skip=2 times=3 fault=lose-ack"],
+            0,
+        );
+        let fired = run(&mut f);
+        // Matches 1-2 skipped; then every 4th of the rest: matches 6, 10, 14 → capped at 3.
+        let positions: Vec<_> = fired.iter().map(|f| (f.0, f.2)).collect();
+        assert_eq!(positions, vec![(1, 6), (1, 10), (2, 4)]);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_faults_and_another_seed_others() {
+        let rules = ["packet=fragment probability=0.3 fault=lose-ack how=close"];
+        let a = run(&mut faults(&rules, 42));
+        let b = run(&mut faults(&rules, 42));
+        let c = run(&mut faults(&rules, 43));
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn a_decision_does_not_depend_on_other_rules() {
+        let alone = run(&mut faults(
+            &["packet=fragment probability=0.3 fault=delay delay=1ms"],
+            9,
+        ));
+        let mut f = faults(
+            &[
+                "packet=fragment probability=0.3 fault=delay delay=1ms",
+                "packet=close-session probability=0.5 fault=lose-ack",
+            ],
+            9,
+        );
+        let with_other: Vec<_> = run(&mut f)
+            .into_iter()
+            .filter(|x| x.1 == PacketType::Fragment)
+            .collect();
+        assert_eq!(alone, with_other);
+    }
+
+    #[test]
+    fn modifiers_combine_and_the_first_action_wins() {
+        let mut f = faults(
+            &[
+                "fault=delay delay=10ms",
+                "fault=delay delay=5ms",
+                "packet=fragment fault=lose-ack how=reset",
+                "packet=fragment fault=status status=503",
+                "fault=throttle read-rate=100 write-rate=50",
+            ],
+            0,
+        );
+        let plan = f.plan(&fragment(1, 0, 9, 10), &mut ConnAuth::default());
+        assert_eq!(plan.delay, Duration::from_millis(15));
+        assert_eq!(plan.action, Action::After(Outcome::Reset));
+        assert_eq!((plan.read_rate, plan.write_rate), (Some(100), Some(50)));
+        assert_eq!(f.fire_counts(), &[1, 1, 1, 0, 1]);
+    }
+
+    #[test]
+    fn delay_distributions_stay_in_their_bounds_and_scale() {
+        let mut f = faults(&["fault=delay distribution=uniform min=10ms max=20ms"], 1);
+        for i in 0..200 {
+            let d = f
+                .plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default())
+                .delay;
+            assert!(
+                d >= Duration::from_millis(10) && d <= Duration::from_millis(20),
+                "{i}: {d:?}"
+            );
+        }
+        let rules = vec![parse_rule_line("fault=delay delay=10s", "x", 1).unwrap()];
+        let mut scaled = Faults::new(rules, 0, 0.01, ErrorHeader::Code);
+        let d = scaled
+            .plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default())
+            .delay;
+        assert_eq!(d, Duration::from_millis(100));
+        let mut ln = faults(
+            &["fault=delay distribution=lognormal median=100ms p99=1s"],
+            3,
+        );
+        let mut samples: Vec<_> = (0..2001)
+            .map(|_| {
+                ln.plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default())
+                    .delay
+            })
+            .collect();
+        samples.sort();
+        let median = samples[1000].as_secs_f64();
+        assert!((0.08..0.125).contains(&median), "median {median}");
+    }
+
+    #[test]
+    fn positions_paths_and_windows_restrict_matches() {
+        let mut f = faults(
+            &[
+                "offset=50% fault=lose-ack",
+                "path=/other/* fault=status status=500",
+                "from=10s until=20s fault=status status=503",
+            ],
+            0,
+        );
+        let mut conn = ConnAuth::default();
+        assert_eq!(
+            f.plan(&fragment(1, 0, 9, 100), &mut conn).action,
+            Action::Apply
+        );
+        assert_eq!(
+            f.plan(&fragment(1, 50, 59, 100), &mut conn).action,
+            Action::After(Outcome::Close)
+        );
+        let mut late = packet(PacketType::Ping, 0);
+        late.since_start = Duration::from_secs(15);
+        assert!(
+            matches!(f.plan(&late, &mut conn).action, Action::Instead(Outcome::Respond(ref r)) if r.status == 503)
+        );
+        late.since_start = Duration::from_secs(20);
+        assert_eq!(f.plan(&late, &mut conn).action, Action::Apply);
+    }
+
+    #[test]
+    fn status_injection_carries_code_context_and_retry_after() {
+        let mut f = faults(
+            &["fault=status status=500 code=0x80070112 retry-after=7"],
+            0,
+        );
+        let plan = f.plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default());
+        let Action::Instead(Outcome::Respond(r)) = plan.action else {
+            panic!("{plan:?}");
+        };
+        assert_eq!(r.status, 500);
+        assert_eq!(r.header("BITS-Error-Code"), Some("0x80070112"));
+        assert_eq!(r.header("BITS-Error-Context"), Some("0x5"));
+        assert_eq!(r.header("Retry-After"), Some("7"));
+        assert_eq!(r.header("BITS-Packet-Type"), Some("Ack"));
+    }
+
+    #[test]
+    fn refuse_fires_only_inside_its_window() {
+        let mut f = faults(&["from=1s until=2s fault=refuse"], 0);
+        assert!(f.refuse(Duration::from_millis(500)).is_none());
+        assert!(f.refuse(Duration::from_millis(1500)).is_some());
+        assert!(f.refuse(Duration::from_millis(2500)).is_none());
+        // Refuse rules never act on requests.
+        let mut g = faults(&["fault=refuse"], 0);
+        assert_eq!(
+            g.plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default())
+                .action,
+            Action::Apply
+        );
+    }
+
+    #[test]
+    fn basic_auth_checks_credentials_and_can_demand_them_again() {
+        let mut f = faults(
+            &["fault=auth scheme=basic user=u password=p again-after=2"],
+            0,
+        );
+        let mut conn = ConnAuth::default();
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("u:p")
+        );
+        let bad = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("u:x")
+        );
+        let with = |auth: &'static str| Facts {
+            authorization: Some(auth),
+            ..fragment(1, 0, 0, 10)
+        };
+        let plan = f.plan(&packet(PacketType::Ping, 0), &mut conn);
+        let Action::Instead(Outcome::Respond(r)) = &plan.action else {
+            panic!("{plan:?}");
+        };
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some("Basic realm=\"bitsmock\"")
+        );
+        let good: &'static str = Box::leak(good.into_boxed_str());
+        let bad: &'static str = Box::leak(bad.into_boxed_str());
+        assert_ne!(f.plan(&with(bad), &mut conn).action, Action::Apply);
+        assert_eq!(f.plan(&with(good), &mut conn).action, Action::Apply);
+        assert_eq!(f.plan(&with(good), &mut conn).action, Action::Apply);
+        // After 2 fragments the server demands credentials once more.
+        assert_ne!(f.plan(&with(good), &mut conn).action, Action::Apply);
+        assert_eq!(f.plan(&with(good), &mut conn).action, Action::Apply);
+    }
+
+    #[test]
+    fn negotiate_takes_its_legs_per_connection() {
+        let mut f = faults(&["fault=auth scheme=negotiate legs=2"], 0);
+        let mut conn = ConnAuth::default();
+        let ping = |auth| Facts {
+            authorization: auth,
+            ..packet(PacketType::Ping, 0)
+        };
+        let status = |plan: Plan| match plan.action {
+            Action::Instead(Outcome::Respond(r)) => {
+                (r.status, r.header("WWW-Authenticate").map(str::to_owned))
+            }
+            other => (200, Some(format!("{other:?}"))),
+        };
+        assert_eq!(
+            status(f.plan(&ping(None), &mut conn)),
+            (401, Some("Negotiate".into()))
+        );
+        let (s, challenge) = status(f.plan(&ping(Some("Negotiate dG9rMQ==")), &mut conn));
+        assert_eq!(s, 401);
+        assert!(challenge.unwrap().starts_with("Negotiate "));
+        assert_eq!(
+            status(f.plan(&ping(Some("Negotiate dG9rMg==")), &mut conn)).0,
+            200
+        );
+        assert_eq!(
+            status(f.plan(&ping(None), &mut conn)).0,
+            200,
+            "connection stays authenticated"
+        );
+        let mut other_conn = ConnAuth::default();
+        assert_eq!(status(f.plan(&ping(None), &mut other_conn)).0, 401);
+    }
+
+    #[test]
+    fn lies_rewrite_only_what_they_name() {
+        let other = SessionId::from_bytes([7; 16]);
+        let base = Ack::ok()
+            .with_session(Some("{S}"))
+            .with_received(1000)
+            .render(ErrorHeader::Code);
+        let rewrite = |l: Lie| {
+            let mut r = base.clone();
+            lie(&mut r, l, Some(5000), other);
+            r
+        };
+        assert_eq!(
+            rewrite(Lie::Behind(100)).header("BITS-Received-Content-Range"),
+            Some("900")
+        );
+        assert_eq!(
+            rewrite(Lie::Behind(5000)).header("BITS-Received-Content-Range"),
+            Some("0")
+        );
+        assert_eq!(
+            rewrite(Lie::Ahead(100)).header("BITS-Received-Content-Range"),
+            Some("1100")
+        );
+        assert_eq!(
+            rewrite(Lie::Ahead(9000)).header("BITS-Received-Content-Range"),
+            Some("5000")
+        );
+        assert_eq!(
+            rewrite(Lie::BeyondTotal).header("BITS-Received-Content-Range"),
+            Some("5001")
+        );
+        assert!(
+            rewrite(Lie::Malformed)
+                .header("BITS-Received-Content-Range")
+                .unwrap()
+                .parse::<u64>()
+                .is_err()
+        );
+        assert_eq!(
+            rewrite(Lie::Missing).header("BITS-Received-Content-Range"),
+            None
+        );
+        assert_eq!(
+            rewrite(Lie::OtherSession).header("BITS-Session-Id"),
+            Some(other.to_string().as_str())
+        );
+        let r = rewrite(Lie::RangeNotSatisfiable(0));
+        assert_eq!(
+            (r.status, r.header("BITS-Received-Content-Range")),
+            (416, Some("0"))
+        );
+        let mut with_url = base.clone();
+        with_url.set("BITS-Reply-URL", "http://x/r".into());
+        lie(&mut with_url, Lie::NoReplyUrl, Some(5000), other);
+        assert_eq!(with_url.header("BITS-Reply-URL"), None);
+        assert_eq!(with_url.header("BITS-Received-Content-Range"), Some("1000"));
+    }
+
+    #[test]
+    fn broken_responses_are_not_valid_http() {
+        let ack = Ack::ok().with_received(10).render(ErrorHeader::Code);
+        let truncated = broken_bytes(Broken::TruncatedHeaders, &ack, 0);
+        assert!(truncated.starts_with(b"HTTP/1.1 200"));
+        assert!(!truncated.windows(4).any(|w| w == b"\r\n\r\n"));
+        let wrong = String::from_utf8(broken_bytes(Broken::WrongLength, &ack, 0)).unwrap();
+        assert!(wrong.contains("Content-Length: 64\r\n") && wrong.ends_with("\r\n\r\n"));
+        assert_eq!(
+            broken_bytes(Broken::Garbage, &ack, 5),
+            broken_bytes(Broken::Garbage, &ack, 5)
+        );
+        assert_ne!(
+            broken_bytes(Broken::Garbage, &ack, 5),
+            broken_bytes(Broken::Garbage, &ack, 6)
+        );
+    }
+
+    #[test]
+    fn reset_mid_body_resolves_its_portion_against_the_fragment() {
+        let mut f = faults(&["fault=reset-mid-body after-fraction=0.25 keep=false"], 0);
+        let plan = f.plan(&fragment(1, 0, 99, 100), &mut ConnAuth::default());
+        assert_eq!(
+            plan.action,
+            Action::ResetMidBody {
+                after: 25,
+                keep: false
+            }
+        );
+        // Not a fragment: the rule does not even match.
+        let plan = f.plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default());
+        assert_eq!(plan.action, Action::Apply);
+    }
+}

@@ -1,0 +1,949 @@
+//! Profiles: TOML text (or `--fault` one-liners) → a validated [`Profile`].
+//!
+//! ```toml
+//! name = "lost-acks"
+//! description = "Fragments are written but their Acks never arrive."
+//! seed = 7
+//!
+//! [server]
+//! session-timeout = "10m"
+//!
+//! [[rule]]
+//! name = "ack lost after write"
+//! packet = "fragment"
+//! probability = 0.2
+//! fault = "lose-ack"
+//! how = "reset"
+//! ```
+//!
+//! Every error names where it is: `FILE:LINE: what is wrong`. Unknown keys are errors, and so
+//! are keys that do not apply to the rule's fault.
+
+use super::rule::{
+    Auth, Broken, Dist, Fault, Lie, Loss, Portion, Position, Rule, Scheme, SessionLoss, Trigger,
+};
+use crate::proto::PacketType;
+use crate::units::{parse_duration, parse_size};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A validated profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub seed: Option<u64>,
+    pub server: ServerSettings,
+    pub rules: Vec<Rule>,
+}
+
+/// The `[server]` table: the knobs of `bitsmock serve`, all optional.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServerSettings {
+    pub max_upload_size: Option<u64>,
+    pub max_fragment_size: Option<u64>,
+    pub session_timeout: Option<Duration>,
+    pub allow_overwrites: Option<bool>,
+    pub reply_path: Option<String>,
+    pub host_id: Option<String>,
+    pub host_id_fallback_timeout: Option<u64>,
+    pub overlap: Option<String>,
+    pub error_header: Option<String>,
+}
+
+/// A problem in a profile, with its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileError {
+    pub origin: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.origin, self.line, self.message)
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+type Table = BTreeMap<String, Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: Option<Spanned<String>>,
+    description: Option<Spanned<String>>,
+    seed: Option<Spanned<toml::Value>>,
+    server: Option<Spanned<Table>>,
+    rule: Option<Vec<Spanned<Table>>>,
+}
+
+/// Parses a profile file's text. `origin` names it in errors (usually its path).
+pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+    let lines = LineIndex::new(text);
+    let raw: RawProfile = toml::from_str(text).map_err(|e| ProfileError {
+        origin: origin.to_owned(),
+        line: e.span().map_or(1, |s| lines.line(s.start)),
+        message: e.message().trim().to_owned(),
+    })?;
+    let err = |line: usize, message: String| ProfileError {
+        origin: origin.to_owned(),
+        line,
+        message,
+    };
+    let name = raw
+        .name
+        .ok_or_else(|| err(1, "missing `name`".into()))?
+        .into_inner();
+    if name.trim().is_empty() {
+        return Err(err(1, "`name` must not be empty".into()));
+    }
+    let description = raw
+        .description
+        .ok_or_else(|| err(1, "missing `description`".into()))?
+        .into_inner();
+    let seed = match raw.seed {
+        None => None,
+        Some(s) => {
+            let line = lines.line(s.span().start);
+            Some(value_u64(s.get_ref()).map_err(|m| err(line, format!("`seed` {m}")))?)
+        }
+    };
+    let server = match raw.server {
+        None => ServerSettings::default(),
+        Some(table) => {
+            let line = lines.line(table.span().start);
+            let mut fields = Fields::new(table.into_inner(), &lines, origin, line, "[server]");
+            let settings = server_settings(&mut fields)?;
+            fields.finish(None)?;
+            settings
+        }
+    };
+    let mut rules = Vec::new();
+    for (i, table) in raw.rule.unwrap_or_default().into_iter().enumerate() {
+        let line = lines.line(table.span().start);
+        let fields = Fields::new(table.into_inner(), &lines, origin, line, "rule");
+        rules.push(rule(fields, i + 1)?);
+    }
+    Ok(Profile {
+        name,
+        description,
+        seed,
+        server,
+        rules,
+    })
+}
+
+/// Parses the one-line rule syntax of `--fault`: space-separated `key=value` pairs with the
+/// same keys as a `[[rule]]` table, e.g. `packet=fragment nth=3 fault=lose-ack how=reset`.
+/// Values are TOML scalars; bare words are strings; quote values that contain spaces.
+pub fn parse_rule_line(line: &str, origin: &str, number: usize) -> Result<Rule, ProfileError> {
+    let err = |message: String| ProfileError {
+        origin: origin.to_owned(),
+        line: number,
+        message,
+    };
+    let mut text = String::new();
+    for token in split_words(line).map_err(err)? {
+        let (key, value) = token
+            .split_once('=')
+            .ok_or_else(|| err(format!("`{token}` is not a key=value pair")))?;
+        let key = key.trim();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(err(format!("`{key}` is not a rule key")));
+        }
+        let value = value.trim();
+        let literal = if toml::from_str::<toml::Table>(&format!("v = {value}")).is_ok() {
+            value.to_owned()
+        } else {
+            toml::Value::String(value.to_owned()).to_string()
+        };
+        text.push_str(&format!("{key} = {literal}\n"));
+    }
+    let table: Table = toml::from_str(&text).map_err(|e| err(e.message().trim().to_owned()))?;
+    // Every key of a one-liner reports the flag's position as its line.
+    let lines = LineIndex::single(number);
+    rule(Fields::new(table, &lines, origin, number, "rule"), number)
+}
+
+fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                current.push(c);
+            }
+            (Some(_), c) => current.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                current.push(c);
+            }
+            (None, c) if c.is_whitespace() => {
+                if !current.is_empty() {
+                    words.push(std::mem::take(&mut current));
+                }
+            }
+            (None, c) => current.push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err("unterminated quote".into());
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    if words.is_empty() {
+        return Err("empty rule".into());
+    }
+    Ok(words)
+}
+
+fn server_settings(f: &mut Fields<'_>) -> Result<ServerSettings, ProfileError> {
+    let overlap = f.string("overlap")?;
+    if let Some(o) = &overlap
+        && o != "tail"
+        && o != "strict"
+    {
+        return Err(f.error("overlap", "`overlap` must be \"tail\" or \"strict\"".into()));
+    }
+    let error_header = f.string("error-header")?;
+    if let Some(e) = &error_header
+        && !["code", "spec", "both"].contains(&e.as_str())
+    {
+        return Err(f.error(
+            "error-header",
+            "`error-header` must be \"code\", \"spec\" or \"both\"".into(),
+        ));
+    }
+    let settings = ServerSettings {
+        max_upload_size: f.size("max-upload-size")?,
+        max_fragment_size: f.size("max-fragment-size")?.map(|s| s.max(1)),
+        session_timeout: f.duration("session-timeout")?,
+        allow_overwrites: f.bool("allow-overwrites")?,
+        reply_path: f.string("reply-path")?,
+        host_id: f.string("host-id")?,
+        host_id_fallback_timeout: f.u64("host-id-fallback-timeout")?,
+        overlap,
+        error_header,
+    };
+    if settings.session_timeout.is_some_and(|d| d.is_zero()) {
+        return Err(f.error(
+            "session-timeout",
+            "`session-timeout` must be above zero".into(),
+        ));
+    }
+    Ok(settings)
+}
+
+fn rule(mut f: Fields<'_>, number: usize) -> Result<Rule, ProfileError> {
+    let origin = format!("{}:{}", f.origin, f.line);
+    let name = f
+        .string("name")?
+        .unwrap_or_else(|| format!("rule {number}"));
+    let trigger = trigger(&mut f)?;
+    let times = f.u64("times")?;
+    let skip = f.u64("skip")?.unwrap_or(0);
+    let kind = f
+        .string("fault")?
+        .ok_or_else(|| f.here("missing `fault` (what the rule does)".into()))?;
+    let fault = fault(&mut f, &kind)?;
+    if let (Some(only), Some(packets)) = (fault.only_packets(), &trigger.packets)
+        && packets.iter().any(|p| !only.contains(p))
+    {
+        return Err(f.error(
+            "packet",
+            format!("fault `{kind}` acts on fragments only; set `packet = \"fragment\"`"),
+        ));
+    }
+    if matches!(fault, Fault::Refuse)
+        && (trigger.packets.is_some()
+            || trigger.session.is_some()
+            || trigger.nth.is_some()
+            || trigger.position.is_some()
+            || trigger.path.is_some())
+    {
+        return Err(f.here(
+            "fault `refuse` acts on new connections: only `from`, `until`, `every`, `probability`, `times` and `skip` apply".into(),
+        ));
+    }
+    f.finish(Some(&kind))?;
+    Ok(Rule {
+        name,
+        origin,
+        trigger,
+        fault,
+        times,
+        skip,
+    })
+}
+
+fn trigger(f: &mut Fields<'_>) -> Result<Trigger, ProfileError> {
+    let packets = match f.take("packet") {
+        None => None,
+        Some((line, value)) => {
+            let names: Vec<String> = match value {
+                toml::Value::String(s) => vec![s],
+                toml::Value::Array(items) => items
+                    .into_iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => Ok(s),
+                        _ => Err(f.at(line, "`packet` entries must be strings".into())),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(f.at(line, "`packet` must be a string or a list".into())),
+            };
+            if names.iter().any(|n| n.eq_ignore_ascii_case("any")) {
+                None
+            } else {
+                let mut types = Vec::new();
+                for n in &names {
+                    types.push(PacketType::parse(n).ok_or_else(|| {
+                        f.at(line, format!("unknown packet `{n}` (ping, create-session, fragment, close-session, cancel-session, any)"))
+                    })?);
+                }
+                Some(types)
+            }
+        }
+    };
+    let position = match (f.string_at("offset")?, f.string_at("fragment")?) {
+        (Some(_), Some((line, _))) => {
+            return Err(f.at(line, "use either `offset` or `fragment`, not both".into()));
+        }
+        (Some((line, text)), None) => Some(match text.strip_suffix('%') {
+            Some(pct) => {
+                let p: f64 = pct
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|p: &f64| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| {
+                        f.at(
+                            line,
+                            format!("`offset` {text:?} is not a percentage between 0% and 100%"),
+                        )
+                    })?;
+                Position::Fraction(p / 100.0)
+            }
+            None => Position::Offset(
+                parse_size(&text).map_err(|m| f.at(line, format!("`offset`: {m}")))?,
+            ),
+        }),
+        (None, Some((line, which))) => Some(match which.as_str() {
+            "first" => Position::First,
+            "final" | "last" => Position::Final,
+            _ => return Err(f.at(line, "`fragment` must be \"first\" or \"final\"".into())),
+        }),
+        (None, None) => None,
+    };
+    let probability = f.f64("probability")?;
+    if let Some(p) = probability
+        && !(0.0..=1.0).contains(&p)
+    {
+        return Err(f.error(
+            "probability",
+            "`probability` must be between 0 and 1".into(),
+        ));
+    }
+    let trigger = Trigger {
+        packets,
+        session: f.positive("session")?,
+        nth: f.positive("nth")?,
+        every: f.positive("every")?,
+        probability,
+        position,
+        path: f.string("path")?,
+        from: f.duration("from")?,
+        until: f.duration("until")?,
+    };
+    if let (Some(from), Some(until)) = (trigger.from, trigger.until)
+        && from >= until
+    {
+        return Err(f.error("until", "`until` must be later than `from`".into()));
+    }
+    Ok(trigger)
+}
+
+fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
+    Ok(match kind {
+        "delay" => Fault::Delay(dist(f)?),
+        "stall" => Fault::Stall(dist(f)?),
+        "lose-ack" => Fault::LoseAck(loss(f, true)?),
+        "lose-request" => Fault::LoseRequest(loss(f, false)?),
+        "reset-mid-body" => {
+            let after = match (f.u64_or_size("after-bytes")?, f.f64("after-fraction")?) {
+                (Some(n), None) => Portion::Bytes(n),
+                (None, Some(x)) if (0.0..=1.0).contains(&x) => Portion::Fraction(x),
+                (None, Some(_)) => {
+                    return Err(f.here("`after-fraction` must be between 0 and 1".into()));
+                }
+                (None, None) => Portion::Fraction(0.5),
+                (Some(_), Some(_)) => {
+                    return Err(f.here("use either `after-bytes` or `after-fraction`".into()));
+                }
+            };
+            Fault::ResetMidBody {
+                after,
+                keep: f.bool("keep")?.unwrap_or(true),
+            }
+        }
+        "lose-session" => {
+            let scope = f.string("scope")?.unwrap_or_else(|| "this".into());
+            match scope.as_str() {
+                "this" => Fault::LoseSession(SessionLoss::This {
+                    keep_file: f.bool("keep-file")?.unwrap_or(false),
+                }),
+                "all" => Fault::LoseSession(SessionLoss::All {
+                    keep_file: f.bool("keep-file")?.unwrap_or(false),
+                }),
+                "expire" => Fault::LoseSession(SessionLoss::Expire(
+                    f.duration("idle")?.unwrap_or(Duration::from_secs(1)),
+                )),
+                _ => {
+                    return Err(f.here("`scope` must be \"this\", \"all\" or \"expire\"".into()));
+                }
+            }
+        }
+        "status" => {
+            let status = f
+                .u64("status")?
+                .ok_or_else(|| f.here("fault `status` needs `status` (an HTTP status)".into()))?;
+            Fault::Status {
+                status: http_status(f, status)?,
+                code: f.hresult("code")?,
+                context: f.hresult("context")?,
+                retry_after: f.u64("retry-after")?,
+            }
+        }
+        "lie" => {
+            let how = f
+                .string("lie")?
+                .ok_or_else(|| f.here("fault `lie` needs `lie` (how the Ack lies)".into()))?;
+            let by = f.u64_or_size("by")?;
+            let lie = match how.as_str() {
+                "behind" => Lie::Behind(by.unwrap_or(1)),
+                "ahead" => Lie::Ahead(by.unwrap_or(1)),
+                "beyond-total" => Lie::BeyondTotal,
+                "malformed" => Lie::Malformed,
+                "missing" => Lie::Missing,
+                "other-session" => Lie::OtherSession,
+                "416" => Lie::RangeNotSatisfiable(f.u64_or_size("at")?.unwrap_or(0)),
+                "no-reply-url" => Lie::NoReplyUrl,
+                _ => {
+                    return Err(f.here(format!(
+                        "unknown lie `{how}` (behind, ahead, beyond-total, malformed, missing, other-session, 416, no-reply-url)"
+                    )));
+                }
+            };
+            if by.is_some() && !matches!(lie, Lie::Behind(_) | Lie::Ahead(_)) {
+                return Err(f.error(
+                    "by",
+                    "`by` applies to lie = \"behind\" or \"ahead\" only".into(),
+                ));
+            }
+            Fault::Lie(lie)
+        }
+        "broken" => {
+            let how = f
+                .string("broken")?
+                .unwrap_or_else(|| "truncated-headers".into());
+            Fault::Broken(match how.as_str() {
+                "truncated-headers" => Broken::TruncatedHeaders,
+                "wrong-length" => Broken::WrongLength,
+                "garbage" => Broken::Garbage,
+                _ => {
+                    return Err(f.here(
+                        "`broken` must be \"truncated-headers\", \"wrong-length\" or \"garbage\""
+                            .into(),
+                    ));
+                }
+            })
+        }
+        "throttle" => {
+            let read = f.u64_or_size("read-rate")?;
+            let write = f.u64_or_size("write-rate")?;
+            if read.is_none() && write.is_none() {
+                return Err(f.here(
+                    "fault `throttle` needs `read-rate` and/or `write-rate` (bytes per second)"
+                        .into(),
+                ));
+            }
+            if read == Some(0) || write == Some(0) {
+                return Err(f.here("throttle rates must be above zero".into()));
+            }
+            Fault::Throttle { read, write }
+        }
+        "refuse" => Fault::Refuse,
+        "auth" => {
+            let scheme = match f
+                .string("scheme")?
+                .unwrap_or_else(|| "basic".into())
+                .as_str()
+            {
+                "basic" => Scheme::Basic,
+                "negotiate" => Scheme::Negotiate,
+                "ntlm" => Scheme::Ntlm,
+                other => {
+                    return Err(
+                        f.here(format!("unknown scheme `{other}` (basic, negotiate, ntlm)"))
+                    );
+                }
+            };
+            let user = f.string("user")?;
+            let password = f.string("password")?;
+            let credentials = match (user, password) {
+                (Some(u), Some(p)) => Some((u, p)),
+                (None, None) => None,
+                _ => return Err(f.here("give both `user` and `password`, or neither".into())),
+            };
+            if credentials.is_some() && scheme != Scheme::Basic {
+                return Err(
+                    f.here("`user`/`password` are checked for scheme = \"basic\" only".into())
+                );
+            }
+            let legs = f
+                .positive("legs")?
+                .unwrap_or(if scheme == Scheme::Basic { 1 } else { 2 });
+            Fault::Auth(Auth {
+                scheme,
+                credentials,
+                legs: u32::try_from(legs).unwrap_or(u32::MAX).min(16),
+                again_after: f.positive("again-after")?,
+            })
+        }
+        other => {
+            return Err(f.error(
+                "fault",
+                format!("unknown fault `{other}` (delay, stall, lose-ack, lose-request, reset-mid-body, lose-session, status, lie, broken, throttle, refuse, auth)"),
+            ));
+        }
+    })
+}
+
+fn dist(f: &mut Fields<'_>) -> Result<Dist, ProfileError> {
+    let kind = f.string("distribution")?.unwrap_or_else(|| "fixed".into());
+    let mut need = |key: &str| {
+        f.duration(key)?
+            .ok_or_else(|| f.here(format!("distribution `{kind}` needs `{key}`")))
+    };
+    let d = match kind.as_str() {
+        "fixed" => Dist::Fixed(need("delay")?),
+        "uniform" => {
+            let (min, max) = (need("min")?, need("max")?);
+            if min > max {
+                return Err(f.error("max", "`max` must not be below `min`".into()));
+            }
+            Dist::Uniform { min, max }
+        }
+        "normal" => Dist::Normal {
+            mean: need("mean")?,
+            stddev: need("stddev")?,
+        },
+        "lognormal" => {
+            let (median, p99) = (need("median")?, need("p99")?);
+            if p99 < median || median.is_zero() {
+                return Err(f.error(
+                    "p99",
+                    "`p99` must be at least `median`, and `median` above zero".into(),
+                ));
+            }
+            Dist::LogNormal { median, p99 }
+        }
+        "exponential" => Dist::Exponential {
+            mean: need("mean")?,
+        },
+        other => {
+            return Err(f.error(
+                "distribution",
+                format!("unknown distribution `{other}` (fixed, uniform, normal, lognormal, exponential)"),
+            ));
+        }
+    };
+    Ok(d)
+}
+
+fn loss(f: &mut Fields<'_>, status_allowed: bool) -> Result<Loss, ProfileError> {
+    let how = f.string("how")?.unwrap_or_else(|| "close".into());
+    Ok(match how.as_str() {
+        "close" => Loss::Close,
+        "reset" => Loss::Reset,
+        "hang" => Loss::Hang(f.duration("hang")?.unwrap_or(Duration::from_secs(30))),
+        "status" if status_allowed => {
+            let status = f.u64("status")?.unwrap_or(503);
+            if !(500..=599).contains(&status) {
+                return Err(f.error("status", "a lost Ack answers with a 5xx `status`".into()));
+            }
+            Loss::Status(status as u16)
+        }
+        _ => {
+            let choices = if status_allowed {
+                "close, reset, hang, status"
+            } else {
+                "close, reset, hang"
+            };
+            return Err(f.error("how", format!("unknown `how` = {how:?} ({choices})")));
+        }
+    })
+}
+
+fn http_status(f: &Fields<'_>, status: u64) -> Result<u16, ProfileError> {
+    if (100..=599).contains(&status) {
+        Ok(status as u16)
+    } else {
+        Err(f.error(
+            "status",
+            format!("{status} is not an HTTP status (100-599)"),
+        ))
+    }
+}
+
+/// The keys of one table, consumed as they are validated; leftovers are reported.
+struct Fields<'a> {
+    values: BTreeMap<String, (usize, toml::Value)>,
+    origin: &'a str,
+    /// Line of the table itself.
+    line: usize,
+    what: &'static str,
+    /// Lines of keys already consumed, for errors about them.
+    seen: BTreeMap<String, usize>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(
+        table: Table,
+        lines: &LineIndex,
+        origin: &'a str,
+        line: usize,
+        what: &'static str,
+    ) -> Self {
+        let values = table
+            .into_iter()
+            .map(|(k, v)| {
+                let l = lines.line(v.span().start);
+                (k, (l, v.into_inner()))
+            })
+            .collect();
+        Fields {
+            values,
+            origin,
+            line,
+            what,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    fn at(&self, line: usize, message: String) -> ProfileError {
+        ProfileError {
+            origin: self.origin.to_owned(),
+            line,
+            message,
+        }
+    }
+
+    /// An error at the table's own line.
+    fn here(&self, message: String) -> ProfileError {
+        self.at(self.line, message)
+    }
+
+    /// An error at a key's line (or the table's, if the key was not given).
+    fn error(&self, key: &str, message: String) -> ProfileError {
+        let line = self
+            .seen
+            .get(key)
+            .or_else(|| self.values.get(key).map(|(l, _)| l))
+            .copied()
+            .unwrap_or(self.line);
+        self.at(line, message)
+    }
+
+    fn take(&mut self, key: &str) -> Option<(usize, toml::Value)> {
+        let taken = self.values.remove(key);
+        if let Some((line, _)) = &taken {
+            self.seen.insert(key.to_owned(), *line);
+        }
+        taken
+    }
+
+    fn string_at(&mut self, key: &str) -> Result<Option<(usize, String)>, ProfileError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some((line, toml::Value::String(s))) => Ok(Some((line, s))),
+            Some((line, toml::Value::Integer(i))) => Ok(Some((line, i.to_string()))),
+            Some((line, _)) => Err(self.at(line, format!("`{key}` must be a string"))),
+        }
+    }
+
+    fn string(&mut self, key: &str) -> Result<Option<String>, ProfileError> {
+        Ok(self.string_at(key)?.map(|(_, s)| s))
+    }
+
+    fn bool(&mut self, key: &str) -> Result<Option<bool>, ProfileError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some((_, toml::Value::Boolean(b))) => Ok(Some(b)),
+            Some((line, _)) => Err(self.at(line, format!("`{key}` must be true or false"))),
+        }
+    }
+
+    fn u64(&mut self, key: &str) -> Result<Option<u64>, ProfileError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some((line, v)) => value_u64(&v)
+                .map(Some)
+                .map_err(|m| self.at(line, format!("`{key}` {m}"))),
+        }
+    }
+
+    fn positive(&mut self, key: &str) -> Result<Option<u64>, ProfileError> {
+        match self.u64(key)? {
+            Some(0) => Err(self.error(key, format!("`{key}` counts from 1"))),
+            other => Ok(other),
+        }
+    }
+
+    fn f64(&mut self, key: &str) -> Result<Option<f64>, ProfileError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some((_, toml::Value::Float(x))) if x.is_finite() => Ok(Some(x)),
+            Some((_, toml::Value::Integer(i))) => Ok(Some(i as f64)),
+            Some((line, _)) => Err(self.at(line, format!("`{key}` must be a number"))),
+        }
+    }
+
+    fn size(&mut self, key: &str) -> Result<Option<u64>, ProfileError> {
+        self.u64_or_size(key)
+    }
+
+    fn u64_or_size(&mut self, key: &str) -> Result<Option<u64>, ProfileError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some((line, toml::Value::String(s))) => parse_size(&s)
+                .map(Some)
+                .map_err(|m| self.at(line, format!("`{key}`: {m}"))),
+            Some((line, v)) => value_u64(&v)
+                .map(Some)
+                .map_err(|m| self.at(line, format!("`{key}` {m}"))),
+        }
+    }
+
+    fn duration(&mut self, key: &str) -> Result<Option<Duration>, ProfileError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some((line, toml::Value::String(s))) => parse_duration(&s)
+                .map(Some)
+                .map_err(|m| self.at(line, format!("`{key}`: {m}"))),
+            Some((line, toml::Value::Integer(i))) if i >= 0 => {
+                let _ = line;
+                Ok(Some(Duration::from_secs(i as u64)))
+            }
+            Some((line, _)) => Err(self.at(
+                line,
+                format!("`{key}` must be a duration such as \"250ms\" or \"10s\""),
+            )),
+        }
+    }
+
+    fn hresult(&mut self, key: &str) -> Result<Option<u32>, ProfileError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some((line, toml::Value::String(s))) => crate::proto::error::parse_code(&s)
+                .map(Some)
+                .ok_or_else(|| {
+                    self.at(line, format!("`{key}` must be hex such as \"0x80070057\""))
+                }),
+            Some((line, toml::Value::Integer(i))) => u32::try_from(i)
+                .map(Some)
+                .map_err(|_| self.at(line, format!("`{key}` does not fit in 32 bits"))),
+            Some((line, _)) => {
+                Err(self.at(line, format!("`{key}` must be hex such as \"0x80070057\"")))
+            }
+        }
+    }
+
+    /// Fails on any key nobody consumed.
+    fn finish(self, fault: Option<&str>) -> Result<(), ProfileError> {
+        match self.values.into_iter().next() {
+            None => Ok(()),
+            Some((key, (line, _))) => Err(ProfileError {
+                origin: self.origin.to_owned(),
+                line,
+                message: match fault {
+                    Some(kind) => format!(
+                        "unknown key `{key}` in {} (or it does not apply to fault `{kind}`)",
+                        self.what
+                    ),
+                    None => format!("unknown key `{key}` in {}", self.what),
+                },
+            }),
+        }
+    }
+}
+
+fn value_u64(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+        toml::Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| "must be a whole number of at least 0".to_owned()),
+        _ => Err("must be a whole number of at least 0".to_owned()),
+    }
+}
+
+/// Byte offset → 1-based line number.
+struct LineIndex {
+    starts: Vec<usize>,
+    fixed: Option<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex {
+            starts,
+            fixed: None,
+        }
+    }
+
+    fn single(line: usize) -> Self {
+        LineIndex {
+            starts: vec![0],
+            fixed: Some(line),
+        }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.fixed
+            .unwrap_or_else(|| self.starts.partition_point(|&s| s <= offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, "p.toml")
+            .expect_err("profile was accepted")
+            .to_string()
+    }
+
+    const HEAD: &str = "name = \"t\"\ndescription = \"d\"\n";
+
+    #[test]
+    fn a_complete_profile_parses() {
+        let p = parse(
+            &format!(
+                "{HEAD}seed = 9\n[server]\nsession-timeout = \"10m\"\nmax-fragment-size = \"1MiB\"\n\n[[rule]]\nname = \"x\"\npacket = \"fragment\"\nnth = 3\nprobability = 0.5\nfault = \"lose-ack\"\nhow = \"reset\"\ntimes = 2\n"
+            ),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(p.seed, Some(9));
+        assert_eq!(p.server.session_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(p.server.max_fragment_size, Some(1 << 20));
+        assert_eq!(p.rules.len(), 1);
+        let r = &p.rules[0];
+        assert_eq!(r.name, "x");
+        assert_eq!(r.origin, "p.toml:8");
+        assert_eq!(r.trigger.packets, Some(vec![PacketType::Fragment]));
+        assert_eq!(r.trigger.nth, Some(3));
+        assert_eq!(r.fault, Fault::LoseAck(Loss::Reset));
+        assert_eq!(r.times, Some(2));
+    }
+
+    #[test]
+    fn syntax_errors_name_their_line() {
+        assert!(err(&format!("{HEAD}[[rule]]\nfault = \n")).starts_with("p.toml:4:"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_at_their_line() {
+        assert!(err(&format!("{HEAD}colour = 1\n")).starts_with("p.toml:3:"));
+        let e = err(&format!(
+            "{HEAD}[[rule]]\nfault = \"delay\"\ndelay = \"1s\"\nhow = \"reset\"\n"
+        ));
+        assert!(e.starts_with("p.toml:6:"), "{e}");
+        assert!(e.contains("`how`"), "{e}");
+        let e = err(&format!("{HEAD}[server]\nlisten = \"x\"\n"));
+        assert!(e.starts_with("p.toml:4:") && e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_at_their_line() {
+        for (rule, line) in [
+            ("fault = \"delay\"\ndelay = \"soon\"", 5),
+            ("fault = \"lose-ack\"\nhow = \"explode\"", 5),
+            ("probability = 2.0\nfault = \"refuse\"", 4),
+            ("packet = \"upload\"\nfault = \"refuse\"", 4),
+            ("fault = \"teleport\"", 4),
+            ("fault = \"status\"\nstatus = 999", 5),
+            ("nth = 0\nfault = \"lose-ack\"", 4),
+            ("from = \"20s\"\nuntil = \"10s\"\nfault = \"refuse\"", 5),
+            ("packet = \"ping\"\nfault = \"reset-mid-body\"", 4),
+            ("offset = \"150%\"\nfault = \"lose-ack\"", 4),
+        ] {
+            let e = err(&format!("{HEAD}[[rule]]\n{rule}\n"));
+            assert!(e.starts_with(&format!("p.toml:{line}:")), "{rule:?} → {e}");
+        }
+    }
+
+    #[test]
+    fn missing_name_or_fault_is_reported() {
+        assert!(err("description = \"d\"\n").contains("missing `name`"));
+        assert!(err(&format!("{HEAD}[[rule]]\npacket = \"ping\"\n")).contains("missing `fault`"));
+    }
+
+    #[test]
+    fn every_fault_kind_parses() {
+        for rule in [
+            "fault = \"delay\"\ndistribution = \"lognormal\"\nmedian = \"100ms\"\np99 = \"2s\"",
+            "fault = \"delay\"\ndistribution = \"uniform\"\nmin = \"1ms\"\nmax = \"5ms\"",
+            "fault = \"delay\"\ndistribution = \"normal\"\nmean = \"1s\"\nstddev = \"100ms\"",
+            "fault = \"delay\"\ndistribution = \"exponential\"\nmean = \"1s\"",
+            "fault = \"stall\"\ndelay = \"1s\"",
+            "fault = \"lose-ack\"\nhow = \"status\"\nstatus = 503",
+            "fault = \"lose-request\"\nhow = \"hang\"\nhang = \"2s\"",
+            "fault = \"reset-mid-body\"\nafter-bytes = \"64KiB\"\nkeep = false",
+            "fault = \"lose-session\"\nscope = \"all\"\nkeep-file = true",
+            "fault = \"lose-session\"\nscope = \"expire\"\nidle = \"200ms\"",
+            "fault = \"status\"\nstatus = 503\ncode = \"0x80070057\"\ncontext = \"0x5\"\nretry-after = 3",
+            "fault = \"lie\"\nlie = \"behind\"\nby = 100",
+            "fault = \"lie\"\nlie = \"416\"\nat = 0",
+            "fault = \"broken\"\nbroken = \"garbage\"",
+            "fault = \"throttle\"\nread-rate = \"64KiB\"",
+            "fault = \"refuse\"\nfrom = \"1s\"\nuntil = \"2s\"",
+            "fault = \"auth\"\nscheme = \"basic\"\nuser = \"u\"\npassword = \"p\"",
+            "fault = \"auth\"\nscheme = \"ntlm\"\nlegs = 3\nagain-after = 4",
+        ] {
+            parse(&format!("{HEAD}[[rule]]\n{rule}\n"), "p.toml")
+                .unwrap_or_else(|e| panic!("{rule:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn one_line_rules_use_the_same_keys() {
+        let r = parse_rule_line(
+            "packet=fragment nth=3 fault=lose-ack how=hang hang=5s name=\"two words\"",
+            "--fault",
+            2,
+        )
+        .unwrap();
+        assert_eq!(r.fault, Fault::LoseAck(Loss::Hang(Duration::from_secs(5))));
+        assert_eq!(r.name, "two words");
+        assert_eq!(r.trigger.nth, Some(3));
+        let e = parse_rule_line("fault=delay delay=1s bogus=1", "--fault", 2).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.to_string().starts_with("--fault:2: "), "{e}");
+        assert!(parse_rule_line("fault", "--fault", 1).is_err());
+        assert!(parse_rule_line("fault=\"delay", "--fault", 1).is_err());
+        assert!(parse_rule_line("", "--fault", 1).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The profiles shipped in `profiles/`, compiled into the binary so `--profile NAME` works
+//! from any directory.
+
+use super::profile::{self, Profile, ProfileError};
+
+/// (name, file text) of every shipped profile.
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("clean", include_str!("../../profiles/clean.toml")),
+    ("lost-acks", include_str!("../../profiles/lost-acks.toml")),
+    (
+        "session-loss",
+        include_str!("../../profiles/session-loss.toml"),
+    ),
+    (
+        "slow-server",
+        include_str!("../../profiles/slow-server.toml"),
+    ),
+    ("flaky-wifi", include_str!("../../profiles/flaky-wifi.toml")),
+    ("outage", include_str!("../../profiles/outage.toml")),
+    (
+        "lying-server",
+        include_str!("../../profiles/lying-server.toml"),
+    ),
+    (
+        "mid-body-resets",
+        include_str!("../../profiles/mid-body-resets.toml"),
+    ),
+    (
+        "restart-storm",
+        include_str!("../../profiles/restart-storm.toml"),
+    ),
+    (
+        "auth-challenges",
+        include_str!("../../profiles/auth-challenges.toml"),
+    ),
+    ("hostile", include_str!("../../profiles/hostile.toml")),
+];
+
+/// Loads a shipped profile by name.
+pub fn shipped(name: &str) -> Option<Result<Profile, ProfileError>> {
+    SHIPPED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, text)| profile::parse(text, &format!("profiles/{n}.toml")))
+}
+
+/// Loads `--profile NAME|FILE`: an existing file wins, otherwise a shipped name.
+pub fn load(name_or_path: &str) -> Result<Profile, String> {
+    let path = std::path::Path::new(name_or_path);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{name_or_path}: cannot read: {e}"))?;
+        return profile::parse(&text, name_or_path).map_err(|e| e.to_string());
+    }
+    match shipped(name_or_path) {
+        Some(result) => result.map_err(|e| e.to_string()),
+        None => Err(format!(
+            "{name_or_path}: no such file, and not a shipped profile ({})",
+            SHIPPED
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_profile_is_valid_and_named_after_its_file() {
+        for (name, _) in SHIPPED {
+            let p = shipped(name).unwrap().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&p.name, name);
+            assert!(!p.description.is_empty());
+        }
+    }
+
+    #[test]
+    fn every_shipped_profile_opens_with_a_comment() {
+        for (name, text) in SHIPPED {
+            assert!(text.starts_with(&format!("# {name} — ")), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_names_list_the_shipped_ones() {
+        let e = load("no-such-profile").unwrap_err();
+        assert!(e.contains("lost-acks"), "{e}");
+    }
+}
