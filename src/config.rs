@@ -1,6 +1,7 @@
 //! The validated server configuration: what `bitsmock serve` flags (and later, profiles) turn
 //! into. After this point nothing needs re-checking.
 
+use crate::fault::Rule;
 use crate::proto::Vdir;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +24,10 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Read buffer size, which bounds the size of a request head.
     pub max_head_bytes: usize,
+    /// Fault rules, in order (from a profile and/or `--fault`); empty = a correct server.
+    pub rules: Vec<Rule>,
+    /// Multiplies every duration in the rules (delays, hangs, windows, idle timeouts).
+    pub time_scale: f64,
 }
 
 impl Default for Config {
@@ -35,6 +40,8 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_head_bytes: 64 * 1024,
+            rules: Vec::new(),
+            time_scale: 1.0,
         }
     }
 }

@@ -16,7 +16,9 @@
 //! stop it with [`Running::stop`].
 
 pub mod config;
+pub mod conn;
 pub mod fault;
+pub mod journal;
 pub mod proto;
 pub mod reply;
 pub mod server;

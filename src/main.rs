@@ -1,6 +1,8 @@
 //! `bitsmock`: argv → validated [`Config`] → the library. Nothing else lives here.
 
 use bitsmock::Config;
+use bitsmock::fault::profile::{self, parse_rule_line};
+use bitsmock::fault::shipped;
 use bitsmock::proto::{ErrorHeader, Overlap, Vdir, destination};
 use bitsmock::units::{parse_duration, parse_size};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -24,60 +26,92 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a BITS upload server (BITS_POST Ping, Create-Session, Fragment, Close-Session,
-    /// Cancel-Session) that stores uploads under --dir.
-    Serve(ServeArgs),
+    /// Cancel-Session) that stores uploads under --dir, optionally injecting faults.
+    Serve(Box<ServeArgs>),
+    /// Work with fault profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
 }
 
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// Validate profile files; errors read FILE:LINE: what is wrong.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// List the shipped profiles with their descriptions.
+    List,
+}
+
+/// Flags left unset fall back to the profile's `[server]` table, then to the default shown.
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-    listen: SocketAddr,
-    /// Upload root: committed files land at DIR + URL path; created if missing.
-    #[arg(long, default_value = "./uploads", value_name = "DIR")]
-    dir: PathBuf,
-    /// Seed for every random choice (session ids, and fault decisions once a profile is loaded).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    seed: u64,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Upload root: committed files land at DIR + URL path; created if missing [default: ./uploads].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Fault profile: a shipped name (see `bitsmock profile list`) or a TOML file.
+    #[arg(long, value_name = "NAME|FILE")]
+    profile: Option<String>,
+    /// Add a fault rule, in the one-line syntax (the keys of a [[rule]] table as key=value
+    /// pairs), e.g. --fault 'packet=fragment nth=3 fault=lose-ack how=reset'. Repeatable;
+    /// rules run after the profile's.
+    #[arg(long = "fault", value_name = "RULE")]
+    faults: Vec<String>,
+    /// Seed for every random choice (session ids, fault decisions); overrides the profile's
+    /// seed [default: the profile's seed, else 0].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Multiply every fault duration (delays, hangs, time windows, idle timeouts) by this
+    /// factor, e.g. 0.01 to run a slow profile quickly in a test [default: 1].
+    #[arg(long, value_name = "FACTOR")]
+    time_scale: Option<f64>,
     /// Largest whole file accepted, e.g. 100MiB; bigger uploads get 500 + 0x80200020
-    /// (BG_E_TOO_LARGE) at their first fragment. Default: no limit.
+    /// (BG_E_TOO_LARGE) at their first fragment [default: no limit].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_upload_size: Option<u64>,
-    /// Largest fragment body accepted; bigger fragments get 413 and the client shrinks them.
-    #[arg(long, default_value = "32MiB", value_name = "SIZE", value_parser = parse_size)]
-    max_fragment_size: u64,
+    /// Largest fragment body accepted; bigger fragments get 413 and the client shrinks them
+    /// [default: 32MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_fragment_size: Option<u64>,
     /// Idle time after which a session and its temp file are deleted (e.g. 30s, 10m, 14d);
-    /// later packets for it get 500 + 0x8020001F.
-    #[arg(long, default_value = "14d", value_name = "DURATION", value_parser = parse_duration)]
-    session_timeout: Duration,
+    /// later packets for it get 500 + 0x8020001F [default: 14d].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    session_timeout: Option<Duration>,
     /// Let Close-Session replace an existing destination file (otherwise Create-Session
     /// answers 409 when the destination exists).
     #[arg(long)]
     allow_overwrites: bool,
     /// URL prefix whose destinations are upload-reply jobs: their final fragment Ack carries
-    /// BITS-Reply-URL, serving a JSON reply (name, size, sha256). Empty string: none.
-    #[arg(long, default_value = "/reply/", value_name = "PREFIX")]
-    reply_path: String,
+    /// BITS-Reply-URL, serving a JSON reply (name, size, sha256). Empty string: none
+    /// [default: /reply/].
+    #[arg(long, value_name = "PREFIX")]
+    reply_path: Option<String>,
     /// Send this BITS-Host-Id in every Create-Session Ack (web-farm redirection).
     #[arg(long, value_name = "HOST")]
     host_id: Option<String>,
-    /// BITS-Host-Id-Fallback-Timeout in seconds, sent with --host-id.
-    #[arg(long, value_name = "SECONDS", requires = "host_id")]
+    /// BITS-Host-Id-Fallback-Timeout in seconds, sent with the host id [default: 86400].
+    #[arg(long, value_name = "SECONDS")]
     host_id_fallback_timeout: Option<u64>,
     /// Fragments overlapping stored bytes: `tail` writes only the new tail and answers 200
-    /// (Windows behaviour); `strict` answers 416 with the expected offset ([MC-BUP]).
-    #[arg(long, value_enum, default_value = "tail")]
-    overlap: OverlapArg,
+    /// (Windows behaviour); `strict` answers 416 with the expected offset ([MC-BUP])
+    /// [default: tail].
+    #[arg(long, value_enum)]
+    overlap: Option<OverlapArg>,
     /// Name of the error-code header: `code` (BITS-Error-Code, what clients read), `spec`
-    /// (BITS-Error, the [MC-BUP] name) or `both`.
-    #[arg(long, value_enum, default_value = "code")]
-    error_header: ErrorHeaderArg,
-    /// Longest wait for a request's headers, idle keep-alive included.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
-    header_timeout: Duration,
-    /// Longest stall while reading a fragment body before the connection is dropped.
-    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
-    body_timeout: Duration,
+    /// (BITS-Error, the [MC-BUP] name) or `both` [default: code].
+    #[arg(long, value_enum)]
+    error_header: Option<ErrorHeaderArg>,
+    /// Longest wait for a request's headers, idle keep-alive included [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    header_timeout: Option<Duration>,
+    /// Longest stall while reading a fragment body before the connection is dropped
+    /// [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    body_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,48 +128,91 @@ enum ErrorHeaderArg {
 }
 
 impl ServeArgs {
+    /// Merges flags over the profile's `[server]` settings over the defaults.
     fn into_config(self) -> Result<Config, String> {
-        if self.max_fragment_size == 0 {
+        let profile = match &self.profile {
+            Some(name) => Some(shipped::load(name)?),
+            None => None,
+        };
+        let mut rules = profile
+            .as_ref()
+            .map(|p| p.rules.clone())
+            .unwrap_or_default();
+        for (i, line) in self.faults.iter().enumerate() {
+            rules.push(parse_rule_line(line, "--fault", i + 1).map_err(|e| e.to_string())?);
+        }
+        let server = profile
+            .as_ref()
+            .map(|p| p.server.clone())
+            .unwrap_or_default();
+        let defaults = Config::default();
+        let vdir = Vdir::default();
+        let max_fragment_size = self
+            .max_fragment_size
+            .or(server.max_fragment_size)
+            .unwrap_or(vdir.max_fragment_size);
+        if max_fragment_size == 0 {
             return Err("--max-fragment-size must be at least 1 byte".into());
         }
-        if self.session_timeout.is_zero() {
+        let session_timeout = self
+            .session_timeout
+            .or(server.session_timeout)
+            .unwrap_or(vdir.session_timeout);
+        if session_timeout.is_zero() {
             return Err("--session-timeout must be longer than zero".into());
         }
-        if let Some(host) = &self.host_id
+        let host_id = self.host_id.or(server.host_id);
+        if let Some(host) = &host_id
             && (host.is_empty() || host.len() > 300 || !host.bytes().all(|b| b.is_ascii_graphic()))
         {
             return Err(
                 "--host-id must be a host name or address of at most 300 characters".into(),
             );
         }
+        let time_scale = self.time_scale.unwrap_or(1.0);
+        if !time_scale.is_finite() || time_scale < 0.0 {
+            return Err("--time-scale must be a number of at least 0".into());
+        }
+        let overlap = match (self.overlap, server.overlap.as_deref()) {
+            (Some(OverlapArg::Strict), _) | (None, Some("strict")) => Overlap::Strict,
+            _ => Overlap::Tail,
+        };
+        let error_header = match (self.error_header, server.error_header.as_deref()) {
+            (Some(ErrorHeaderArg::Spec), _) | (None, Some("spec")) => ErrorHeader::Spec,
+            (Some(ErrorHeaderArg::Both), _) | (None, Some("both")) => ErrorHeader::Both,
+            _ => ErrorHeader::Code,
+        };
+        let reply_path = self
+            .reply_path
+            .or(server.reply_path)
+            .unwrap_or_else(|| "/reply/".to_owned());
         Ok(Config {
-            listen: self.listen,
-            root: self.dir,
-            seed: self.seed,
+            listen: self.listen.unwrap_or(defaults.listen),
+            root: self.dir.unwrap_or_else(|| PathBuf::from("./uploads")),
+            seed: self
+                .seed
+                .or(profile.as_ref().and_then(|p| p.seed))
+                .unwrap_or(0),
             vdir: Vdir {
-                max_upload_size: self.max_upload_size,
-                max_fragment_size: self.max_fragment_size,
-                session_timeout: self.session_timeout,
-                allow_overwrites: self.allow_overwrites,
-                reply_prefix: destination::prefix_segments(&self.reply_path),
-                host_id_fallback_timeout: self
-                    .host_id
-                    .as_ref()
-                    .and(self.host_id_fallback_timeout.or(Some(86_400))),
-                host_id: self.host_id,
-                overlap: match self.overlap {
-                    OverlapArg::Tail => Overlap::Tail,
-                    OverlapArg::Strict => Overlap::Strict,
-                },
-                error_header: match self.error_header {
-                    ErrorHeaderArg::Code => ErrorHeader::Code,
-                    ErrorHeaderArg::Spec => ErrorHeader::Spec,
-                    ErrorHeaderArg::Both => ErrorHeader::Both,
-                },
+                max_upload_size: self.max_upload_size.or(server.max_upload_size),
+                max_fragment_size,
+                session_timeout,
+                allow_overwrites: self.allow_overwrites || server.allow_overwrites.unwrap_or(false),
+                reply_prefix: destination::prefix_segments(&reply_path),
+                host_id_fallback_timeout: host_id.as_ref().and(
+                    self.host_id_fallback_timeout
+                        .or(server.host_id_fallback_timeout)
+                        .or(Some(86_400)),
+                ),
+                host_id,
+                overlap,
+                error_header,
             },
-            header_read_timeout: self.header_timeout,
-            body_read_timeout: self.body_timeout,
-            ..Config::default()
+            header_read_timeout: self.header_timeout.unwrap_or(defaults.header_read_timeout),
+            body_read_timeout: self.body_timeout.unwrap_or(defaults.body_read_timeout),
+            rules,
+            time_scale,
+            ..defaults
         })
     }
 }
@@ -157,6 +234,37 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Profile(ProfileCommand::List) => {
+            for (name, _) in shipped::SHIPPED {
+                match shipped::shipped(name) {
+                    Some(Ok(p)) => println!("{name:<16} {}", p.description),
+                    Some(Err(e)) => println!("{name:<16} (invalid: {e})"),
+                    None => {}
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Profile(ProfileCommand::Check { files }) => {
+            let mut failed = false;
+            for file in files {
+                let shown = file.display().to_string();
+                let result = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("{shown}: cannot read: {e}"))
+                    .and_then(|text| profile::parse(&text, &shown).map_err(|e| e.to_string()));
+                match result {
+                    Ok(p) => println!("{shown}: ok ({}, {} rules)", p.name, p.rules.len()),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
     }
 }
 
@@ -192,7 +300,19 @@ fn serve(config: Config) -> ExitCode {
             let _ = tokio::signal::ctrl_c().await;
             eprintln!("shutting down");
         };
-        match Arc::clone(&server).run(listener, shutdown).await {
+        let rules = server.fire_counts();
+        if !rules.is_empty() {
+            println!(
+                "{} fault rule(s) loaded, seed {}",
+                rules.len(),
+                server.config().seed
+            );
+        }
+        let result = Arc::clone(&server).run(listener, shutdown).await;
+        for (i, (name, fired)) in server.fire_counts().iter().enumerate() {
+            println!("rule {}: {name}: fired {fired} time(s)", i + 1);
+        }
+        match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -7,6 +7,11 @@
 //! concurrent requests for the same session never interleave their writes.
 
 use crate::config::Config;
+use crate::conn::{Control, FaultIo};
+use crate::fault::plan::{broken_bytes, lie};
+use crate::fault::rule::SessionLoss;
+use crate::fault::{Action, ConnAuth, Facts, Faults, Firing, Outcome, Plan};
+use crate::journal::Journal;
 use crate::proto::session::reply_path;
 use crate::proto::{
     Ack, BitsError, Close, CloseOutcome, Env, Existing, Head, Packet, Rendered, SessionId, Step,
@@ -37,12 +42,39 @@ use tokio::net::TcpListener;
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Body bytes read and thrown away so a rejected request can keep its connection alive.
 const DRAIN_LIMIT: u64 = 1 << 20;
+/// The same for a fragment that was answered without streaming its body (413, 416, already
+/// stored, ...). Clients write the whole body (up to 13 MB) before reading the Ack; closing
+/// with unread bytes resets the connection and the Ack is lost with it.
+const FRAGMENT_DRAIN_LIMIT: u64 = 64 << 20;
+/// Fragment bytes gathered before each file write. Body frames are at most the read buffer
+/// (`max_head_bytes`, 64 KiB by default) and every tokio file write is a blocking-pool round
+/// trip; writing per frame cost a third of the throughput (benches/upload.rs).
+const WRITE_CHUNK: usize = 1 << 20;
 
 /// A request that ends without an answer: the connection is closed.
 #[derive(Debug, thiserror::Error)]
 pub enum Dropped {
     #[error("the request body ended early or stalled: {0}")]
     Body(String),
+    #[error("a fault closed the connection: {0}")]
+    Fault(String),
+}
+
+/// One accepted connection, as its requests see it.
+struct Conn {
+    peer: SocketAddr,
+    local: SocketAddr,
+    control: Arc<Control>,
+    auth: Mutex<ConnAuth>,
+}
+
+/// A fault's instruction to stop reading a fragment body part-way and reset.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    /// Body bytes to read before the reset.
+    after: u64,
+    /// Whether the bytes stored before the reset count as received.
+    keep: bool,
 }
 
 type Answer = Result<Response<Full<Bytes>>, Dropped>;
@@ -67,6 +99,11 @@ pub struct Server {
     table: Mutex<Table>,
     entries: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<Entry>>>>,
     ids: Mutex<StdRng>,
+    faults: Mutex<Faults>,
+    /// No rules at all: skip the fault layer entirely.
+    faultless: bool,
+    journal: Mutex<Journal>,
+    started: tokio::time::Instant,
 }
 
 impl Server {
@@ -75,7 +112,17 @@ impl Server {
         let store = Store::open(&config.root)?;
         // Session ids come from their own stream, so they do not depend on fault decisions.
         let ids = StdRng::seed_from_u64(config.seed ^ 0x5E55_1011_D5EE_D000);
+        let faults = Faults::new(
+            config.rules.clone(),
+            config.seed,
+            config.time_scale,
+            config.vdir.error_header,
+        );
         Ok(Arc::new(Server {
+            faultless: config.rules.is_empty(),
+            faults: Mutex::new(faults),
+            journal: Mutex::new(Journal::default()),
+            started: tokio::time::Instant::now(),
             config,
             store,
             table: Mutex::new(Table::new()),
@@ -95,6 +142,22 @@ impl Server {
     /// Number of live sessions.
     pub fn session_count(&self) -> usize {
         lock(&self.table).len()
+    }
+
+    /// Every fault that fired, oldest first (the most recent 100,000).
+    pub fn firings(&self) -> Vec<Firing> {
+        lock(&self.journal).firings()
+    }
+
+    /// Each rule's name and how often it fired, in profile order.
+    pub fn fire_counts(&self) -> Vec<(String, u64)> {
+        let faults = lock(&self.faults);
+        faults
+            .rules()
+            .iter()
+            .zip(faults.fire_counts())
+            .map(|(rule, n)| (rule.name.clone(), *n))
+            .collect()
     }
 
     /// Accepts connections until `shutdown` resolves, then lets in-flight requests finish
@@ -119,12 +182,29 @@ impl Server {
                             continue;
                         }
                     };
+                    if !self.faultless {
+                        let refused = lock(&self.faults).refuse(self.started.elapsed());
+                        if let Some(firing) = refused {
+                            self.record(&firing);
+                            drop(stream);
+                            continue;
+                        }
+                    }
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(peer);
+                    let control = Arc::new(Control::default());
+                    let conn = Arc::new(Conn {
+                        peer,
+                        local,
+                        control: Arc::clone(&control),
+                        auth: Mutex::default(),
+                    });
+                    let stream = FaultIo::new(stream, control);
                     let server = Arc::clone(&self);
                     let service = service_fn(move |req| {
                         let server = Arc::clone(&server);
-                        async move { server.handle(req, peer, local).await }
+                        let conn = Arc::clone(&conn);
+                        async move { server.handle(req, conn).await }
                     });
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
@@ -162,7 +242,7 @@ impl Server {
         );
         loop {
             tokio::time::sleep(period).await;
-            let gone = lock(&self.table).expire(Instant::now(), timeout);
+            let gone = lock(&self.table).expire(now(), timeout);
             for id in gone {
                 tracing::info!(session = %id, "session expired");
                 self.discard(&id).await;
@@ -170,12 +250,7 @@ impl Server {
         }
     }
 
-    async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-        local: SocketAddr,
-    ) -> Answer {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Arc<Conn>) -> Answer {
         if req.method() == Method::GET || req.method() == Method::HEAD {
             return Ok(self.serve_reply(&req).await);
         }
@@ -189,33 +264,192 @@ impl Server {
                 .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
                 .collect(),
         };
-        let origin = origin(&parts.headers, local);
+        let origin = origin(&parts.headers, conn.local);
         let packet = match packet::parse(&head) {
             Ok(packet) => packet,
             Err(ack) => {
-                drain(&mut body).await;
+                drain(&mut body, DRAIN_LIMIT).await;
                 let label = head
                     .text("BITS-Packet-Type")
                     .unwrap_or("-")
                     .chars()
                     .take(32)
                     .collect::<String>();
-                log(peer, &label, head.echo_session_id(), None, ack.status);
+                log(conn.peer, &label, head.echo_session_id(), None, ack.status);
                 return Ok(self.respond(&ack));
             }
         };
-        let ack = self.process(&packet, &mut body, &origin).await?;
-        log(
-            peer,
-            packet.packet_type().as_str(),
-            ack.session_id.as_deref(),
-            match &packet {
-                Packet::Fragment { range, .. } => Some(range.to_string()),
+        let plan = self.plan(&packet, parts.uri.path(), &head, &conn);
+        conn.control.throttle_writes(plan.write_rate);
+        if !plan.stall.is_zero() {
+            tokio::time::sleep(plan.stall).await;
+        }
+        let range = match &packet {
+            Packet::Fragment { range, .. } => Some(*range),
+            _ => None,
+        };
+        let answer = match plan.action {
+            Action::Instead(outcome) => {
+                if matches!(outcome, Outcome::Respond(_)) {
+                    drain(&mut body, self.drain_limit(&packet)).await;
+                }
+                self.finish(outcome, None, &conn).await
+            }
+            action => {
+                let cut = match action {
+                    Action::ResetMidBody { after, keep } => Some(Cut { after, keep }),
+                    _ => None,
+                };
+                match self
+                    .process(&packet, &mut body, &origin, cut, plan.read_rate)
+                    .await
+                {
+                    Err(dropped) => Err(dropped),
+                    Ok(ack) => {
+                        log(
+                            conn.peer,
+                            packet.packet_type().as_str(),
+                            ack.session_id.as_deref(),
+                            range.map(|r| r.to_string()),
+                            ack.status,
+                        );
+                        match action {
+                            Action::After(outcome) => self.finish(outcome, Some(&ack), &conn).await,
+                            Action::Lie { lie: how, other } => {
+                                let mut rendered = ack.render(self.config.vdir.error_header);
+                                lie(&mut rendered, how, range.map(|r| r.total()), other);
+                                Ok(to_response(&rendered))
+                            }
+                            Action::LoseSession(loss) => {
+                                let id = packet.session().or_else(|| {
+                                    ack.session_id.as_deref().and_then(SessionId::parse)
+                                });
+                                self.lose_session(id, loss).await;
+                                Ok(self.respond(&ack))
+                            }
+                            _ => Ok(self.respond(&ack)),
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(Dropped::Fault(why)) = &answer
+            && why == "reset"
+        {
+            conn.control.reset();
+        }
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+        }
+        answer
+    }
+
+    /// Asks the fault layer what to do with this request, and logs what fired.
+    fn plan(&self, packet: &Packet, path: &str, head: &Head, conn: &Conn) -> Plan {
+        if self.faultless {
+            return Plan::default();
+        }
+        let session = match packet {
+            Packet::Ping => 0,
+            Packet::CreateSession { .. } => lock(&self.table).created() + 1,
+            other => other
+                .session()
+                .and_then(|id| lock(&self.table).get(&id).map(|s| s.ordinal))
+                .unwrap_or(0),
+        };
+        let facts = Facts {
+            packet: packet.packet_type(),
+            session,
+            range: match packet {
+                Packet::Fragment { range, .. } => Some(*range),
                 _ => None,
             },
-            ack.status,
+            path,
+            since_start: self.started.elapsed(),
+            authorization: head.text("Authorization"),
+        };
+        let plan = {
+            let mut auth = lock(&conn.auth);
+            lock(&self.faults).plan(&facts, &mut auth)
+        };
+        for firing in &plan.firings {
+            self.record(firing);
+        }
+        plan
+    }
+
+    fn record(&self, firing: &Firing) {
+        tracing::info!(
+            rule = firing.rule + 1,
+            name = %firing.name,
+            session = firing.session,
+            packet = firing.packet.map_or("-", |p| p.as_str()),
+            index = firing.index,
+            range = firing.range.map(|r| r.to_string()).as_deref().unwrap_or("-"),
+            effect = %firing.effect,
+            "fault"
         );
-        Ok(self.respond(&ack))
+        lock(&self.journal).record(firing.clone());
+    }
+
+    /// Carries out an outcome that replaces the real answer.
+    async fn finish(&self, outcome: Outcome, ack: Option<&Ack>, conn: &Conn) -> Answer {
+        match outcome {
+            Outcome::Close => Err(Dropped::Fault("close".into())),
+            Outcome::Reset => Err(Dropped::Fault("reset".into())),
+            Outcome::Hang(d) => {
+                tokio::time::sleep(d).await;
+                Err(Dropped::Fault("hang".into()))
+            }
+            Outcome::Respond(rendered) => Ok(to_response(&rendered)),
+            Outcome::Broken(broken, noise) => {
+                let rendered = ack
+                    .unwrap_or(&Ack::ok())
+                    .render(self.config.vdir.error_header);
+                conn.control
+                    .replace_response(broken_bytes(broken, &rendered, noise));
+                Ok(to_response(&rendered))
+            }
+        }
+    }
+
+    /// Forgets sessions after their packet was answered (fault `lose-session`).
+    async fn lose_session(&self, id: Option<SessionId>, loss: SessionLoss) {
+        match loss {
+            SessionLoss::This { keep_file } => {
+                let forgotten = id.filter(|id| lock(&self.table).forget(id));
+                if let Some(id) = forgotten {
+                    self.drop_entry(&id, keep_file).await;
+                }
+            }
+            SessionLoss::All { keep_file } => {
+                let gone = lock(&self.table).clear();
+                for id in gone {
+                    self.drop_entry(&id, keep_file).await;
+                }
+            }
+            SessionLoss::Expire(idle) => {
+                if let Some(id) = id {
+                    lock(&self.table).set_idle_timeout(&id, idle);
+                }
+            }
+        }
+    }
+
+    async fn drop_entry(&self, id: &SessionId, keep_file: bool) {
+        if keep_file {
+            lock(&self.entries).remove(id);
+        } else {
+            self.discard(id).await;
+        }
+    }
+
+    /// How much of an unused body to read so the connection survives.
+    fn drain_limit(&self, packet: &Packet) -> u64 {
+        match packet {
+            Packet::Fragment { .. } => FRAGMENT_DRAIN_LIMIT.max(self.config.vdir.max_fragment_size),
+            _ => DRAIN_LIMIT,
+        }
     }
 
     /// Runs one validated packet through the core and performs the I/O it asks for.
@@ -224,6 +458,8 @@ impl Server {
         packet: &Packet,
         body: &mut Incoming,
         origin: &str,
+        cut: Option<Cut>,
+        read_rate: Option<u64>,
     ) -> Result<Ack, Dropped> {
         let existing = match packet {
             Packet::CreateSession { destination, .. } => self.store.inspect(destination).await,
@@ -236,7 +472,7 @@ impl Server {
             None => None,
         };
         let env = Env {
-            now: Instant::now(),
+            now: now(),
             fresh_id: self.fresh_id(),
             existing,
             origin,
@@ -254,7 +490,10 @@ impl Server {
                 ack
             }
             Step::Write(write) => match guard.as_deref_mut() {
-                Some(entry) => self.write(entry, body, &write, origin).await?,
+                Some(entry) => {
+                    let io = BodyIo { cut, read_rate };
+                    return self.write(entry, body, &write, origin, io).await;
+                }
                 None => Ack::error(BitsError::SessionNotFound),
             },
             Step::Close(close) => match guard.as_deref_mut() {
@@ -262,9 +501,13 @@ impl Server {
                 None => Ack::error(BitsError::SessionNotFound),
             },
         };
-        if !matches!(packet, Packet::Fragment { .. }) || !ack.is_success() {
-            drain(body).await;
+        // The body was not used: read what is left so the connection can carry on (or, for a
+        // mid-body reset, just the prefix the fault lets through).
+        if let Some(cut) = cut {
+            drain(body, cut.after).await;
+            return Err(Dropped::Fault("reset".into()));
         }
+        drain(body, self.drain_limit(packet)).await;
         Ok(ack)
     }
 
@@ -275,15 +518,16 @@ impl Server {
         body: &mut Incoming,
         write: &Write,
         origin: &str,
+        io: BodyIo,
     ) -> Result<Ack, Dropped> {
-        let streamed = self.stream(entry, body, write).await;
+        let streamed = self.stream(entry, body, write, io).await;
         let stored = match &streamed {
-            Ok(n) => *n,
-            Err(Failure::Body(n, _)) => *n,
-            Err(Failure::Disk(_)) => 0,
+            Ok(n) | Err(Failure::Body(n, _)) => *n,
+            Err(Failure::Cut(n)) if io.cut.is_some_and(|c| c.keep) => *n,
+            Err(Failure::Cut(_) | Failure::Disk(_)) => 0,
         };
         let env = Env {
-            now: Instant::now(),
+            now: now(),
             fresh_id: write.session,
             existing: Existing::Nothing,
             origin,
@@ -303,6 +547,7 @@ impl Server {
         match streamed {
             Ok(_) => Ok(ack),
             Err(Failure::Body(_, why)) => Err(Dropped::Body(why)),
+            Err(Failure::Cut(_)) => Err(Dropped::Fault("reset".into())),
             Err(Failure::Disk(e)) => {
                 tracing::warn!(session = %write.session, error = %e, "fragment write failed");
                 Ok(Ack::error(BitsError::DiskFull).with_session(ack.session_id.as_deref()))
@@ -315,6 +560,7 @@ impl Server {
         entry: &mut Entry,
         body: &mut Incoming,
         write: &Write,
+        io: BodyIo,
     ) -> Result<u64, Failure> {
         if entry.file.is_none() {
             entry.file = Some(
@@ -330,22 +576,31 @@ impl Server {
         file.seek(io::SeekFrom::Start(write.at))
             .await
             .map_err(Failure::Disk)?;
+        let started = tokio::time::Instant::now();
+        let limit = io.cut.map_or(u64::MAX, |c| c.after);
+        let mut consumed = 0u64;
         let mut skip = write.skip;
         let mut written = 0u64;
         let mut ended = None;
+        let mut pending =
+            bytes::BytesMut::with_capacity(write.len.min(WRITE_CHUNK as u64) as usize);
         while written < write.len {
+            if consumed >= limit {
+                ended = Some(Ended::Cut);
+                break;
+            }
             let frame =
                 match tokio::time::timeout(self.config.body_read_timeout, body.frame()).await {
                     Err(_) => {
-                        ended = Some("stalled".to_owned());
+                        ended = Some(Ended::Body("stalled".to_owned()));
                         break;
                     }
                     Ok(None) => {
-                        ended = Some("ended early".to_owned());
+                        ended = Some(Ended::Body("ended early".to_owned()));
                         break;
                     }
                     Ok(Some(Err(e))) => {
-                        ended = Some(e.to_string());
+                        ended = Some(Ended::Body(e.to_string()));
                         break;
                     }
                     Ok(Some(Ok(frame))) => frame,
@@ -353,6 +608,17 @@ impl Server {
             let Ok(mut data) = frame.into_data() else {
                 continue;
             };
+            data.truncate(
+                data.len()
+                    .min((limit - consumed).min(usize::MAX as u64) as usize),
+            );
+            consumed += data.len() as u64;
+            if let Some(rate) = io.read_rate {
+                // Hold the next read back until these bytes were due at `rate` bytes/s.
+                let due =
+                    started + std::time::Duration::from_secs_f64(consumed as f64 / rate as f64);
+                tokio::time::sleep_until(due).await;
+            }
             let dropped = skip.min(data.len() as u64);
             skip -= dropped;
             let _ = data.split_to(dropped as usize);
@@ -360,14 +626,24 @@ impl Server {
             if take == 0 {
                 continue;
             }
-            file.write_all(&data[..take]).await.map_err(Failure::Disk)?;
+            pending.extend_from_slice(&data[..take]);
             written += take as u64;
+            if pending.len() >= WRITE_CHUNK {
+                file.write_all(&pending).await.map_err(Failure::Disk)?;
+                pending.clear();
+            }
+        }
+        if ended.is_none() && io.cut.is_some() {
+            // The whole body fitted before the cut: the reset still happens, after it.
+            ended = Some(Ended::Cut);
         }
         // Only bytes the file really holds may be acknowledged.
+        file.write_all(&pending).await.map_err(Failure::Disk)?;
         file.flush().await.map_err(Failure::Disk)?;
         match ended {
             None => Ok(written),
-            Some(why) => Err(Failure::Body(written, why)),
+            Some(Ended::Cut) => Err(Failure::Cut(written)),
+            Some(Ended::Body(why)) => Err(Failure::Body(written, why)),
         }
     }
 
@@ -497,7 +773,26 @@ impl Server {
 enum Failure {
     /// The body ended or stalled after this many bytes were stored.
     Body(u64, String),
+    /// A fault cut the body after this many bytes were stored.
+    Cut(u64),
     Disk(io::Error),
+}
+
+enum Ended {
+    Cut,
+    Body(String),
+}
+
+/// How a fragment body is read.
+#[derive(Debug, Clone, Copy)]
+struct BodyIo {
+    cut: Option<Cut>,
+    read_rate: Option<u64>,
+}
+
+/// The core's clock. tokio's, so tests under paused time see expiry deterministically.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// Writes a rendered Ack as an HTTP response with an empty body.
@@ -547,10 +842,10 @@ fn origin(headers: &http::HeaderMap, local: SocketAddr) -> String {
     }
 }
 
-/// Reads and discards a small leftover body so the connection can be reused.
-async fn drain(body: &mut Incoming) {
+/// Reads and discards up to `limit` bytes of a leftover body so the connection can be reused.
+async fn drain(body: &mut Incoming, limit: u64) {
     let mut seen = 0u64;
-    while seen <= DRAIN_LIMIT {
+    while seen <= limit {
         match tokio::time::timeout(std::time::Duration::from_secs(5), body.frame()).await {
             Ok(Some(Ok(frame))) => {
                 seen += frame.data_ref().map_or(0, |d| d.len() as u64);

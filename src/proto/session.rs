@@ -61,6 +61,8 @@ pub struct Session {
     /// Set when the final fragment completes an upload-reply session; re-sent on retries.
     pub reply_url: Option<String>,
     pub last_activity: Instant,
+    /// A shorter idle timeout for this session alone (a fault asked for it).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Session {
@@ -70,7 +72,7 @@ impl Session {
     }
 
     fn expired(&self, now: Instant, timeout: Duration) -> bool {
-        now.saturating_duration_since(self.last_activity) >= timeout
+        now.saturating_duration_since(self.last_activity) >= self.idle_timeout.unwrap_or(timeout)
     }
 
     fn ack(&self) -> Ack {
@@ -246,6 +248,17 @@ impl Table {
     }
 
     /// Forgets one session (a fault, or resource pressure); true if it existed.
+    /// Gives one session its own (shorter) idle timeout; true if it exists.
+    pub fn set_idle_timeout(&mut self, id: &SessionId, timeout: Duration) -> bool {
+        match self.sessions.get_mut(id) {
+            Some(s) => {
+                s.idle_timeout = Some(timeout);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn forget(&mut self, id: &SessionId) -> bool {
         self.sessions.remove(id).is_some()
     }
@@ -292,6 +305,7 @@ impl Table {
             received: 0,
             reply_url: None,
             last_activity: env.now,
+            idle_timeout: None,
         };
         self.sessions.insert(env.fresh_id, session);
         let mut ack = Ack::ok().with_session(Some(&env.fresh_id.to_string()));

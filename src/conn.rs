@@ -1,0 +1,140 @@
+//! The server side of one TCP connection, able to misbehave below HTTP.
+//!
+//! hyper writes responses through [`FaultIo`]; a request handler steers it through the shared
+//! [`Control`]: reset the connection (RST instead of FIN), trickle writes at a fixed rate, or
+//! replace the next response with raw bytes (a broken response) and then fail the connection.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+/// Granularity of write throttling.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What the handler wants the connection to do next.
+#[derive(Debug, Default)]
+pub struct Control {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    reset: bool,
+    raw: Option<Vec<u8>>,
+    write_rate: Option<u64>,
+}
+
+impl Control {
+    /// End with RST when the connection is dropped.
+    pub fn reset(&self) {
+        self.lock().reset = true;
+    }
+
+    /// Send these bytes instead of the next response, then fail the connection.
+    pub fn replace_response(&self, raw: Vec<u8>) {
+        self.lock().raw = Some(raw);
+    }
+
+    /// Write at most this many bytes per second (`None`: full speed).
+    pub fn throttle_writes(&self, rate: Option<u64>) {
+        self.lock().write_rate = rate;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A TCP stream that obeys a [`Control`].
+pub struct FaultIo {
+    stream: TcpStream,
+    control: Arc<Control>,
+    raw_sent: usize,
+    pause: Option<Pin<Box<Sleep>>>,
+}
+
+impl FaultIo {
+    pub fn new(stream: TcpStream, control: Arc<Control>) -> Self {
+        FaultIo {
+            stream,
+            control,
+            raw_sent: 0,
+            pause: None,
+        }
+    }
+}
+
+impl Drop for FaultIo {
+    fn drop(&mut self) {
+        if self.control.lock().reset {
+            // SO_LINGER 0: closing sends RST and discards unsent data.
+            let _ = self.stream.set_zero_linger();
+        }
+    }
+}
+
+impl AsyncRead for FaultIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for FaultIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let (raw, rate) = {
+            let state = this.control.lock();
+            (state.raw.clone(), state.write_rate)
+        };
+        if let Some(raw) = raw {
+            while this.raw_sent < raw.len() {
+                let n = ready!(Pin::new(&mut this.stream).poll_write(cx, &raw[this.raw_sent..]))?;
+                if n == 0 {
+                    break;
+                }
+                this.raw_sent += n;
+            }
+            ready!(Pin::new(&mut this.stream).poll_flush(cx))?;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "broken response sent",
+            )));
+        }
+        let Some(rate) = rate else {
+            return Pin::new(&mut this.stream).poll_write(cx, buf);
+        };
+        if let Some(pause) = this.pause.as_mut() {
+            ready!(pause.as_mut().poll(cx));
+            this.pause = None;
+        }
+        let quantum = (rate as f64 * TICK.as_secs_f64()).ceil().max(1.0) as usize;
+        let n = ready!(Pin::new(&mut this.stream).poll_write(cx, &buf[..buf.len().min(quantum)]))?;
+        let wait = TICK.mul_f64(n as f64 / quantum as f64);
+        this.pause = Some(Box::pin(tokio::time::sleep(wait)));
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
