@@ -35,7 +35,12 @@ async fn create(conn: &mut Conn, target: &str) -> String {
 }
 
 fn fired(f: &Fixture) -> Vec<u64> {
-    f.running.server.fire_counts().into_iter().map(|(_, n)| n).collect()
+    f.running
+        .server
+        .fire_counts()
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect()
 }
 
 /// Sends a request and expects the connection to end without any response.
@@ -56,9 +61,13 @@ async fn a_lost_ack_after_close_leaves_the_fragment_written_and_a_resend_is_ackn
     assert_ne!(e.kind(), ErrorKind::TimedOut, "{e}");
     // The client resumes on a new connection from where it believes it is (0).
     let mut conn = f.connect().await;
-    let ack = conn.ok(&Req::fragment(T, &id, 0, 3000, &data[..1000])).await;
+    let ack = conn
+        .ok(&Req::fragment(T, &id, 0, 3000, &data[..1000]))
+        .await;
     assert_eq!((ack.status, ack.received()), (200, Some(1000)));
-    let ack = conn.ok(&Req::fragment(T, &id, 1000, 3000, &data[1000..])).await;
+    let ack = conn
+        .ok(&Req::fragment(T, &id, 1000, 3000, &data[1000..]))
+        .await;
     assert_eq!(ack.received(), Some(3000));
     assert_eq!(conn.ok(&Req::close(T, &id)).await.status, 200);
     assert_same(&f.stored(T).unwrap(), &data, "stored file");
@@ -72,13 +81,20 @@ async fn a_lost_ack_by_reset_is_a_tcp_reset_and_the_server_state_stays_right() {
     let mut conn = f.connect().await;
     let id = create(&mut conn, T).await;
     conn.ok(&Req::fragment(T, &id, 0, 2000, &data[..500])).await;
-    let e = expect_no_answer(&mut conn, &Req::fragment(T, &id, 500, 2000, &data[500..1500])).await;
+    let e = expect_no_answer(
+        &mut conn,
+        &Req::fragment(T, &id, 500, 2000, &data[500..1500]),
+    )
+    .await;
     assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
     let mut conn = f.connect().await;
     // Resending the lost range: the server already holds it and says so (policy A).
-    let ack = conn.ok(&Req::fragment(T, &id, 500, 2000, &data[500..1500])).await;
+    let ack = conn
+        .ok(&Req::fragment(T, &id, 500, 2000, &data[500..1500]))
+        .await;
     assert_eq!((ack.status, ack.received()), (200, Some(1500)));
-    conn.ok(&Req::fragment(T, &id, 1500, 2000, &data[1500..])).await;
+    conn.ok(&Req::fragment(T, &id, 1500, 2000, &data[1500..]))
+        .await;
     conn.ok(&Req::close(T, &id)).await;
     assert_same(&f.stored(T).unwrap(), &data, "stored file");
 }
@@ -90,7 +106,11 @@ async fn a_hung_ack_says_nothing_for_the_hang_then_closes() {
     let id = create(&mut conn, T).await;
     let started = Instant::now();
     expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 10, b"0123456789")).await;
-    assert!(started.elapsed() >= Duration::from_millis(280), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        started.elapsed()
+    );
     // The fragment was applied before the hang.
     let mut conn = f.connect().await;
     let ack = conn.ok(&Req::close(T, &id)).await;
@@ -134,16 +154,21 @@ async fn a_lost_create_session_ack_still_created_the_session() {
 
 #[tokio::test]
 async fn a_mid_body_reset_keeping_bytes_acknowledges_them_later() {
-    let f = start_rules(&["packet=fragment nth=1 fault=reset-mid-body after-bytes=400 keep=true"]).await;
+    let f = start_rules(&["packet=fragment nth=1 fault=reset-mid-body after-bytes=400 keep=true"])
+        .await;
     let data = data(1000, 3);
     let mut conn = f.connect().await;
     let id = create(&mut conn, T).await;
     let e = expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 1000, &data)).await;
     assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
     let mut conn = f.connect().await;
-    let ack = conn.ok(&Req::fragment(T, &id, 600, 1000, &data[600..])).await;
+    let ack = conn
+        .ok(&Req::fragment(T, &id, 600, 1000, &data[600..]))
+        .await;
     assert_eq!((ack.status, ack.received()), (416, Some(400)));
-    let ack = conn.ok(&Req::fragment(T, &id, 400, 1000, &data[400..])).await;
+    let ack = conn
+        .ok(&Req::fragment(T, &id, 400, 1000, &data[400..]))
+        .await;
     assert_eq!(ack.received(), Some(1000));
     conn.ok(&Req::close(T, &id)).await;
     assert_same(&f.stored(T).unwrap(), &data, "stored file");
@@ -151,13 +176,17 @@ async fn a_mid_body_reset_keeping_bytes_acknowledges_them_later() {
 
 #[tokio::test]
 async fn a_mid_body_reset_discarding_bytes_acknowledges_none_of_them() {
-    let f = start_rules(&["packet=fragment nth=1 fault=reset-mid-body after-fraction=0.5 keep=false"]).await;
+    let f =
+        start_rules(&["packet=fragment nth=1 fault=reset-mid-body after-fraction=0.5 keep=false"])
+            .await;
     let data = data(1000, 4);
     let mut conn = f.connect().await;
     let id = create(&mut conn, T).await;
     expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 1000, &data)).await;
     let mut conn = f.connect().await;
-    let ack = conn.ok(&Req::fragment(T, &id, 500, 1000, &data[500..])).await;
+    let ack = conn
+        .ok(&Req::fragment(T, &id, 500, 1000, &data[500..]))
+        .await;
     assert_eq!((ack.status, ack.received()), (416, Some(0)));
     conn.ok(&Req::fragment(T, &id, 0, 1000, &data)).await;
     conn.ok(&Req::close(T, &id)).await;
@@ -202,14 +231,19 @@ async fn a_simulated_restart_forgets_every_session() {
     conn.ok(&Req::fragment("/b.bin", &b, 0, 8, b"abcd")).await;
     for (t, id) in [("/a.bin", &a), ("/b.bin", &b)] {
         let ack = conn.ok(&Req::fragment(t, id, 0, 8, b"abcd")).await;
-        assert_eq!(ack.header("BITS-Error-Code"), Some(SESSION_NOT_FOUND), "{t}");
+        assert_eq!(
+            ack.header("BITS-Error-Code"),
+            Some(SESSION_NOT_FOUND),
+            "{t}"
+        );
     }
     assert_eq!(f.running.server.session_count(), 0);
 }
 
 #[tokio::test]
 async fn a_short_idle_timeout_expires_the_session_between_fragments() {
-    let f = start_rules(&["packet=fragment nth=1 fault=lose-session scope=expire idle=100ms"]).await;
+    let f =
+        start_rules(&["packet=fragment nth=1 fault=lose-session scope=expire idle=100ms"]).await;
     let mut conn = f.connect().await;
     let id = create(&mut conn, T).await;
     conn.ok(&Req::fragment(T, &id, 0, 8, b"abcd")).await;
@@ -253,15 +287,25 @@ async fn lying_acks_say_what_they_were_told_to_and_the_truth_still_holds() {
     let mut conn = f.connect().await;
     let id = create(&mut conn, T).await;
     let body = b"abcdefghij";
-    let send = |first: u64| Req::fragment(T, &id, first, 10, &body[first as usize..first as usize + 1]);
+    let send =
+        |first: u64| Req::fragment(T, &id, first, 10, &body[first as usize..first as usize + 1]);
     let ack = conn.ok(&send(0)).await;
-    assert_eq!(ack.header("BITS-Received-Content-Range"), Some("0"), "1 - 3 saturates");
+    assert_eq!(
+        ack.header("BITS-Received-Content-Range"),
+        Some("0"),
+        "1 - 3 saturates"
+    );
     let ack = conn.ok(&send(1)).await;
     assert_eq!(ack.received(), Some(4));
     let ack = conn.ok(&send(2)).await;
     assert_eq!(ack.received(), Some(11));
     let ack = conn.ok(&send(3)).await;
-    assert!(ack.header("BITS-Received-Content-Range").unwrap().parse::<u64>().is_err());
+    assert!(
+        ack.header("BITS-Received-Content-Range")
+            .unwrap()
+            .parse::<u64>()
+            .is_err()
+    );
     let ack = conn.ok(&send(4)).await;
     assert_eq!(ack.header("BITS-Received-Content-Range"), None);
     let ack = conn.ok(&send(5)).await;
@@ -280,7 +324,9 @@ async fn an_upload_reply_final_ack_can_lose_its_reply_url() {
     let f = start_rules(&["fault=lie lie=no-reply-url"]).await;
     let mut conn = f.connect().await;
     let id = create(&mut conn, "/reply/r.bin").await;
-    let ack = conn.ok(&Req::fragment("/reply/r.bin", &id, 0, 3, b"xyz")).await;
+    let ack = conn
+        .ok(&Req::fragment("/reply/r.bin", &id, 0, 3, b"xyz"))
+        .await;
     assert_eq!((ack.status, ack.received()), (200, Some(3)));
     assert_eq!(ack.header("BITS-Reply-URL"), None);
 }
@@ -303,7 +349,10 @@ async fn broken_responses_are_unreadable_and_close_the_connection() {
             }
             "wrong-length" => {
                 let text = String::from_utf8_lossy(&raw);
-                assert!(text.contains("Content-Length: 64\r\n") && text.ends_with("\r\n\r\n"), "{expect}: {text}");
+                assert!(
+                    text.contains("Content-Length: 64\r\n") && text.ends_with("\r\n\r\n"),
+                    "{expect}: {text}"
+                );
             }
             _ => {
                 assert_eq!(raw.len(), 64, "{expect}");
@@ -322,7 +371,11 @@ async fn a_throttled_response_trickles_out() {
     let ack = conn.ok(&Req::ping("/x")).await;
     assert_eq!(ack.status, 200);
     // About 100 bytes of head at 400 B/s.
-    assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -332,9 +385,15 @@ async fn a_throttled_body_read_takes_its_time_and_stores_everything() {
     let mut conn = f.connect().await;
     let id = create(&mut conn, T).await;
     let started = Instant::now();
-    let ack = conn.ok(&Req::fragment(T, &id, 0, data.len() as u64, &data)).await;
+    let ack = conn
+        .ok(&Req::fragment(T, &id, 0, data.len() as u64, &data))
+        .await;
     assert_eq!(ack.received(), Some(data.len() as u64));
-    assert!(started.elapsed() >= Duration::from_millis(400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
     conn.ok(&Req::close(T, &id)).await;
     assert_same(&f.stored(T).unwrap(), &data, "stored file");
 }
@@ -358,7 +417,10 @@ async fn a_long_delay_is_served_in_virtual_time() {
     let ack = conn.ok(&Req::ping("/x")).await;
     assert_eq!(ack.status, 200);
     let waited = virtual_start.elapsed();
-    assert!(waited >= Duration::from_secs(10) && waited <= Duration::from_secs(21), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(10) && waited <= Duration::from_secs(21),
+        "{waited:?}"
+    );
     assert!(real_start.elapsed() < Duration::from_secs(5));
 }
 
@@ -366,7 +428,10 @@ async fn a_long_delay_is_served_in_virtual_time() {
 async fn an_outage_refuses_connections_inside_its_window_only() {
     let f = start_rules(&["from=0s until=400ms fault=refuse"]).await;
     let mut conn = f.connect().await;
-    assert!(conn.send(&Req::ping("/x")).await.is_err(), "refused during the outage");
+    assert!(
+        conn.send(&Req::ping("/x")).await.is_err(),
+        "refused during the outage"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut conn = f.connect().await;
     assert_eq!(conn.ok(&Req::ping("/x")).await.status, 200);
@@ -381,8 +446,15 @@ async fn basic_auth_challenges_until_the_right_credentials_come() {
     let mut conn = f.connect().await;
     let ack = conn.ok(&Req::create(T)).await;
     assert_eq!(ack.status, 401);
-    assert_eq!(ack.header("WWW-Authenticate"), Some("Basic realm=\"bitsmock\""));
-    assert_eq!(f.running.server.session_count(), 0, "a challenged request is not applied");
+    assert_eq!(
+        ack.header("WWW-Authenticate"),
+        Some("Basic realm=\"bitsmock\"")
+    );
+    assert_eq!(
+        f.running.server.session_count(),
+        0,
+        "a challenged request is not applied"
+    );
     let wrong = Req::create(T).header("Authorization", &format!("Basic {}", b64("alice:nope")));
     assert_eq!(conn.ok(&wrong).await.status, 401);
     let right = Req::create(T).header("Authorization", &format!("Basic {}", b64("alice:s3cret")));
@@ -396,17 +468,30 @@ async fn negotiate_authenticates_the_connection_after_its_legs_and_can_demand_it
     let f = start_rules(&["fault=auth scheme=negotiate legs=2 again-after=1"]).await;
     let mut conn = f.connect().await;
     let ack = conn.ok(&Req::ping("/x")).await;
-    assert_eq!((ack.status, ack.header("WWW-Authenticate")), (401, Some("Negotiate")));
-    let ack = conn.ok(&Req::ping("/x").header("Authorization", "Negotiate bGVnMQ==")).await;
+    assert_eq!(
+        (ack.status, ack.header("WWW-Authenticate")),
+        (401, Some("Negotiate"))
+    );
+    let ack = conn
+        .ok(&Req::ping("/x").header("Authorization", "Negotiate bGVnMQ=="))
+        .await;
     assert_eq!(ack.status, 401);
     assert!(ack.header("WWW-Authenticate").unwrap().len() > "Negotiate ".len());
-    let ack = conn.ok(&Req::ping("/x").header("Authorization", "Negotiate bGVnMg==")).await;
+    let ack = conn
+        .ok(&Req::ping("/x").header("Authorization", "Negotiate bGVnMg=="))
+        .await;
     assert_eq!(ack.status, 200);
     // Connection-bound: later requests need no header...
     let id = create(&mut conn, T).await;
-    assert_eq!(conn.ok(&Req::fragment(T, &id, 0, 8, b"abcd")).await.status, 200);
+    assert_eq!(
+        conn.ok(&Req::fragment(T, &id, 0, 8, b"abcd")).await.status,
+        200
+    );
     // ...until the server demands it again after one fragment.
-    assert_eq!(conn.ok(&Req::fragment(T, &id, 4, 8, b"efgh")).await.status, 401);
+    assert_eq!(
+        conn.ok(&Req::fragment(T, &id, 4, 8, b"efgh")).await.status,
+        401
+    );
     // A new connection starts unauthenticated.
     let mut other = f.connect().await;
     assert_eq!(other.ok(&Req::ping("/x")).await.status, 401);
@@ -431,7 +516,13 @@ async fn fault_log(seed: u64) -> Vec<(usize, u64, String, u64, String)> {
         let mut offset = 0u64;
         while offset < 4000 {
             let end = (offset + 400).min(4000);
-            let req = Req::fragment(&target, &id, offset, 4000, &data[offset as usize..end as usize]);
+            let req = Req::fragment(
+                &target,
+                &id,
+                offset,
+                4000,
+                &data[offset as usize..end as usize],
+            );
             match conn.send(&req).await {
                 Ok(ack) => offset = ack.received().unwrap_or(offset),
                 Err(_) => conn = f.connect().await,
@@ -473,7 +564,11 @@ async fn every_shipped_profile_passes_profile_check() {
         )
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 11);
 }
 
@@ -489,7 +584,10 @@ async fn a_bad_profile_is_reported_with_file_and_line() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with(&format!("{}:6: ", path.display())), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{}:6: ", path.display())),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -499,7 +597,10 @@ async fn serve_logs_faults_and_prints_fire_counts_on_shutdown() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bitsmock"))
         .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
         .arg(dir.path())
-        .args(["--fault", "packet=ping nth=1 fault=delay delay=1ms name=tiny"])
+        .args([
+            "--fault",
+            "packet=ping nth=1 fault=delay delay=1ms name=tiny",
+        ])
         .args(["--fault", "packet=ping every=2 fault=status status=503"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -523,15 +624,26 @@ async fn serve_logs_faults_and_prints_fire_counts_on_shutdown() {
         v
     };
     assert_eq!(statuses, vec![200, 503, 200, 503]);
-    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let status = child.wait().unwrap();
     assert!(status.success());
     let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
-    assert!(rest.iter().any(|l| l == "rule 1: tiny: fired 0 time(s)"), "{rest:?}");
-    assert!(rest.iter().any(|l| l == "rule 2: rule 2: fired 2 time(s)"), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l == "rule 1: tiny: fired 0 time(s)"),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter().any(|l| l == "rule 2: rule 2: fired 2 time(s)"),
+        "{rest:?}"
+    );
     let mut log = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
-    assert!(log.contains("fault") && log.contains("answered 503"), "{log}");
+    assert!(
+        log.contains("fault") && log.contains("answered 503"),
+        "{log}"
+    );
 }
 
 trait FaultFixture {
@@ -543,7 +655,12 @@ impl FaultFixture for Fixture {
     fn list_temp_sizes(&self) -> Vec<u64> {
         let dir = self.root.join("BITS-Sessions").join("Requests");
         let mut sizes: Vec<u64> = std::fs::read_dir(dir)
-            .map(|d| d.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).collect())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .collect()
+            })
             .unwrap_or_default();
         if sizes.is_empty() {
             sizes.push(0);
