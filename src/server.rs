@@ -233,6 +233,36 @@ impl Server {
         Ok(())
     }
 
+    /// Serves one already-open connection over any byte stream — an in-memory duplex in the
+    /// `connection` fuzz target — with the same HTTP settings and request handler as
+    /// [`Server::run`]. Refusals, resets, broken responses and write throttling act on the
+    /// socket that `run` wraps, so here they do nothing; every other fault applies.
+    pub async fn serve_io<I>(self: &Arc<Self>, io: I) -> Result<(), hyper::Error>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let nowhere = SocketAddr::from(([127, 0, 0, 1], 0));
+        let conn = Arc::new(Conn {
+            peer: nowhere,
+            local: nowhere,
+            control: Arc::new(Control::default()),
+            auth: Mutex::default(),
+        });
+        let server = Arc::clone(self);
+        let service = service_fn(move |req| {
+            let server = Arc::clone(&server);
+            let conn = Arc::clone(&conn);
+            async move { server.handle(req, conn).await }
+        });
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_read_timeout)
+            .max_buf_size(self.config.max_head_bytes.max(8192))
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service)
+            .await
+    }
+
     /// Removes idle sessions and their files, so expiry happens even if no client asks.
     async fn sweep(self: Arc<Self>) {
         let timeout = self.config.vdir.session_timeout;
