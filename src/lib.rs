@@ -10,11 +10,13 @@
 //! - [`store`]: session temp files, atomic commit, confinement under the upload root.
 //! - [`reply`]: the built-in server application for upload-reply jobs. Pure.
 //! - [`server`]: hyper glue that executes what the core decides.
+//! - [`client`]: the reference BITS upload client (`bitsmock upload`), for tests and CLI.
 //! - [`config`]: the validated configuration; [`units`]: size and duration parsing.
 //!
 //! Start a server inside a test with [`spawn`], point a client at [`Running::addr`], and
 //! stop it with [`Running::stop`].
 
+pub mod client;
 pub mod config;
 pub mod conn;
 pub mod fault;
