@@ -12,6 +12,7 @@
 //! - [`server`]: hyper glue that executes what the core decides.
 //! - [`client`]: the reference BITS upload client (`bitsmock upload`), for tests and CLI.
 //! - [`config`]: the validated configuration; [`units`]: size and duration parsing.
+//! - [`fuzzing`]: the property checks behind the fuzz targets and their stable replay.
 //!
 //! Start a server inside a test with [`spawn`], point a client at [`Running::addr`], and
 //! stop it with [`Running::stop`].
@@ -20,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod fault;
+pub mod fuzzing;
 pub mod journal;
 pub mod proto;
 pub mod reply;

@@ -380,7 +380,10 @@ impl Faults {
     }
 
     fn scale(&self, d: Duration) -> Duration {
-        d.mul_f64(self.time_scale).min(MAX_DELAY)
+        // `mul_f64` panics when the product overflows a Duration (a long hang or window under
+        // a large `--time-scale`); anything that long saturates at MAX_DELAY anyway.
+        Duration::try_from_secs_f64(d.as_secs_f64() * self.time_scale)
+            .map_or(MAX_DELAY, |d| d.min(MAX_DELAY))
     }
 
     fn sample(&self, dist: &Dist, rng: &mut StdRng) -> Duration {
@@ -664,6 +667,15 @@ mod tests {
             }
         }
         fired
+    }
+
+    #[test]
+    fn huge_durations_under_a_large_time_scale_saturate_instead_of_panicking() {
+        // fuzz/regressions/fault_plan/time-scale-overflows-a-normal-delay
+        let rule = parse_rule_line("fault=lose-ack how=hang hang=100000000000000000", "t", 1);
+        let mut f = Faults::new(vec![rule.unwrap()], 0, 1e300, ErrorHeader::Code);
+        let plan = f.plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default());
+        assert_eq!(plan.action, Action::After(Outcome::Hang(MAX_DELAY)));
     }
 
     #[test]

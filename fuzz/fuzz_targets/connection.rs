@@ -1,0 +1,6 @@
+//! `connection`: see `bitsmock::fuzzing::connection` for the input format and the properties checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| bitsmock::fuzzing::connection::check(data));

@@ -1,0 +1,6 @@
+//! `packet`: see `bitsmock::fuzzing::packet` for the input format and the properties checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| bitsmock::fuzzing::packet::check(data));

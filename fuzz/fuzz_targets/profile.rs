@@ -1,0 +1,6 @@
+//! `profile`: see `bitsmock::fuzzing::profile` for the input format and the properties checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| bitsmock::fuzzing::profile::check(data));

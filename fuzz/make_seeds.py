@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Writes fuzz/seeds/<target>/ from the protocol's worked examples and profiles/*.toml.
+
+Run from anywhere: `python3 fuzz/make_seeds.py`. Seeds are committed; rerun this only to
+change them. The session ids in the `connection` seeds are the ones a server with seed 0
+issues, in order (one id is drawn per valid BITS packet the server processes), so a seed
+whose first packet is a Create-Session uses ID[0], and so on.
+"""
+
+import json
+import random
+import shutil
+import tomllib
+from pathlib import Path
+
+FUZZ = Path(__file__).resolve().parent
+ROOT = FUZZ.parent
+SEEDS = FUZZ / "seeds"
+GUID = "{7df0354d-249b-430f-820d-3d2a9bef4931}"
+SID = "{6B1D0C52-2F7A-4E0B-9C1E-5A3D2B7F9E01}"
+# Ids a seed-0 server draws, in order (bitsmock::server, StdRng seeded 0 ^ 0x5E551011D5EED000).
+ID = [
+    "{4CF134BA-2164-4CFC-84C3-20B358695DB7}",
+    "{2B004D9C-186C-4AB0-8C3F-3FEFE83F943B}",
+    "{AF021ED9-68E2-4A8C-A35A-5999D7345053}",
+    "{5E4CF9D5-CB78-4861-8566-49E76D6AE07A}",
+    "{ACC286B1-D6D7-44DF-A0E5-9A9CCBE3BE73}",
+    "{32EFC2D7-3A2A-4771-A4DB-B27C2C50FDE6}",
+]
+
+
+def write(target, name, data):
+    d = SEEDS / target
+    d.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    (d / name).write_bytes(data)
+
+
+def head(method, target, headers):
+    lines = [f"{method} {target} HTTP/1.1"] + [f"{n}: {v}" for n, v in headers]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def request(target, packet_type, extra=(), body=b"", method="BITS_POST"):
+    headers = [("Host", "upload.test"), ("BITS-Packet-Type", packet_type)]
+    headers += list(extra)
+    if not any(n.lower() == "content-length" for n, _ in headers):
+        headers.append(("Content-Length", str(len(body))))
+    return head(method, target, headers).encode() + body
+
+
+def ping(t="/drop/report.bin"):
+    return request(t, "Ping")
+
+
+def create(t="/drop/report.bin", extra=()):
+    return request(t, "Create-Session", [("BITS-Supported-Protocols", GUID), *extra])
+
+
+def data(first, last):
+    return bytes((i * 31) % 251 for i in range(first, last + 1))
+
+
+def fragment(sid, first, last, total, t="/drop/report.bin", extra=()):
+    return request(
+        t,
+        "Fragment",
+        [("BITS-Session-Id", sid), ("Content-Name", "report.bin"),
+         ("Content-Range", f"bytes {first}-{last}/{total}"), *extra],
+        data(first, last),
+    )
+
+
+def close(sid, t="/drop/report.bin"):
+    return request(t, "Close-Session", [("BITS-Session-Id", sid)])
+
+
+def cancel(sid, t="/drop/report.bin"):
+    return request(t, "Cancel-Session", [("BITS-Session-Id", sid)])
+
+
+def packet_seeds():
+    t = "/drop/report.bin"
+    seeds = {
+        "ping": ("BITS_POST", t, [("Host", "upload.test"), ("BITS-Packet-Type", "Ping"), ("Content-Length", "0")]),
+        "create": ("BITS_POST", t, [("BITS-Packet-Type", "Create-Session"), ("BITS-Supported-Protocols", GUID), ("Content-Length", "0")]),
+        "create-many-guids": ("BITS_POST", t, [("BITS-Packet-Type", "CREATE-SESSION"), ("BITS-Supported-Protocols", "{00000000-0000-0000-0000-000000000000}, " + GUID.upper()), ("Content-Name", "report.bin"), ("Content-Length", "0")]),
+        "fragment-first": ("BITS_POST", t, [("BITS-Packet-Type", "Fragment"), ("BITS-Session-Id", SID), ("Content-Name", "report.bin"), ("Content-Range", "bytes 0-65535/150000"), ("Content-Length", "65536")]),
+        "fragment-last": ("BITS_POST", t, [("BITS-Packet-Type", "fragment"), ("BITS-Session-Id", SID), ("Content-Range", "bytes 65536-149999/150000"), ("Content-Length", "84464")]),
+        "fragment-identity": ("BITS_POST", t, [("BITS-Packet-Type", "Fragment"), ("BITS-Session-Id", SID.lower()), ("Content-Range", "Bytes 0-0/1"), ("Content-Encoding", "identity"), ("Content-Length", "1")]),
+        "fragment-gzip": ("BITS_POST", t, [("BITS-Packet-Type", "Fragment"), ("BITS-Session-Id", SID), ("Content-Range", "bytes 0-9/10"), ("Content-Encoding", "gzip"), ("Content-Length", "10")]),
+        "fragment-mismatch": ("BITS_POST", t, [("BITS-Packet-Type", "Fragment"), ("BITS-Session-Id", SID), ("Content-Range", "bytes 65536-99999/100000"), ("Content-Length", "1")]),
+        "close": ("BITS_POST", t, [("BITS-Packet-Type", "Close-Session"), ("BITS-Session-Id", SID), ("Content-Name", "report.bin"), ("Content-Length", "0")]),
+        "cancel": ("BITS_POST", t, [("BITS-Packet-Type", "Cancel-Session"), ("BITS-Session-Id", "{C3}"), ("Content-Length", "0")]),
+        "no-length": ("BITS_POST", t, [("BITS-Packet-Type", "Ping")]),
+        "absolute-target": ("BITS_POST", "http://farm.test/orders/in.xml", [("BITS-Packet-Type", "Create-Session"), ("BITS-Supported-Protocols", GUID), ("Content-Length", "0")]),
+        "traversal": ("BITS_POST", "/drop/%2e%2e/etc/passwd", [("BITS-Packet-Type", "Create-Session"), ("BITS-Supported-Protocols", GUID), ("Content-Length", "0")]),
+        "encoded-name": ("BITS_POST", "/drop/my%20file%C3%A9.bin?job=1", [("BITS-Packet-Type", "Create-Session"), ("BITS-Supported-Protocols", GUID), ("Content-Length", "0")]),
+        "get": ("GET", "/BITS-Sessions/Replies/x/responsefile.bin", [("Range", "bytes=0-511")]),
+        "lowercase-method": ("bits_post", t, [("BITS-Packet-Type", "Ping"), ("Content-Length", "0")]),
+        "long-session-id": ("BITS_POST", t, [("BITS-Packet-Type", "Close-Session"), ("BITS-Session-Id", "x" * 120), ("Content-Length", "0")]),
+    }
+    for name, (m, target, headers) in seeds.items():
+        write("packet", name, head(m, target, headers))
+
+
+def range_seeds():
+    for i, value in enumerate([
+        "bytes 0-65535/150000",
+        "bytes 65536-149999/150000",
+        "Bytes 0-0/1",
+        "BYTES 131072-149999/150000",
+        "  bytes   1-2/3 ",
+        "bytes 0-18446744073709551614/18446744073709551615",
+        "bytes 0-1/18446744073709551616",
+        "bytes 00000000000000000001-2/3",
+        "bytes */150000",
+        "bytes 0-99/*",
+        "bytes 9-0/20",
+        "bytes 0-20/20",
+        "bytes=0-9/20",
+        "bytes\t0-9/20",
+        "bytes -1-2/3",
+        "bytes 1-2/3/4",
+    ]):
+        write("content_range", f"range-{i:02}", value)
+
+
+def one_liner(rule):
+    words = []
+    for key, value in rule.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = str(value)
+        elif isinstance(value, list):
+            text = json.dumps(value, separators=(",", ":"))
+        elif any(c.isspace() for c in value) or not value:
+            text = json.dumps(value)
+        else:
+            text = value
+        words.append(f"{key}={text}")
+    return " ".join(words)
+
+
+def profile_seeds(rng):
+    for path in sorted((ROOT / "profiles").glob("*.toml")):
+        shutil.copyfile(path, SEEDS / "profile" / path.name)
+        rules = tomllib.loads(path.read_text()).get("rule", [])
+        text = "\n".join(one_liner(r) for r in rules) + "\n"
+        tail = bytes(rng.randrange(256) for _ in range(rng.randrange(32, 400)))
+        write("fault_plan", path.stem, text.encode() + b"\0" + tail)
+
+
+def connection_seeds():
+    # Control bytes: settings, rule set, chunk seed (2 bytes); see bitsmock::fuzzing::connection.
+    def seed(name, settings, rules, chunking, *parts):
+        write("connection", name, bytes([settings, rules]) + chunking.to_bytes(2, "big") + b"".join(parts))
+
+    t = "/drop/report.bin"
+    # PROTOCOL.md §12.1: Ping (draws ID[0]), Create (ID[1]), two fragments, Close.
+    upload = [ping(), create(), fragment(ID[1], 0, 99, 150), fragment(ID[1], 100, 149, 150), close(ID[1])]
+    seed("plain-upload", 0, 0, 0, *upload)
+    seed("plain-upload-chunked", 0, 0, 0x0307, *upload)
+    seed("plain-upload-lies", 0, 1, 0, *upload)
+    seed("plain-upload-resets", 0, 2, 0x1001, *upload)
+    seed("plain-upload-lost-acks", 0, 3, 0, *upload)
+    seed("plain-upload-both-headers-host-id", 0b110000, 0, 0, *upload)
+    # §12.2: lost Ack, resume and offset correction; gap; total mismatch.
+    seed("resume", 0, 0, 0,
+         create(), fragment(ID[0], 0, 9, 20), fragment(ID[0], 0, 9, 20), fragment(ID[0], 5, 14, 20),
+         fragment(ID[0], 18, 19, 20), fragment(ID[0], 15, 17, 30), fragment(ID[0], 15, 19, 20), close(ID[0]))
+    seed("resume-strict", 0b1, 0, 0,
+         create(), fragment(ID[0], 0, 9, 20), fragment(ID[0], 5, 14, 20), fragment(ID[0], 10, 19, 20), close(ID[0]))
+    # §12.3: upload-reply, then fetch the reply with a range.
+    reply = "/reply/in.xml"
+    reply_path = "/BITS-Sessions/Replies/" + ID[0][1:-1].lower() + "/responsefile.bin"
+    seed("upload-reply", 0b100000, 0, 0,
+         create(reply), fragment(ID[0], 0, 3, 4, reply),
+         head("GET", reply_path, [("Host", "node1.farm.test"), ("Range", "bytes=0-9")]).encode(),
+         head("HEAD", reply_path, [("Host", "node1.farm.test")]).encode(),
+         close(ID[0], reply))
+    # §12.4: session lost, cancellation, limits.
+    seed("cancel", 0, 0, 0,
+         create(), fragment(ID[0], 0, 4, 10), cancel(ID[0]), fragment(ID[0], 5, 9, 10), close(ID[0]))
+    seed("limits", 0b1010, 0, 0,
+         create(), fragment(ID[0], 0, 31, 64), fragment(ID[0], 0, 15, 64), fragment(ID[0], 0, 9, 101), close(ID[0]))
+    seed("twice-same-destination", 0, 0, 0,
+         create(), create(), fragment(ID[0], 0, 0, 1), close(ID[0]), create(), close(ID[3]))
+    seed("overwrite", 0b100, 0, 0,
+         create(), close(ID[0]), create(), fragment(ID[2], 0, 1, 2), close(ID[2]))
+    seed("auth", 0, 4, 0,
+         ping(), create(),
+         request(t, "Create-Session", [("BITS-Supported-Protocols", GUID), ("Authorization", "Basic Yml0czptb2Nr")]),
+         fragment(ID[0], 0, 1, 4, extra=[("Authorization", "Basic Yml0czptb2Nr")]),
+         fragment(ID[0], 2, 3, 4, extra=[("Authorization", "Basic Yml0czptb2Nr")]))
+    seed("http-oddities", 0, 0, 0x4242,
+         head("GET", "/", [("Host", "x")]).encode(),
+         head("POST", t, [("Content-Length", "3")]).encode() + b"abc",
+         head("BITS_POST", t, [("BITS-Packet-Type", "Ping"), ("Transfer-Encoding", "chunked")]).encode() + b"3\r\nabc\r\n0\r\n\r\n",
+         request(t, "Fragment", [("BITS-Session-Id", SID), ("Content-Range", "bytes 0-4/5"), ("Expect", "100-continue")], b"hello"),
+         head("BITS_POST", t, [("BITS-Packet-Type", "Ping")]).encode(),
+         request("/../../etc/passwd", "Create-Session", [("BITS-Supported-Protocols", GUID)]),
+         request("http://upload.test/drop/abs.bin", "Create-Session", [("BITS-Supported-Protocols", GUID)]))
+    seed("short-body", 0, 0, 0,
+         create(), request(t, "Fragment", [("BITS-Session-Id", ID[0]), ("Content-Range", "bytes 0-99/100"), ("Content-Length", "100")], b"only forty bytes of a hundred-byte body."))
+    seed("garbage", 0xff, 0xff, 0xffff, bytes(range(256)))
+
+
+def main():
+    if SEEDS.exists():
+        shutil.rmtree(SEEDS)
+    (SEEDS / "profile").mkdir(parents=True)
+    rng = random.Random(20240601)
+    packet_seeds()
+    range_seeds()
+    profile_seeds(rng)
+    connection_seeds()
+    for i, n in enumerate([16, 64, 128, 256, 512, 1024, 2048, 4096]):
+        write("session_machine", f"random-{i:02}", bytes(rng.randrange(256) for _ in range(n)))
+
+
+if __name__ == "__main__":
+    main()
