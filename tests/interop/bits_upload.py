@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""An independent BITS upload client, written from PROTOCOL.md with Python's http.client.
+
+It shares no code with bitsmock (a different language and HTTP stack), so the server is
+checked against a second reading of the spec. Usage: bits_upload.py FILE URL [FRAGMENT_SIZE]
+Prints the session id; exits non-zero with a message on any protocol violation.
+"""
+import http.client
+import os
+import sys
+import urllib.parse
+
+PROTOCOL = "{7df0354d-249b-430f-820d-3d2a9bef4931}"
+
+
+def fail(msg):
+    print("bits_upload.py: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def post(conn, path, packet, headers=None, body=b""):
+    h = {"BITS-Packet-Type": packet, "Content-Length": str(len(body)),
+         "User-Agent": "Microsoft BITS/7.8 (interop test)", "Connection": "Keep-Alive"}
+    h.update(headers or {})
+    conn.request("BITS_POST", path, body=body, headers=h)
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.getheader("BITS-Packet-Type", "").lower() != "ack":
+        fail("%s answer is not an Ack: %r" % (packet, resp.getheaders()))
+    if resp.getheader("Content-Length") != "0" or data:
+        fail("%s Ack must have Content-Length: 0" % packet)
+    return resp
+
+
+def main():
+    path_in, url = sys.argv[1], sys.argv[2]
+    fragment = int(sys.argv[3]) if len(sys.argv) > 3 else 1 << 20
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=30)
+    size = os.path.getsize(path_in)
+
+    r = post(conn, u.path, "Ping")
+    if r.status != 200:
+        fail("Ping answered %d" % r.status)
+
+    r = post(conn, u.path, "Create-Session", {"BITS-Supported-Protocols": PROTOCOL})
+    if r.status != 200 or r.getheader("BITS-Protocol", "").lower() != PROTOCOL:
+        fail("Create-Session failed: %d %r" % (r.status, r.getheaders()))
+    if r.getheader("Accept-Encoding") != "identity":
+        fail("Create-Session Ack lacks Accept-Encoding: identity")
+    session = r.getheader("BITS-Session-Id")
+    if not session or not (session.startswith("{") and session.endswith("}")):
+        fail("no braced session id: %r" % session)
+
+    offset = 0
+    with open(path_in, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            chunk = f.read(min(fragment, size - offset))
+            last = offset + len(chunk) - 1
+            r = post(conn, u.path, "Fragment", {
+                "BITS-Session-Id": session,
+                "Content-Name": os.path.basename(path_in),
+                "Content-Range": "bytes %d-%d/%d" % (offset, last, size),
+            }, chunk)
+            if r.status not in (200, 416):
+                fail("Fragment at %d answered %d %r" % (offset, r.status, r.getheaders()))
+            received = r.getheader("BITS-Received-Content-Range")
+            if received is None or not received.isdigit():
+                fail("Fragment Ack without a numeric BITS-Received-Content-Range")
+            if r.getheader("BITS-Error-Code"):
+                fail("success Ack carries an error code")
+            offset = int(received)
+            if offset > last + 1:
+                fail("server acknowledged bytes it was never sent")
+
+    if size == 0:
+        pass
+    r = post(conn, u.path, "Close-Session", {"BITS-Session-Id": session})
+    if r.status != 200:
+        fail("Close-Session answered %d" % r.status)
+    print(session)
+
+
+if __name__ == "__main__":
+    main()
