@@ -86,6 +86,8 @@ pub enum UploadError {
         step: &'static str,
         attempts: u32,
         last: String,
+        /// The client-side code of the last failure, when it was an answer.
+        hresult: Option<u32>,
     },
     #[error(
         "gave up after {restarts} session re-creations: the server keeps losing the session \
@@ -121,6 +123,7 @@ impl UploadError {
             UploadError::FragmentTooLarge { .. } => Some(verdict::http_error(413)),
             UploadError::TooManyRestarts { .. } => Some(verdict::SESSION_NOT_FOUND),
             UploadError::Reply { hresult, .. } => Some(*hresult),
+            UploadError::GaveUp { hresult, .. } => *hresult,
             UploadError::CloseUnconfirmed => Some(verdict::http_error(409)),
             _ => None,
         }

@@ -238,6 +238,8 @@ struct Run<'a> {
     timeout: Duration,
     /// Consecutive transient failures.
     failures: u32,
+    /// The client-side HRESULT of the answer behind the current transient failure, if any.
+    failure_code: Option<u32>,
     fragment_size: u64,
     /// The live session, for Cancel-Session if the upload fails.
     session: Option<String>,
@@ -288,6 +290,7 @@ impl<'a> Run<'a> {
             auth_problem: None,
             timeout: opts.request_timeout,
             failures: 0,
+            failure_code: None,
             fragment_size: opts.fragment_size,
             session: None,
             closed_session: None,
@@ -816,7 +819,14 @@ impl<'a> Run<'a> {
                 verdict::describe_code(code)
             ));
         }
+        if answer.status == 409 {
+            why.push_str(
+                " (the destination exists, or another session is uploading to it, and the \
+                 server may not overwrite it)",
+            );
+        }
         let retry_after = verdict::retry_after(answer.header("Retry-After"));
+        self.failure_code = Some(answer.code().unwrap_or(verdict::http_error(answer.status)));
         self.transient(step, why, retry_after).await
     }
 
@@ -848,11 +858,13 @@ impl<'a> Run<'a> {
                 return Ok(());
             }
         }
+        let hresult = self.failure_code.take();
         if self.failures > self.opts.max_retries {
             return Err(UploadError::GaveUp {
                 step,
                 attempts: self.failures,
                 last: why,
+                hresult,
             });
         }
         let mut delay = verdict::backoff(
