@@ -1,11 +1,14 @@
 //! `bitsmock`: argv → validated [`Config`] → the library. Nothing else lives here.
 
 use bitsmock::Config;
+use bitsmock::client::progress::Ticker;
+use bitsmock::client::{Credentials, Meter, Options, Uploader};
 use bitsmock::fault::profile::{self, parse_rule_line};
 use bitsmock::fault::shipped;
 use bitsmock::proto::{ErrorHeader, Overlap, Vdir, destination};
 use bitsmock::units::{parse_duration, parse_size};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +34,107 @@ enum Command {
     /// Work with fault profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Upload FILE to URL with the reference BITS client (docs/client.md): Create-Session,
+    /// Fragments, Close-Session, retrying transient failures and resuming from the server's
+    /// offset. Exit status: 0 uploaded, 1 failed, 2 bad arguments.
+    Upload(Box<UploadArgs>),
+}
+
+#[derive(Args)]
+struct UploadArgs {
+    /// The file to upload (streamed from disk).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The destination, an absolute http:// URL, e.g. http://127.0.0.1:8080/drop/a.bin.
+    #[arg(value_name = "URL")]
+    url: String,
+    /// Bytes per fragment; halved on 413, never below 5KiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1MiB")]
+    fragment_size: u64,
+    /// Ping before Create-Session (a Ping always precedes resuming after a failure and the
+    /// first request to a BITS-Host-Id host).
+    #[arg(long)]
+    ping: bool,
+    /// User name for 401 Basic challenges.
+    #[arg(long, value_name = "NAME", requires = "password")]
+    user: Option<String>,
+    /// Password for 401 Basic challenges.
+    #[arg(long, value_name = "PASSWORD", requires = "user")]
+    password: Option<String>,
+    /// Save the reply of an upload-reply job here (implies --expect-reply).
+    #[arg(long, value_name = "FILE")]
+    reply_out: Option<PathBuf>,
+    /// The job is upload-reply: a final Ack without BITS-Reply-URL is a protocol error.
+    #[arg(long)]
+    expect_reply: bool,
+    /// First retry delay after a transient failure; doubles per failure up to --retry-cap.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    retry_base: Duration,
+    /// Longest retry delay.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    retry_cap: Duration,
+    /// Consecutive transient failures (protocol errors included) before giving up.
+    #[arg(long, value_name = "N", default_value_t = 12)]
+    max_retries: u32,
+    /// Session re-creations after 0x8020001F before giving up.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    max_restarts: u32,
+    /// Longest wait for one request, sending it and reading its answer.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    timeout: Duration,
+    /// Longest wait for a TCP connection.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    connect_timeout: Duration,
+    /// Uploads in flight at once (with --count; alone it also sets --count).
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Upload FILE this many times, to URL.1, URL.2, … (before any query string), and report
+    /// aggregate throughput and latency percentiles per packet type.
+    #[arg(long, value_name = "M")]
+    count: Option<usize>,
+    /// No progress line and no summary (errors are still printed).
+    #[arg(long)]
+    quiet: bool,
+    /// Print the summary as JSON on stdout (also on failure).
+    #[arg(long)]
+    json: bool,
+}
+
+impl UploadArgs {
+    fn options(&self) -> Result<Options, String> {
+        if self.fragment_size == 0 {
+            return Err("--fragment-size must be at least 1 byte".into());
+        }
+        if self.retry_base.is_zero() || self.retry_cap < self.retry_base {
+            return Err("--retry-base must be above zero and at most --retry-cap".into());
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err("--timeout and --connect-timeout must be above zero".into());
+        }
+        if self.concurrency == Some(0) || self.count == Some(0) {
+            return Err("--concurrency and --count must be at least 1".into());
+        }
+        Ok(Options {
+            fragment_size: self.fragment_size,
+            ping: self.ping,
+            credentials: match (&self.user, &self.password) {
+                (Some(user), Some(password)) => Some(Credentials {
+                    user: user.clone(),
+                    password: password.clone(),
+                }),
+                _ => None,
+            },
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.timeout,
+            backoff_base: self.retry_base,
+            backoff_cap: self.retry_cap,
+            max_retries: self.max_retries,
+            max_restarts: self.max_restarts,
+            expect_reply: self.expect_reply || self.reply_out.is_some(),
+            reply_out: self.reply_out.clone(),
+            ..Options::default()
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -227,6 +331,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Upload(args) => upload(*args),
         Command::Serve(args) => match args.into_config() {
             Ok(config) => serve(config),
             Err(message) => {
@@ -319,5 +424,88 @@ fn serve(config: Config) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    })
+}
+
+fn upload(args: UploadArgs) -> ExitCode {
+    let options = match args.options() {
+        Ok(o) => o,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let count = args.count.or(args.concurrency).unwrap_or(1);
+    let concurrency = args.concurrency.unwrap_or(1).min(count);
+    runtime.block_on(async move {
+        let meter = Arc::new(Meter::default());
+        let ticker = (!args.quiet && !args.json && std::io::stderr().is_terminal())
+            .then(|| Ticker::start(Arc::clone(&meter), Duration::from_millis(200)));
+        let uploader = Uploader::new(Options {
+            meter: Some(meter),
+            ..options
+        });
+        let bulk = count > 1 || args.count.is_some();
+        let (ok, text, json) = if bulk {
+            match uploader
+                .upload_many(&args.file, &args.url, concurrency, count)
+                .await
+            {
+                Ok(summary) => (
+                    summary.failed == 0,
+                    summary.to_string(),
+                    Ok(serde_json::to_value(&summary).unwrap_or_default()),
+                ),
+                Err(e) => (false, String::new(), Err(e)),
+            }
+        } else {
+            match uploader.upload(&args.file, &args.url).await {
+                Ok(summary) => (
+                    true,
+                    summary.to_string(),
+                    Ok(serde_json::to_value(&summary).unwrap_or_default()),
+                ),
+                Err(e) => (false, String::new(), Err(e)),
+            }
+        };
+        if let Some(t) = ticker {
+            t.finish().await;
+        }
+        let json = match json {
+            Ok(json) => json,
+            Err(e) => {
+                if args.json {
+                    println!("{}", failure_json(&e));
+                }
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if args.json {
+            println!("{json}");
+        } else if !args.quiet || !ok {
+            println!("{}", text.trim_end());
+        }
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn failure_json(e: &bitsmock::client::UploadError) -> serde_json::Value {
+    serde_json::json!({
+        "ok": false,
+        "error": e.to_string(),
+        "hresult": e.hresult().map(|c| format!("0x{c:08X}")),
+        "status": e.status(),
     })
 }
