@@ -59,32 +59,21 @@ pub fn head(data: &[u8]) -> Head {
 
 /// The `packet` target.
 pub fn check(data: &[u8]) {
-    check_head(&head(data));
+    check_head(head(data));
 }
 
 /// Every property of [`packet::parse`] for one head.
-pub fn check_head(head: &Head) {
-    let parsed = packet::parse(head);
-    for recase in [str::to_ascii_lowercase, str::to_ascii_uppercase] {
-        let mut other = head.clone();
-        for (name, _) in &mut other.headers {
-            *name = recase(name);
-        }
-        assert_eq!(
-            packet::parse(&other),
-            parsed,
-            "header-name case changed the result for {head:?}"
-        );
-    }
-    match parsed {
-        Ok(p) => accepted(head, &p),
+pub fn check_head(mut head: Head) {
+    let parsed = packet::parse(&head);
+    match &parsed {
+        Ok(p) => accepted(&head, p),
         Err(ack) => {
             assert!(
                 REJECTIONS.contains(&ack.status),
                 "unexpected rejection status for {head:?}: {ack:?}"
             );
-            assert_error_headers(&ack, head);
-            assert_sendable(&ack.render(ErrorHeader::Both), head);
+            assert_error_headers(ack, &head);
+            assert_sendable(&ack.render(ErrorHeader::Both), &head);
             if ack.status == 405 {
                 assert_ne!(head.method, METHOD, "a BITS_POST was answered 405");
                 assert_eq!(ack.error, None);
@@ -98,6 +87,22 @@ pub fn check_head(head: &Head) {
                 );
             }
         }
+    }
+    // Header names are case-insensitive. Recased in place: allocation is what costs most
+    // under the address sanitizer.
+    for upper in [false, true] {
+        for (name, _) in &mut head.headers {
+            if upper {
+                name.make_ascii_uppercase();
+            } else {
+                name.make_ascii_lowercase();
+            }
+        }
+        assert_eq!(
+            packet::parse(&head),
+            parsed,
+            "header-name case changed the result for {head:?}"
+        );
     }
 }
 

@@ -29,7 +29,7 @@ use crate::proto::error::BitsError;
 use crate::proto::session::{Close, CloseOutcome, Env, Existing, Step, Table, Write, reply_url};
 use crate::proto::{ContentRange, Destination, Overlap, Packet, SessionId, Vdir};
 use arbitrary::{Arbitrary, Unstructured};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 const ORIGIN: &str = "http://bits.test:8080";
@@ -242,13 +242,14 @@ struct File {
 struct Machine {
     vdir: Vdir,
     table: Table,
-    files: HashMap<SessionId, File>,
+    files: BTreeMap<SessionId, File>,
     now: Instant,
     budget: usize,
     /// `received` of every session before the operation, for the monotonicity check.
-    before: HashMap<SessionId, (u64, u64)>,
+    before: BTreeMap<SessionId, (u64, u64)>,
     /// Sessions the operation may remove.
     may_remove: BTreeSet<SessionId>,
+    destinations: Vec<Destination>,
 }
 
 impl Machine {
@@ -256,11 +257,12 @@ impl Machine {
         Machine {
             vdir,
             table: Table::new(),
-            files: HashMap::new(),
+            files: BTreeMap::new(),
             now: Instant::now(),
             budget: STORE_BUDGET,
-            before: HashMap::new(),
+            before: BTreeMap::new(),
             may_remove: BTreeSet::new(),
+            destinations: destinations(),
         }
     }
 
@@ -288,11 +290,12 @@ impl Machine {
     }
 
     fn apply(&mut self, op: &Op) {
-        self.before = self
-            .table
-            .ids()
-            .filter_map(|id| self.table.get(id).map(|s| (*id, (s.ordinal, s.received))))
-            .collect();
+        self.before.clear();
+        for id in self.table.ids() {
+            if let Some(s) = self.table.get(id) {
+                self.before.insert(*id, (s.ordinal, s.received));
+            }
+        }
         self.may_remove.clear();
         match *op {
             Op::Create {
@@ -374,10 +377,8 @@ impl Machine {
     }
 
     fn create(&mut self, fresh: SessionId, destination: u8, existing: ExistingChoice) {
-        let target = DESTINATIONS[usize::from(destination) % DESTINATIONS.len()];
-        let Ok(destination) = Destination::parse(target) else {
-            panic!("fixture destination {target} does not parse");
-        };
+        let destination =
+            self.destinations[usize::from(destination) % self.destinations.len()].clone();
         let existing = match existing {
             ExistingChoice::Nothing => Existing::Nothing,
             ExistingChoice::File => Existing::File,
@@ -481,7 +482,7 @@ impl Machine {
             destination: self
                 .files
                 .get(&id)
-                .map_or_else(|| fixture(DESTINATIONS[0]), |f| f.destination.clone()),
+                .map_or_else(|| self.destinations[0].clone(), |f| f.destination.clone()),
             session: id,
             range,
         };
@@ -617,9 +618,15 @@ impl Machine {
                 let Some(file) = self.files.get_mut(&id) else {
                     panic!("writing to a session the model does not hold");
                 };
+                // Body byte `skip + i` of the fragment is upload byte `first + skip + i`.
                 let from = range.first() + write.skip;
+                let at = file.bytes.len() as u64;
                 file.bytes.extend((0..n).map(|i| pattern(from + i)));
                 self.budget -= n as usize;
+                assert!(
+                    (0..n).all(|i| file.bytes[(at + i) as usize] == pattern(at + i)),
+                    "fragment bytes landed at the wrong file offset: {write:?}"
+                );
             }
         }
         let env = self.env(id, Existing::Nothing);
@@ -660,7 +667,7 @@ impl Machine {
             destination: self
                 .files
                 .get(&id)
-                .map_or_else(|| fixture(DESTINATIONS[0]), |f| f.destination.clone()),
+                .map_or_else(|| self.destinations[0].clone(), |f| f.destination.clone()),
             session: id,
         };
         let expired = self.expired(&id);
@@ -751,7 +758,7 @@ impl Machine {
 
     fn cancel(&mut self, id: SessionId) {
         let packet = Packet::CancelSession {
-            destination: fixture(DESTINATIONS[0]),
+            destination: self.destinations[0].clone(),
             session: id,
         };
         let live = self.files.contains_key(&id);
@@ -784,21 +791,15 @@ impl Machine {
             "removed session {id} is still live"
         );
         let sessions = self.table.len();
-        for packet in [
-            Packet::CloseSession {
-                destination: fixture(DESTINATIONS[0]),
-                session: id,
-            },
-            Packet::Fragment {
-                destination: fixture(DESTINATIONS[0]),
-                session: id,
-                range: ContentRange::new(0, 0, 1).unwrap_or_else(|e| panic!("{e}")),
-            },
-        ] {
-            match self.step(&packet) {
-                Step::Answer(ack) => assert_unknown(&ack, id, "a packet for a removed session"),
-                other => panic!("a removed session {id} is still known: {other:?}"),
-            }
+        // One probe stands for all three session packets: they share the lookup (§7.2 step 7).
+        let probe = Packet::Fragment {
+            destination: self.destinations[0].clone(),
+            session: id,
+            range: ContentRange::new(0, 0, 1).unwrap_or_else(|e| panic!("{e}")),
+        };
+        match self.step(&probe) {
+            Step::Answer(ack) => assert_unknown(&ack, id, "a packet for a removed session"),
+            other => panic!("a removed session {id} is still known: {other:?}"),
         }
         assert_eq!(
             self.table.len(),
@@ -817,14 +818,13 @@ impl Machine {
 
     /// The invariants that hold between any two operations.
     fn invariants(&self, n: usize, op: &Op) {
-        let live: BTreeSet<SessionId> = self.table.ids().copied().collect();
-        let modelled: BTreeSet<SessionId> = self.files.keys().copied().collect();
-        assert_eq!(
-            live, modelled,
-            "after op {n} {op:?}: table and model differ"
+        assert!(
+            self.table.len() == self.files.len()
+                && self.table.ids().all(|id| self.files.contains_key(id)),
+            "after op {n} {op:?}: table and model hold different sessions"
         );
         for (id, (ordinal, received)) in &self.before {
-            if !live.contains(id) {
+            if self.table.get(id).is_none() {
                 assert!(
                     self.may_remove.contains(id),
                     "after op {n} {op:?}: session {id} vanished without a documented cause"
@@ -841,7 +841,7 @@ impl Machine {
                 );
             }
         }
-        for id in &live {
+        for id in self.table.ids() {
             let Some(s) = self.table.get(id) else {
                 continue;
             };
@@ -862,19 +862,17 @@ impl Machine {
             if !s.is_complete() {
                 assert_eq!(s.reply_url, None, "a reply URL before the upload completed");
             }
-            assert!(
-                file.bytes
-                    .iter()
-                    .enumerate()
-                    .all(|(i, &b)| b == pattern(i as u64)),
-                "session {id} stored bytes at the wrong offsets"
-            );
         }
     }
 }
 
 fn fixture(target: &str) -> Destination {
     Destination::parse(target).unwrap_or_else(|e| panic!("fixture {target}: {e}"))
+}
+
+/// The fixture destinations, parsed once.
+fn destinations() -> Vec<Destination> {
+    DESTINATIONS.iter().map(|t| fixture(t)).collect()
 }
 
 /// The value of `BITS-Received-Content-Range` as a client would read it.
