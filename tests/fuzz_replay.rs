@@ -147,3 +147,11 @@ fn every_shipped_profile_passes_the_profile_check() {
 fn regression_fault_plan_time_scale_overflows_a_normal_delay() {
     regression("fault_plan", "time-scale-overflows-a-normal-delay");
 }
+
+/// `packet`: a target of 581 bytes with raw `{` and invalid UTF-8 (U+FFFD) rendered as
+/// `%7B`/`%EF%BF%BD`, past the 2,048-byte limit, so the rendered packet did not parse back.
+/// `Destination::parse` now applies the limit to the canonical form too.
+#[test]
+fn regression_packet_rendered_target_longer_than_the_limit() {
+    regression("packet", "rendered-target-longer-than-the-limit");
+}

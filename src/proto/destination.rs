@@ -71,7 +71,26 @@ impl Destination {
         if segments[0].eq_ignore_ascii_case(RESERVED_SEGMENT) {
             return Err(DestinationError::Reserved);
         }
-        Ok(Destination { segments })
+        let destination = Destination { segments };
+        // The canonical form percent-encodes what the target may have sent raw, up to three
+        // times longer; it must fit the same limit or the rendered target would not parse.
+        if destination.canonical_len() > MAX_TARGET_LEN {
+            return Err(DestinationError::TooLong);
+        }
+        Ok(destination)
+    }
+
+    /// Length of the rendering ([`fmt::Display`]) without building it.
+    fn canonical_len(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| {
+                1 + s
+                    .bytes()
+                    .map(|b| if plain(b) { 1 } else { 3 })
+                    .sum::<usize>()
+            })
+            .sum()
     }
 
     /// The plain segments, safe to join under the upload root.
@@ -91,7 +110,7 @@ impl fmt::Display for Destination {
         for segment in &self.segments {
             f.write_str("/")?;
             for b in segment.bytes() {
-                if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=@".contains(&b) {
+                if plain(b) {
                     write!(f, "{}", b as char)?;
                 } else {
                     write!(f, "%{b:02X}")?;
@@ -100,6 +119,11 @@ impl fmt::Display for Destination {
         }
         Ok(())
     }
+}
+
+/// Bytes a rendered segment keeps as they are; all others are percent-encoded.
+fn plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=@".contains(&b)
 }
 
 /// Splits a URL prefix like `/reply/` into the segments `Destination::starts_with` expects.
@@ -253,6 +277,23 @@ mod tests {
         assert_eq!(
             Destination::parse("/bits-sessions/x"),
             Err(DestinationError::Reserved)
+        );
+    }
+
+    #[test]
+    fn a_target_whose_rendering_would_exceed_the_limit_is_too_long() {
+        // fuzz/regressions/packet/rendered-target-longer-than-the-limit: every raw `{` renders
+        // as `%7B`, so a target well under the limit rendered past it and did not parse back.
+        let segment = "{".repeat(200);
+        let fits = format!("/{segment}/{segment}/{segment}");
+        let d = Destination::parse(&fits).unwrap();
+        assert_eq!(d.to_string().len(), 3 * 601);
+        assert_eq!(Destination::parse(&d.to_string()), Ok(d));
+        let too_long = format!("{fits}/{segment}");
+        assert!(too_long.len() < MAX_TARGET_LEN / 2);
+        assert_eq!(
+            Destination::parse(&too_long),
+            Err(DestinationError::TooLong)
         );
     }
 
