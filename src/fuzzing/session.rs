@@ -291,10 +291,8 @@ impl Machine {
 
     fn apply(&mut self, op: &Op) {
         self.before.clear();
-        for id in self.table.ids() {
-            if let Some(s) = self.table.get(id) {
-                self.before.insert(*id, (s.ordinal, s.received));
-            }
+        for s in self.table.sessions() {
+            self.before.insert(s.id, (s.ordinal, s.received));
         }
         self.may_remove.clear();
         match *op {
@@ -326,8 +324,8 @@ impl Machine {
                 self.advance(secs);
                 let due: BTreeSet<SessionId> = self
                     .table
-                    .ids()
-                    .copied()
+                    .sessions()
+                    .map(|s| s.id)
                     .filter(|id| self.expired(id))
                     .collect();
                 let gone: BTreeSet<SessionId> = self
@@ -385,11 +383,13 @@ impl Machine {
             ExistingChoice::Directory => Existing::Directory,
         };
         // PROTOCOL.md §7.4 / §7.10: what a Create-Session must answer here.
+        let timeout = self.vdir.session_timeout;
         let busy = !self.vdir.allow_overwrites
-            && self
-                .table
-                .ids()
-                .any(|id| self.files[id].destination == destination && !self.expired(id));
+            && self.table.sessions().any(|s| {
+                s.destination == destination
+                    && self.now.saturating_duration_since(s.last_activity)
+                        < s.idle_timeout.unwrap_or(timeout)
+            });
         let expected = match existing {
             Existing::Directory => Some((400, Some(BitsError::InvalidArg))),
             Existing::File if !self.vdir.allow_overwrites => Some((409, None)),
@@ -618,15 +618,11 @@ impl Machine {
                 let Some(file) = self.files.get_mut(&id) else {
                     panic!("writing to a session the model does not hold");
                 };
-                // Body byte `skip + i` of the fragment is upload byte `first + skip + i`.
+                // Body byte `skip + i` of the fragment is upload byte `first + skip + i`; the
+                // server writes it at file offset `at + i`. A committed file is checked whole.
                 let from = range.first() + write.skip;
-                let at = file.bytes.len() as u64;
                 file.bytes.extend((0..n).map(|i| pattern(from + i)));
                 self.budget -= n as usize;
-                assert!(
-                    (0..n).all(|i| file.bytes[(at + i) as usize] == pattern(at + i)),
-                    "fragment bytes landed at the wrong file offset: {write:?}"
-                );
             }
         }
         let env = self.env(id, Existing::Nothing);
@@ -707,6 +703,16 @@ impl Machine {
             complete || untouched,
             "a partial upload must never be committed (PROTOCOL.md §3.4)"
         );
+        if close.commit {
+            // What the server would place at the destination: exactly the uploaded bytes.
+            assert!(
+                file.bytes
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == pattern(i as u64)),
+                "session {id} would commit a file that differs from the upload"
+            );
+        }
         let outcome = match outcome {
             OutcomeChoice::Done => CloseOutcome::Done,
             OutcomeChoice::Conflict => CloseOutcome::Conflict,
@@ -818,20 +824,24 @@ impl Machine {
 
     /// The invariants that hold between any two operations.
     fn invariants(&self, n: usize, op: &Op) {
-        assert!(
-            self.table.len() == self.files.len()
-                && self.table.ids().all(|id| self.files.contains_key(id)),
+        assert_eq!(
+            self.table.len(),
+            self.files.len(),
             "after op {n} {op:?}: table and model hold different sessions"
         );
-        for (id, (ordinal, received)) in &self.before {
-            if self.table.get(id).is_none() {
-                assert!(
-                    self.may_remove.contains(id),
-                    "after op {n} {op:?}: session {id} vanished without a documented cause"
-                );
-                continue;
-            }
-            if let Some(s) = self.table.get(id)
+        for id in self.before.keys() {
+            assert!(
+                self.files.contains_key(id) || self.may_remove.contains(id),
+                "after op {n} {op:?}: session {id} vanished without a documented cause"
+            );
+        }
+        for s in self.table.sessions() {
+            let id = s.id;
+            let Some(file) = self.files.get(&id) else {
+                panic!("after op {n} {op:?}: session {id} is live but not in the model");
+            };
+            assert_eq!(s.ordinal, file.ordinal, "{id}");
+            if let Some((ordinal, received)) = self.before.get(&id)
                 && s.ordinal == *ordinal
             {
                 assert!(
@@ -840,14 +850,6 @@ impl Machine {
                     s.received
                 );
             }
-        }
-        for id in self.table.ids() {
-            let Some(s) = self.table.get(id) else {
-                continue;
-            };
-            let file = &self.files[id];
-            assert_eq!(s.ordinal, file.ordinal, "{id}");
-            assert_eq!(s.id, *id);
             assert_eq!(
                 s.received,
                 file.bytes.len() as u64,

@@ -164,6 +164,11 @@ impl Table {
         self.sessions.keys()
     }
 
+    /// Every live session, in no particular order.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
+    }
+
     /// Handles one packet (PROTOCOL.md §7.4).
     pub fn step(&mut self, vdir: &Vdir, packet: &Packet, env: &Env<'_>) -> Step {
         match packet {
