@@ -393,7 +393,8 @@ impl<'a> Run<'a> {
                         self.protocol_error(PacketType::Ping.as_str(), why).await?;
                         continue;
                     }
-                    self.answered();
+                    // A Ping proves the host answers, not that the failing request will now
+                    // succeed: the failure streak (and the fallback timer) carry on.
                     return Ok(());
                 }
                 Verdict::Challenge | Verdict::Fatal => {
