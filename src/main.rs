@@ -2,7 +2,7 @@
 
 use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
-use bitsmock::client::{Credentials, Meter, Options, Uploader};
+use bitsmock::client::{Credentials, Meter, Options, UploadError, Uploader};
 use bitsmock::fault::profile::{self, parse_rule_line};
 use bitsmock::fault::shipped;
 use bitsmock::proto::{ErrorHeader, Overlap, Vdir, destination};
@@ -485,7 +485,10 @@ fn upload(args: UploadArgs) -> ExitCode {
                     println!("{}", failure_json(&e));
                 }
                 eprintln!("error: {e}");
-                return ExitCode::FAILURE;
+                return match e {
+                    UploadError::Usage(_) => ExitCode::from(2),
+                    _ => ExitCode::FAILURE,
+                };
             }
         };
         if args.json {
@@ -501,7 +504,7 @@ fn upload(args: UploadArgs) -> ExitCode {
     })
 }
 
-fn failure_json(e: &bitsmock::client::UploadError) -> serde_json::Value {
+fn failure_json(e: &UploadError) -> serde_json::Value {
     serde_json::json!({
         "ok": false,
         "error": e.to_string(),
