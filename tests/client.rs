@@ -1,0 +1,934 @@
+//! The reference client (`bitsmock::client`) against scripted misbehaviour, over loopback.
+//!
+//! Lies it must reject (a received range ahead of what was sent or beyond the file, another
+//! session id, a malformed or missing `BITS-Received-Content-Range`, an Ack without
+//! `BITS-Packet-Type`, an unknown protocol) come from bitsmock's `--fault` rules or from a
+//! tiny scripted TCP server in this file. The other tests cover Close-Session retries,
+//! fragment shrinking, timeouts, upload-reply, `BITS-Host-Id`, bulk runs and the CLI.
+
+use bitsmock::client::{Options, UploadError, Uploader};
+use bitsmock::fault::profile::parse_rule_line;
+use bitsmock::{Config, Running};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+const PROTOCOL: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";
+
+struct Bed {
+    running: Running,
+    dir: TempDir,
+    root: PathBuf,
+}
+
+/// A bitsmock server with these `--fault` rules.
+async fn bed(rules: &[&str], adjust: impl FnOnce(&mut Config)) -> Bed {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        root: root.clone(),
+        rules: rules
+            .iter()
+            .enumerate()
+            .map(|(i, line)| parse_rule_line(line, "--fault", i + 1).expect("rule"))
+            .collect(),
+        header_read_timeout: Duration::from_secs(10),
+        body_read_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
+    adjust(&mut config);
+    let running = bitsmock::spawn(config).await.expect("server starts");
+    Bed { running, dir, root }
+}
+
+impl Bed {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.running.url())
+    }
+
+    fn stored(&self, path: &str) -> Option<Vec<u8>> {
+        let mut p = self.root.clone();
+        p.extend(path.split('/').filter(|s| !s.is_empty()));
+        std::fs::read(p).ok()
+    }
+
+    fn source(&self, size: usize) -> (PathBuf, Vec<u8>) {
+        source_in(self.dir.path(), size)
+    }
+
+    fn fired(&self) -> Vec<u64> {
+        self.running
+            .server
+            .fire_counts()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect()
+    }
+}
+
+fn source_in(dir: &Path, size: usize) -> (PathBuf, Vec<u8>) {
+    let data: Vec<u8> = (0..size as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 ^ (i as u8))
+        .collect();
+    let path = dir.join(format!("source-{size}.bin"));
+    std::fs::write(&path, &data).expect("write source");
+    (path, data)
+}
+
+fn options() -> Options {
+    Options {
+        fragment_size: 64 * KIB,
+        backoff_base: Duration::from_millis(2),
+        backoff_cap: Duration::from_millis(20),
+        max_retries: 6,
+        request_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(5),
+        ..Options::default()
+    }
+}
+
+fn client() -> Uploader {
+    Uploader::new(options())
+}
+
+// ---------------------------------------------------------------------------------------
+// Lies the client must reject, then survive by retrying
+// ---------------------------------------------------------------------------------------
+
+/// One lying Fragment Ack: the client must call it a protocol error, resend, and still
+/// deliver a byte-identical file.
+async fn one_lie_is_rejected(rule: &str) {
+    let bed = bed(&[rule], |_| {}).await;
+    let (path, data) = bed.source(300_000);
+    let summary = client()
+        .upload(&path, &bed.url("/lie/a.bin"))
+        .await
+        .unwrap_or_else(|e| panic!("{rule}: {e}"));
+    assert_eq!(bed.fired(), [1], "{rule}");
+    assert_eq!(summary.counts.protocol_errors, 1, "{rule}: {summary}");
+    assert_eq!(summary.counts.retries, 1, "{rule}: {summary}");
+    assert_eq!(summary.counts.session_restarts, 0, "{rule}: {summary}");
+    assert_eq!(
+        bed.stored("/lie/a.bin").as_deref(),
+        Some(&data[..]),
+        "{rule}"
+    );
+}
+
+#[tokio::test]
+async fn a_received_range_ahead_of_what_was_sent_is_rejected() {
+    one_lie_is_rejected("packet=fragment nth=2 fault=lie lie=ahead by=100").await;
+}
+
+#[tokio::test]
+async fn a_received_range_beyond_the_file_is_rejected() {
+    one_lie_is_rejected("packet=fragment nth=2 fault=lie lie=beyond-total").await;
+}
+
+#[tokio::test]
+async fn an_ack_naming_another_session_is_rejected() {
+    one_lie_is_rejected("packet=fragment nth=2 fault=lie lie=other-session").await;
+}
+
+#[tokio::test]
+async fn a_malformed_received_range_is_rejected() {
+    one_lie_is_rejected("packet=fragment nth=2 fault=lie lie=malformed").await;
+}
+
+#[tokio::test]
+async fn a_missing_received_range_is_rejected() {
+    one_lie_is_rejected("packet=fragment nth=2 fault=lie lie=missing").await;
+}
+
+#[tokio::test]
+async fn a_416_without_a_received_range_is_rejected() {
+    // The fault answers 416 without applying the fragment and without the header.
+    one_lie_is_rejected("packet=fragment nth=2 fault=status status=416").await;
+}
+
+#[tokio::test]
+async fn a_final_ack_ahead_by_nothing_is_believed() {
+    // `ahead` is capped at the total, so on the final fragment it is the truth.
+    let bed = bed(
+        &["packet=fragment fragment=final fault=lie lie=ahead by=100"],
+        |_| {},
+    )
+    .await;
+    let (path, data) = bed.source(200_000);
+    let s = client()
+        .upload(&path, &bed.url("/lie/final.bin"))
+        .await
+        .unwrap();
+    assert_eq!(s.counts.protocol_errors, 0, "{s}");
+    assert_eq!(bed.stored("/lie/final.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_lying_ends_the_upload_with_a_clear_message() {
+    let bed = bed(&["packet=fragment fault=lie lie=ahead by=100"], |_| {}).await;
+    let (path, _) = bed.source(300_000);
+    let client = Uploader::new(Options {
+        max_retries: 3,
+        ..options()
+    });
+    let err = client
+        .upload(&path, &bed.url("/lie/always.bin"))
+        .await
+        .expect_err("a server that always lies cannot be uploaded to");
+    match &err {
+        UploadError::GaveUp { step, attempts, .. } => {
+            assert_eq!(*step, "Fragment");
+            assert_eq!(*attempts, 4);
+        }
+        other => panic!("expected GaveUp, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("protocol error"), "{text}");
+    assert!(text.contains("ahead of the 65536 bytes sent"), "{text}");
+    assert!(bed.stored("/lie/always.bin").is_none());
+    // The abandoned session was cancelled: nothing is left on the server.
+    assert_eq!(bed.running.server.session_count(), 0);
+}
+
+#[tokio::test]
+async fn an_offset_behind_is_believed_and_the_bytes_resent() {
+    let bed = bed(
+        &["packet=fragment nth=3 fault=lie lie=behind by=10000"],
+        |_| {},
+    )
+    .await;
+    let (path, data) = bed.source(300_000);
+    let s = client()
+        .upload(&path, &bed.url("/lie/behind.bin"))
+        .await
+        .unwrap();
+    assert_eq!(s.counts.protocol_errors, 0, "{s}");
+    assert_eq!(s.counts.offset_corrections, 1, "{s}");
+    assert_eq!(s.counts.bytes_sent, 300_000 + 10_000, "{s}");
+    assert_eq!(bed.stored("/lie/behind.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn a_416_is_followed_back_to_the_offset_it_names() {
+    let bed = bed(&["packet=fragment nth=3 fault=lie lie=416 at=0"], |_| {}).await;
+    let (path, data) = bed.source(300_000);
+    let s = client()
+        .upload(&path, &bed.url("/lie/416.bin"))
+        .await
+        .unwrap();
+    assert_eq!(s.counts.offset_corrections, 2, "{s}");
+    assert_eq!(bed.stored("/lie/416.bin").as_deref(), Some(&data[..]));
+}
+
+// ---------------------------------------------------------------------------------------
+// A scripted server for answers bitsmock will not give
+// ---------------------------------------------------------------------------------------
+
+/// Answers every request with `answer(packet type, request head)`, a complete HTTP response.
+async fn scripted(
+    answer: impl Fn(&str, &str) -> String + Send + Sync + 'static,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = Arc::new(answer);
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = Arc::clone(&answer);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let header = |name: &str| {
+                        head.lines()
+                            .filter_map(|l| l.split_once(':'))
+                            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+                            .map(|(_, v)| v.trim().to_owned())
+                    };
+                    let length: usize = header("Content-Length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < length {
+                        let mut chunk = [0u8; 65536];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..length);
+                    let packet = header("BITS-Packet-Type").unwrap_or_default();
+                    let response = answer(&packet, &head);
+                    if stream.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+fn ack(status: &str, headers: &[(&str, &str)]) -> String {
+    let mut text = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n");
+    for (n, v) in headers {
+        text.push_str(&format!("{n}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    text
+}
+
+/// `bytes F-L/T` of a request head → L + 1.
+fn range_end(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("Content-Range")
+                .then(|| value.trim().strip_prefix("bytes "))
+                .flatten()
+        })
+        .and_then(|r| r.split(['-', '/']).nth(1))
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .map_or("0".into(), |l| (l + 1).to_string())
+}
+
+#[tokio::test]
+async fn an_unknown_protocol_guid_is_a_fatal_mismatch() {
+    let (addr, _server) = scripted(|packet, _| match packet {
+        "Create-Session" => ack(
+            "200 OK",
+            &[
+                ("BITS-Packet-Type", "Ack"),
+                ("BITS-Protocol", "{00000000-0000-0000-0000-000000000000}"),
+                ("BITS-Session-Id", "{S1}"),
+            ],
+        ),
+        _ => ack("200 OK", &[("BITS-Packet-Type", "Ack")]),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = source_in(dir.path(), 1000);
+    let err = client()
+        .upload(&path, &format!("http://{addr}/x.bin"))
+        .await
+        .expect_err("no common protocol");
+    assert!(
+        matches!(&err, UploadError::ProtocolMismatch { offered: Some(g) } if g.starts_with("{0000")),
+        "{err:?}"
+    );
+    assert_eq!(err.hresult(), Some(0x8020_0022));
+    assert!(err.to_string().contains(PROTOCOL), "{err}");
+}
+
+#[tokio::test]
+async fn a_create_ack_without_a_protocol_is_a_fatal_mismatch() {
+    let (addr, _server) = scripted(|_, _| {
+        ack(
+            "200 OK",
+            &[("BITS-Packet-Type", "Ack"), ("BITS-Session-Id", "{S1}")],
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = source_in(dir.path(), 1000);
+    let err = client()
+        .upload(&path, &format!("http://{addr}/x.bin"))
+        .await
+        .expect_err("no protocol");
+    assert!(
+        matches!(err, UploadError::ProtocolMismatch { offered: None }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_ack_without_its_packet_type_is_a_protocol_error() {
+    let (addr, _server) = scripted(|packet, head| match packet {
+        "Create-Session" => ack(
+            "200 OK",
+            &[
+                ("BITS-Packet-Type", "Ack"),
+                ("BITS-Protocol", PROTOCOL),
+                ("BITS-Session-Id", "{S1}"),
+            ],
+        ),
+        "Fragment" => ack(
+            "200 OK",
+            &[("BITS-Received-Content-Range", &range_end(head))],
+        ),
+        _ => ack("200 OK", &[("BITS-Packet-Type", "Ack")]),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = source_in(dir.path(), 1000);
+    let err = Uploader::new(Options {
+        max_retries: 2,
+        ..options()
+    })
+    .upload(&path, &format!("http://{addr}/x.bin"))
+    .await
+    .expect_err("never a proper Ack");
+    let text = err.to_string();
+    assert!(text.contains("without BITS-Packet-Type: Ack"), "{text}");
+    assert!(
+        matches!(
+            err,
+            UploadError::GaveUp {
+                step: "Fragment",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unanswerable_challenge_names_the_scheme() {
+    let (addr, _server) = scripted(|_, _| {
+        ack(
+            "401 Unauthorized",
+            &[
+                ("WWW-Authenticate", "Negotiate"),
+                ("BITS-Packet-Type", "Ack"),
+            ],
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = source_in(dir.path(), 1000);
+    let client = Uploader::new(Options {
+        credentials: Some(bitsmock::client::Credentials {
+            user: "u".into(),
+            password: "p".into(),
+        }),
+        ..options()
+    });
+    let err = client
+        .upload(&path, &format!("http://{addr}/x.bin"))
+        .await
+        .expect_err("Negotiate only");
+    assert_eq!(err.status(), Some(401));
+    assert!(err.to_string().contains("Negotiate"), "{err}");
+}
+
+#[tokio::test]
+async fn a_reply_whose_last_modified_changes_is_downloaded_again() {
+    // A reply server that changes its Last-Modified after the first range.
+    let reply: Arc<Vec<u8>> = Arc::new((0..100u8).collect());
+    let served = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (addr, _server) = {
+        let reply = Arc::clone(&reply);
+        let served = Arc::clone(&served);
+        scripted(move |packet, head| {
+            if head.starts_with("GET ") {
+                let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let range = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("Range")
+                            .then(|| value.trim().strip_prefix("bytes="))
+                            .flatten()
+                    })
+                    .unwrap_or("0-");
+                let (a, b) = range.split_once('-').unwrap();
+                let a: usize = a.parse().unwrap();
+                let b: usize = b.parse::<usize>().unwrap().min(reply.len() - 1);
+                let body: String = reply[a..=b].iter().map(|&c| c as char).collect();
+                let modified = if n == 0 {
+                    "Mon, 01 Jan 2024 00:00:00 GMT"
+                } else {
+                    "Tue, 02 Jan 2024 00:00:00 GMT"
+                };
+                return format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\n\
+                     Content-Length: {}\r\nLast-Modified: {modified}\r\n\r\n{body}",
+                    reply.len(),
+                    b - a + 1
+                );
+            }
+            match packet {
+                "Create-Session" => ack(
+                    "200 OK",
+                    &[
+                        ("BITS-Packet-Type", "Ack"),
+                        ("BITS-Protocol", PROTOCOL),
+                        ("BITS-Session-Id", "{S1}"),
+                    ],
+                ),
+                "Fragment" => ack(
+                    "200 OK",
+                    &[
+                        ("BITS-Packet-Type", "Ack"),
+                        ("BITS-Received-Content-Range", &range_end(head)),
+                        ("BITS-Reply-URL", "/replies/r.bin"),
+                    ],
+                ),
+                _ => ack("200 OK", &[("BITS-Packet-Type", "Ack")]),
+            }
+        })
+        .await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = source_in(dir.path(), 1000);
+    let client = Uploader::new(Options {
+        reply_chunk: 30,
+        ..options()
+    });
+    let s = client
+        .upload(&path, &format!("http://{addr}/in/x.bin"))
+        .await
+        .unwrap();
+    let reply_summary = s.reply.expect("a reply");
+    assert_eq!(reply_summary.body.as_deref(), Some(&reply[..]));
+    // Two ranges, the second with a new Last-Modified, then all four again from the start.
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 6);
+}
+
+// ---------------------------------------------------------------------------------------
+// Close-Session, shrinking, timeouts, local changes
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn close_session_is_resent_after_a_503() {
+    let bed = bed(
+        &["packet=close-session nth=1 fault=status status=503"],
+        |_| {},
+    )
+    .await;
+    let (path, data) = bed.source(100_000);
+    let s = client()
+        .upload(&path, &bed.url("/close/503.bin"))
+        .await
+        .unwrap();
+    assert_eq!(s.counts.retries, 1, "{s}");
+    assert_eq!(s.counts.session_restarts, 0, "{s}");
+    assert_eq!(bed.stored("/close/503.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn session_not_found_on_close_restarts_from_byte_zero() {
+    let bed = bed(
+        // The server forgets the session right after the final Fragment Ack: Close-Session
+        // gets 500 + 0x8020001F.
+        &["packet=fragment fragment=final session=1 fault=lose-session scope=this"],
+        |_| {},
+    )
+    .await;
+    let (path, data) = bed.source(100_000);
+    let s = client()
+        .upload(&path, &bed.url("/close/gone.bin"))
+        .await
+        .unwrap();
+    assert_eq!(s.counts.session_restarts, 1, "{s}");
+    assert_eq!(s.counts.bytes_sent, 200_000, "{s}");
+    assert_eq!(bed.stored("/close/gone.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn a_lost_close_ack_is_reported_when_the_restart_meets_the_committed_file() {
+    let bed = bed(
+        &["packet=close-session session=1 fault=lose-ack how=close"],
+        |_| {},
+    )
+    .await;
+    let (path, data) = bed.source(100_000);
+    let err = client()
+        .upload(&path, &bed.url("/close/lost.bin"))
+        .await
+        .expect_err("the first Close committed the file; the restart gets 409");
+    assert!(matches!(err, UploadError::CloseUnconfirmed), "{err:?}");
+    assert!(err.to_string().contains("most likely committed"), "{err}");
+    // ... and it did.
+    assert_eq!(bed.stored("/close/lost.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn a_lost_close_ack_is_survived_when_overwrites_are_allowed() {
+    let bed = bed(
+        &["packet=close-session session=1 fault=lose-ack how=close"],
+        |c| c.vdir.allow_overwrites = true,
+    )
+    .await;
+    let (path, data) = bed.source(100_000);
+    let s = client()
+        .upload(&path, &bed.url("/close/lost.bin"))
+        .await
+        .unwrap();
+    assert_eq!(s.counts.session_restarts, 1, "{s}");
+    assert_eq!(bed.stored("/close/lost.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn fragments_shrink_on_413_until_they_fit() {
+    let bed = bed(&[], |c| c.vdir.max_fragment_size = 100 * KIB).await;
+    let (path, data) = bed.source(3 * MIB as usize + 5);
+    let client = Uploader::new(Options {
+        fragment_size: MIB,
+        ..options()
+    });
+    let s = client
+        .upload(&path, &bed.url("/shrink/a.bin"))
+        .await
+        .unwrap();
+    // 1 MiB → 512 KiB → 256 KiB → 128 KiB → 64 KiB.
+    assert_eq!(s.counts.fragment_shrinks, 4, "{s}");
+    assert_eq!(s.fragment_size, 64 * KIB);
+    assert_eq!(s.counts.retries, 0, "{s}");
+    assert_eq!(bed.stored("/shrink/a.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn a_hung_ack_times_out_and_the_upload_resumes() {
+    let bed = bed(
+        &["packet=fragment nth=2 fault=lose-ack how=hang hang=30s"],
+        |_| {},
+    )
+    .await;
+    let (path, data) = bed.source(300_000);
+    let client = Uploader::new(Options {
+        request_timeout: Duration::from_millis(400),
+        ..options()
+    });
+    let started = std::time::Instant::now();
+    let s = client.upload(&path, &bed.url("/hang/a.bin")).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(s.counts.retries, 1, "{s}");
+    assert_eq!(s.counts.resumes, 1, "{s}");
+    assert_eq!(bed.stored("/hang/a.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn transient_statuses_are_retried() {
+    let bed = bed(
+        &[
+            "packet=create-session nth=1 session=1 fault=status status=409",
+            "packet=fragment nth=2 fault=status status=408",
+            "packet=fragment nth=3 fault=status status=503 retry-after=0",
+            "packet=fragment nth=4 fault=status status=500 code=0x80070112",
+        ],
+        |_| {},
+    )
+    .await;
+    let (path, data) = bed.source(400_000);
+    let s = client().upload(&path, &bed.url("/t/a.bin")).await.unwrap();
+    assert_eq!(bed.fired(), [1, 1, 1, 1]);
+    assert_eq!(s.counts.retries, 4, "{s}");
+    assert_eq!(bed.stored("/t/a.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn no_server_at_all_gives_up_with_the_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = source_in(dir.path(), 10);
+    let err = Uploader::new(Options {
+        max_retries: 2,
+        ..options()
+    })
+    .upload(&path, &format!("http://{addr}/x.bin"))
+    .await
+    .expect_err("nobody listens");
+    let text = err.to_string();
+    assert!(text.contains("gave up after 3"), "{text}");
+    assert!(text.contains("cannot connect"), "{text}");
+}
+
+#[tokio::test]
+async fn a_source_file_changing_mid_upload_is_fatal() {
+    let bed = bed(&["packet=fragment nth=1 fault=delay delay=300ms"], |_| {}).await;
+    let (path, _) = bed.source(300_000);
+    let grow = {
+        let path = path.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"more").unwrap();
+        })
+    };
+    let err = client()
+        .upload(&path, &bed.url("/changed/a.bin"))
+        .await
+        .expect_err("the file grew");
+    grow.await.unwrap();
+    assert!(
+        matches!(err, UploadError::LocalFileChanged { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.hresult(), Some(0x8020_001D));
+    assert!(bed.stored("/changed/a.bin").is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Upload-reply, Host-Id, bulk
+// ---------------------------------------------------------------------------------------
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_upload_reply_job_downloads_its_reply_in_ranges_before_closing() {
+    let bed = bed(&[], |_| {}).await;
+    let (path, data) = bed.source(150_001);
+    let out = bed.dir.path().join("reply.json");
+    let client = Uploader::new(Options {
+        reply_out: Some(out.clone()),
+        reply_chunk: 16,
+        ..options()
+    });
+    let s = client
+        .upload(&path, &bed.url("/reply/r.bin"))
+        .await
+        .unwrap();
+    let reply = s.reply.as_ref().expect("reply");
+    assert_eq!(reply.saved_to.as_deref(), Some(out.as_path()));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(reply.bytes, text.len() as u64);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["size"], 150_001);
+    assert_eq!(doc["sha256"], sha256_hex(&data));
+    // Ranged GETs of 16 bytes each.
+    let gets = s.latency["GET reply"].count as u64;
+    assert_eq!(gets, text.len().div_ceil(16) as u64);
+    // The reply URL was fetched before Close-Session, which committed nothing (reply jobs
+    // hand the file to the application) and freed the session.
+    assert_eq!(bed.running.server.session_count(), 0);
+}
+
+#[tokio::test]
+async fn a_final_ack_without_its_reply_url_is_retried_when_a_reply_is_expected() {
+    let bed = bed(
+        &["packet=fragment fragment=final nth=2 fault=lie lie=no-reply-url"],
+        |_| {},
+    )
+    .await;
+    let (path, data) = bed.source(100_000);
+    let client = Uploader::new(Options {
+        expect_reply: true,
+        ..options()
+    });
+    let s = client
+        .upload(&path, &bed.url("/reply/n.bin"))
+        .await
+        .unwrap();
+    assert_eq!(bed.fired(), [1]);
+    assert_eq!(s.counts.protocol_errors, 1, "{s}");
+    let body = s.reply.and_then(|r| r.body).expect("reply in memory");
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["sha256"], sha256_hex(&data));
+}
+
+#[tokio::test]
+async fn a_host_id_is_followed_on_the_same_port() {
+    let bed = bed(&[], |c| {
+        c.vdir.host_id = Some("localhost".into());
+        c.vdir.host_id_fallback_timeout = Some(60);
+    })
+    .await;
+    let (path, data) = bed.source(200_000);
+    let s = client()
+        .upload(&path, &bed.url("/farm/a.bin"))
+        .await
+        .unwrap();
+    assert_eq!(s.host_id.as_deref(), Some("localhost"));
+    assert_eq!(s.counts.host_fallbacks, 0, "{s}");
+    // Create-Session, Ping (to the host id), 4 fragments, Close-Session.
+    assert_eq!(s.counts.requests, 7, "{s}");
+    assert_eq!(bed.stored("/farm/a.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn an_unreachable_host_id_falls_back_to_the_origin_after_its_timeout() {
+    // 127.0.0.2 is loopback, but the server listens on 127.0.0.1 only: refused.
+    let bed = bed(&[], |c| {
+        c.vdir.host_id = Some("127.0.0.2".into());
+        c.vdir.host_id_fallback_timeout = Some(1);
+    })
+    .await;
+    let (path, data) = bed.source(200_000);
+    let client = Uploader::new(Options {
+        backoff_cap: Duration::from_millis(100),
+        max_retries: 100,
+        ..options()
+    });
+    let started = std::time::Instant::now();
+    let s = client.upload(&path, &bed.url("/farm/b.bin")).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(s.counts.host_fallbacks, 1, "{s}");
+    assert!(s.counts.retries > 1, "{s}");
+    assert_eq!(bed.stored("/farm/b.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn exhausting_retries_on_a_host_id_falls_back_before_giving_up() {
+    let bed = bed(&[], |c| {
+        c.vdir.host_id = Some("127.0.0.2".into());
+        c.vdir.host_id_fallback_timeout = Some(3600);
+    })
+    .await;
+    let (path, data) = bed.source(10_000);
+    let s = client()
+        .upload(&path, &bed.url("/farm/c.bin"))
+        .await
+        .unwrap();
+    assert_eq!(s.counts.host_fallbacks, 1, "{s}");
+    assert_eq!(s.counts.retries, 7, "{s}");
+    assert_eq!(bed.stored("/farm/c.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_uploads_run_at_once_with_latency_percentiles() {
+    let bed = bed(&[], |_| {}).await;
+    let (path, data) = bed.source(500_003);
+    let meter = Arc::new(bitsmock::client::Meter::default());
+    let client = Uploader::new(Options {
+        meter: Some(Arc::clone(&meter)),
+        ..options()
+    });
+    let s = client
+        .upload_many(&path, &bed.url("/bulk/a.bin?x=1"), 3, 5)
+        .await
+        .unwrap();
+    assert_eq!((s.succeeded, s.failed), (5, 0), "{s}");
+    assert_eq!(s.bytes, 5 * 500_003);
+    for i in 1..=5 {
+        let stored = bed.stored(&format!("/bulk/a.bin.{i}"));
+        assert_eq!(stored.as_deref(), Some(&data[..]), "upload {i}");
+    }
+    let fragment = &s.latency["Fragment"];
+    assert_eq!(fragment.count, 5 * 8);
+    assert!(fragment.p50_ms <= fragment.p90_ms && fragment.p99_ms <= fragment.max_ms);
+    assert_eq!(s.latency["Create-Session"].count, 5);
+    assert_eq!(s.upload_latency.count, 5);
+    let text = s.to_string();
+    assert!(text.contains("5 of 5 uploads succeeded"), "{text}");
+    assert!(text.contains("Fragment"), "{text}");
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json["latency"]["Fragment"]["p99_ms"].is_number(), "{json}");
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(meter.acked.load(Relaxed), 5 * 500_003);
+    assert_eq!(meter.finished.load(Relaxed), 5);
+}
+
+// ---------------------------------------------------------------------------------------
+// The CLI
+// ---------------------------------------------------------------------------------------
+
+async fn cli(args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bitsmock"))
+            .arg("upload")
+            .args(&args)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run bitsmock");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_uploads_and_prints_a_json_summary() {
+    let bed = bed(&[], |_| {}).await;
+    let (path, data) = bed.source(70_000);
+    let (code, out, err) = cli(&[
+        "--json",
+        "--fragment-size",
+        "16KiB",
+        "--ping",
+        path.to_str().unwrap(),
+        &bed.url("/cli/a.bin"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(json["bytes"], 70_000);
+    assert_eq!(json["requests"], 8);
+    assert_eq!(json["retries"], 0);
+    assert!(json["latency"]["Fragment"]["count"] == 5, "{json}");
+    assert_eq!(bed.stored("/cli/a.bin").as_deref(), Some(&data[..]));
+
+    // Text summary; not a terminal, so no progress line.
+    let (code, out, err) = cli(&[path.to_str().unwrap(), &bed.url("/cli/b.bin")]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("uploaded 0.1 MiB (70000 bytes)"), "{out}");
+    assert!(out.contains("0 retries"), "{out}");
+    assert!(!err.contains('\r'), "{err}");
+
+    // Bulk.
+    let (code, out, err) = cli(&[
+        "--concurrency",
+        "2",
+        "--count",
+        "3",
+        "--quiet",
+        path.to_str().unwrap(),
+        &bed.url("/cli/c.bin"),
+    ])
+    .await;
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(bed.stored("/cli/c.bin.3").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reports_fatal_errors_and_bad_arguments() {
+    let bed = bed(&["fault=auth scheme=basic user=u password=p"], |_| {}).await;
+    let (path, _) = bed.source(1000);
+    let (code, out, err) = cli(&[path.to_str().unwrap(), &bed.url("/cli/a.bin")]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    assert!(err.contains("0x80190191"), "{err}");
+
+    let (code, out, _) = cli(&["--json", path.to_str().unwrap(), &bed.url("/cli/a.bin")]).await;
+    assert_eq!(code, 1);
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(json["hresult"], "0x80190191");
+    assert_eq!(json["status"], 401);
+
+    let (code, _, err) = cli(&[
+        "--user",
+        "u",
+        "--password",
+        "p",
+        path.to_str().unwrap(),
+        &bed.url("/cli/a.bin"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+
+    let (code, _, err) = cli(&[path.to_str().unwrap(), "https://example.test/x"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("https is not supported"), "{err}");
+    let (code, _, _) = cli(&["--fragment-size", "0", path.to_str().unwrap(), "http://h/x"]).await;
+    assert_eq!(code, 2);
+}
