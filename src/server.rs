@@ -35,7 +35,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// How long in-flight requests get to finish after shutdown is requested.
@@ -47,8 +46,10 @@ const DRAIN_LIMIT: u64 = 1 << 20;
 /// with unread bytes resets the connection and the Ack is lost with it.
 const FRAGMENT_DRAIN_LIMIT: u64 = 64 << 20;
 /// Fragment bytes gathered before each file write. Body frames are at most the read buffer
-/// (`max_head_bytes`, 64 KiB by default) and every tokio file write is a blocking-pool round
-/// trip; writing per frame cost a third of the throughput (benches/upload.rs).
+/// (`max_head_bytes`, 64 KiB by default) and every file write is a blocking-pool round trip;
+/// writing per frame cost a third of the throughput (benches/upload.rs). The frames are kept
+/// as they came (no copy into one buffer) and written by one blocking task with a std file:
+/// tokio's `File` would copy them once more into its own buffer (benches/client.rs).
 const WRITE_CHUNK: usize = 1 << 20;
 
 /// A request that ends without an answer: the connection is closed.
@@ -82,7 +83,7 @@ type Answer = Result<Response<Full<Bytes>>, Dropped>;
 /// One session's files and reply, locked for the duration of a request on that session.
 #[derive(Default)]
 struct Entry {
-    file: Option<tokio::fs::File>,
+    file: Option<std::fs::File>,
     reply: Option<Reply>,
 }
 
@@ -593,27 +594,21 @@ impl Server {
         io: BodyIo,
     ) -> Result<u64, Failure> {
         if entry.file.is_none() {
-            entry.file = Some(
-                self.store
-                    .open_temp(&write.session)
-                    .await
-                    .map_err(Failure::Disk)?,
-            );
+            let file = self
+                .store
+                .open_temp(&write.session)
+                .await
+                .map_err(Failure::Disk)?;
+            entry.file = Some(file.into_std().await);
         }
-        let Some(file) = entry.file.as_mut() else {
-            return Err(Failure::Disk(io::Error::other("temp file not open")));
-        };
-        file.seek(io::SeekFrom::Start(write.at))
-            .await
-            .map_err(Failure::Disk)?;
         let started = tokio::time::Instant::now();
         let limit = io.cut.map_or(u64::MAX, |c| c.after);
         let mut consumed = 0u64;
         let mut skip = write.skip;
         let mut written = 0u64;
         let mut ended = None;
-        let mut pending =
-            bytes::BytesMut::with_capacity(write.len.min(WRITE_CHUNK as u64) as usize);
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_len = 0usize;
         while written < write.len {
             if consumed >= limit {
                 ended = Some(Ended::Cut);
@@ -656,11 +651,16 @@ impl Server {
             if take == 0 {
                 continue;
             }
-            pending.extend_from_slice(&data[..take]);
+            data.truncate(take);
+            pending.push(data);
+            pending_len += take;
             written += take as u64;
-            if pending.len() >= WRITE_CHUNK {
-                file.write_all(&pending).await.map_err(Failure::Disk)?;
-                pending.clear();
+            if pending_len >= WRITE_CHUNK {
+                let at = write.at + written - pending_len as u64;
+                write_at(&mut entry.file, at, std::mem::take(&mut pending))
+                    .await
+                    .map_err(Failure::Disk)?;
+                pending_len = 0;
             }
         }
         if ended.is_none() && io.cut.is_some() {
@@ -668,8 +668,10 @@ impl Server {
             ended = Some(Ended::Cut);
         }
         // Only bytes the file really holds may be acknowledged.
-        file.write_all(&pending).await.map_err(Failure::Disk)?;
-        file.flush().await.map_err(Failure::Disk)?;
+        let at = write.at + written - pending_len as u64;
+        write_at(&mut entry.file, at, pending)
+            .await
+            .map_err(Failure::Disk)?;
         match ended {
             None => Ok(written),
             Some(Ended::Cut) => Err(Failure::Cut(written)),
@@ -798,6 +800,29 @@ impl Server {
         lock(&self.entries).remove(id);
         self.store.discard(id).await;
     }
+}
+
+/// Writes `chunks` at offset `at` of a session's temp file, in one blocking task. The file
+/// travels into the task and back; if the request is abandoned meanwhile, the slot stays
+/// empty and the next fragment reopens the file.
+async fn write_at(slot: &mut Option<std::fs::File>, at: u64, chunks: Vec<Bytes>) -> io::Result<()> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let mut file = slot
+        .take()
+        .ok_or_else(|| io::Error::other("temp file not open"))?;
+    let (file, result) = tokio::task::spawn_blocking(move || {
+        use std::io::{Seek, Write};
+        let result = file
+            .seek(io::SeekFrom::Start(at))
+            .and_then(|_| chunks.iter().try_for_each(|c| file.write_all(c)));
+        (file, result)
+    })
+    .await
+    .map_err(io::Error::other)?;
+    *slot = Some(file);
+    result
 }
 
 enum Failure {
