@@ -932,3 +932,24 @@ async fn the_cli_reports_fatal_errors_and_bad_arguments() {
     let (code, _, _) = cli(&["--fragment-size", "0", path.to_str().unwrap(), "http://h/x"]).await;
     assert_eq!(code, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_replies_go_to_one_file_per_upload() {
+    let bed = bed(&[], |_| {}).await;
+    let (path, _) = bed.source(20_000);
+    let out = bed.dir.path().join("reply.json");
+    let client = Uploader::new(Options {
+        reply_out: Some(out.clone()),
+        ..options()
+    });
+    let s = client
+        .upload_many(&path, &bed.url("/reply/b.bin"), 2, 2)
+        .await
+        .unwrap();
+    assert_eq!(s.succeeded, 2, "{s}");
+    for i in 1..=2 {
+        let text = std::fs::read_to_string(format!("{}.{i}", out.display())).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["name"], format!("b.bin.{i}"));
+    }
+}

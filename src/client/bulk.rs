@@ -1,7 +1,7 @@
 //! Many uploads at once (`bitsmock upload --concurrency N --count M`): M uploads of one file
 //! to M distinct destinations derived from the URL (`/drop/a.bin` → `/drop/a.bin.1`,
 //! `/drop/a.bin.2`, …), at most N in flight, with aggregate throughput and per-packet-type
-//! latency percentiles.
+//! latency percentiles. With `reply_out`, upload i saves its reply to `reply_out` + `.i`.
 
 use super::summary::{mib, write_counts};
 use super::{Counts, Latencies, Percentiles, Summary, UploadError, Uploader};
@@ -120,7 +120,15 @@ impl Uploader {
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for (i, dest) in destinations(url, count).into_iter().enumerate() {
-            let uploader = self.clone();
+            let mut uploader = self.clone();
+            if count > 1
+                && let Some(out) = &uploader.options.reply_out
+            {
+                // Each upload's reply gets its own file: `reply.json.1`, `reply.json.2`, …
+                let mut name = out.clone().into_os_string();
+                name.push(format!(".{}", i + 1));
+                uploader.options.reply_out = Some(name.into());
+            }
             let permits = Arc::clone(&permits);
             let path = path.clone();
             tasks.spawn(async move {
