@@ -601,6 +601,12 @@ impl Server {
                 .map_err(Failure::Disk)?;
             entry.file = Some(file.into_std().await);
         }
+        // The file travels to the blocking pool and back; if this request is abandoned
+        // meanwhile, the slot stays empty and the next fragment reopens the file.
+        let mut writer = Writer {
+            file: entry.file.take(),
+            in_flight: None,
+        };
         let started = tokio::time::Instant::now();
         let limit = io.cut.map_or(u64::MAX, |c| c.after);
         let mut consumed = 0u64;
@@ -657,7 +663,8 @@ impl Server {
             written += take as u64;
             if pending_len >= WRITE_CHUNK {
                 let at = write.at + written - pending_len as u64;
-                write_at(&mut entry.file, at, std::mem::take(&mut pending))
+                writer
+                    .submit(at, std::mem::take(&mut pending))
                     .await
                     .map_err(Failure::Disk)?;
                 pending_len = 0;
@@ -669,9 +676,9 @@ impl Server {
         }
         // Only bytes the file really holds may be acknowledged.
         let at = write.at + written - pending_len as u64;
-        write_at(&mut entry.file, at, pending)
-            .await
-            .map_err(Failure::Disk)?;
+        writer.submit(at, pending).await.map_err(Failure::Disk)?;
+        writer.settle().await.map_err(Failure::Disk)?;
+        entry.file = writer.file;
         match ended {
             None => Ok(written),
             Some(Ended::Cut) => Err(Failure::Cut(written)),
@@ -802,27 +809,43 @@ impl Server {
     }
 }
 
-/// Writes `chunks` at offset `at` of a session's temp file, in one blocking task. The file
-/// travels into the task and back; if the request is abandoned meanwhile, the slot stays
-/// empty and the next fragment reopens the file.
-async fn write_at(slot: &mut Option<std::fs::File>, at: u64, chunks: Vec<Bytes>) -> io::Result<()> {
-    if chunks.is_empty() {
-        return Ok(());
+/// Writes a fragment's bytes to its temp file on the blocking pool, with one batch in flight
+/// while the next is read from the socket (disk and network overlap, as with a buffered file).
+struct Writer {
+    file: Option<std::fs::File>,
+    in_flight: Option<tokio::task::JoinHandle<(std::fs::File, io::Result<()>)>>,
+}
+
+impl Writer {
+    /// Starts writing `chunks` at offset `at`, after the previous batch has landed.
+    async fn submit(&mut self, at: u64, chunks: Vec<Bytes>) -> io::Result<()> {
+        self.settle().await?;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("temp file not open"))?;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            use std::io::{Seek, Write};
+            let result = file
+                .seek(io::SeekFrom::Start(at))
+                .and_then(|_| chunks.iter().try_for_each(|c| file.write_all(c)));
+            (file, result)
+        }));
+        Ok(())
     }
-    let mut file = slot
-        .take()
-        .ok_or_else(|| io::Error::other("temp file not open"))?;
-    let (file, result) = tokio::task::spawn_blocking(move || {
-        use std::io::{Seek, Write};
-        let result = file
-            .seek(io::SeekFrom::Start(at))
-            .and_then(|_| chunks.iter().try_for_each(|c| file.write_all(c)));
-        (file, result)
-    })
-    .await
-    .map_err(io::Error::other)?;
-    *slot = Some(file);
-    result
+
+    /// Waits for the batch in flight, if any; only then are its bytes in the file.
+    async fn settle(&mut self) -> io::Result<()> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let (file, result) = task.await.map_err(io::Error::other)?;
+        self.file = Some(file);
+        result
+    }
 }
 
 enum Failure {
