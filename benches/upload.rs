@@ -106,7 +106,14 @@ async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Err
     // Round 0 warms up page cache, allocator and blocking pool; it is printed, not counted.
     let first = if judge { 0 } else { 1 };
     for round in first..=rounds {
-        for (i, (name, contender)) in contenders.iter().enumerate() {
+        // Every other round runs the contenders in reverse, so the cost of running right
+        // after another 256 MiB write (page-cache writeback) falls on each of them alike.
+        let mut order: Vec<usize> = (0..contenders.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (name, contender) = &contenders[i];
             let dir = scratch.path().join(format!("c{i}-r{round}"));
             let mibps = match contender {
                 Contender::Baseline => baseline(&data, &dir).await?,
