@@ -88,22 +88,16 @@ pub fn check_head(mut head: Head) {
             }
         }
     }
-    // Header names are case-insensitive. Recased in place: allocation is what costs most
-    // under the address sanitizer.
-    for upper in [false, true] {
-        for (name, _) in &mut head.headers {
-            if upper {
-                name.make_ascii_uppercase();
-            } else {
-                name.make_ascii_lowercase();
-            }
-        }
-        assert_eq!(
-            packet::parse(&head),
-            parsed,
-            "header-name case changed the result for {head:?}"
-        );
+    // Header names are case-insensitive: the fuzzer's own inputs come in every case, so one
+    // recased variant per input is enough (each extra parse costs throughput under ASAN).
+    for (name, _) in &mut head.headers {
+        name.make_ascii_uppercase();
     }
+    assert_eq!(
+        packet::parse(&head),
+        parsed,
+        "header-name case changed the result for {head:?}"
+    );
 }
 
 fn accepted(head: &Head, p: &Packet) {
