@@ -115,30 +115,13 @@ pub enum Meanwhile {
     ReportTwice,
 }
 
-#[derive(Debug, Clone, Copy, Arbitrary)]
-pub enum ExistingChoice {
-    Nothing,
-    File,
-    Directory,
-}
-
-#[derive(Debug, Clone, Copy, Arbitrary)]
-pub enum OutcomeChoice {
-    Done,
-    Conflict,
-    Directory,
-    Vanished,
-    Denied,
-    DiskFull,
-}
-
 /// One operation on the table.
 #[derive(Debug, Clone, Copy, Arbitrary)]
 pub enum Op {
     Create {
         id: Slot,
         destination: u8,
-        existing: ExistingChoice,
+        existing: Existing,
     },
     Fragment {
         session: Slot,
@@ -150,7 +133,7 @@ pub enum Op {
     },
     Close {
         session: Slot,
-        outcome: OutcomeChoice,
+        outcome: CloseOutcome,
         meanwhile: Meanwhile,
     },
     Cancel {
@@ -374,14 +357,9 @@ impl Machine {
         self.table.step(&self.vdir, packet, &env)
     }
 
-    fn create(&mut self, fresh: SessionId, destination: u8, existing: ExistingChoice) {
+    fn create(&mut self, fresh: SessionId, destination: u8, existing: Existing) {
         let destination =
             self.destinations[usize::from(destination) % self.destinations.len()].clone();
-        let existing = match existing {
-            ExistingChoice::Nothing => Existing::Nothing,
-            ExistingChoice::File => Existing::File,
-            ExistingChoice::Directory => Existing::Directory,
-        };
         // PROTOCOL.md §7.4 / §7.10: what a Create-Session must answer here.
         let timeout = self.vdir.session_timeout;
         let busy = !self.vdir.allow_overwrites
@@ -658,7 +636,7 @@ impl Machine {
         }
     }
 
-    fn close(&mut self, id: SessionId, outcome: OutcomeChoice, meanwhile: Meanwhile) {
+    fn close(&mut self, id: SessionId, outcome: CloseOutcome, meanwhile: Meanwhile) {
         let packet = Packet::CloseSession {
             destination: self
                 .files
@@ -713,14 +691,6 @@ impl Machine {
                 "session {id} would commit a file that differs from the upload"
             );
         }
-        let outcome = match outcome {
-            OutcomeChoice::Done => CloseOutcome::Done,
-            OutcomeChoice::Conflict => CloseOutcome::Conflict,
-            OutcomeChoice::Directory => CloseOutcome::Directory,
-            OutcomeChoice::Vanished => CloseOutcome::Vanished,
-            OutcomeChoice::Denied => CloseOutcome::Denied,
-            OutcomeChoice::DiskFull => CloseOutcome::DiskFull,
-        };
         match meanwhile {
             Meanwhile::Forget => {
                 self.table.forget(&id);

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// What the server found at the destination path before a Create-Session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum Existing {
     Nothing,
     File,
@@ -115,7 +115,7 @@ pub enum Step {
 }
 
 /// How the server's commit at Close-Session went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum CloseOutcome {
     /// File placed at the destination (or discarded as planned).
     Done,
