@@ -286,13 +286,14 @@ impl Server {
             return Ok(self.serve_reply(&req).await);
         }
         let (parts, mut body) = req.into_parts();
+        let target = parts.uri.to_string();
         let head = Head {
-            method: parts.method.as_str().to_owned(),
-            target: parts.uri.to_string(),
+            method: parts.method.as_str().as_bytes(),
+            target: target.as_bytes(),
             headers: parts
                 .headers
                 .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
                 .collect(),
         };
         let origin = origin(&parts.headers, conn.local);
@@ -727,7 +728,7 @@ impl Server {
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        let name = destination.segments().last().cloned().unwrap_or_default();
+        let name = destination.file_name().to_owned();
         Reply {
             body: reply::document(&name, size, &digest),
             last_modified: httpdate::fmt_http_date(SystemTime::now()),

@@ -141,6 +141,13 @@ impl Ack {
         self
     }
 
+    /// Carries the id of a session the server knows, in its canonical (braced, upper-case)
+    /// form.
+    pub fn for_session(mut self, id: &super::SessionId) -> Self {
+        self.session_id = Some(id.to_string());
+        self
+    }
+
     /// Adds `BITS-Received-Content-Range`.
     pub fn with_received(mut self, received: u64) -> Self {
         self.received = Some(received);

@@ -12,7 +12,7 @@
 //! string is dropped; an absolute-form target (`http://host/path`, sent through proxies)
 //! keeps only its path.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// Longest request-target accepted, in bytes.
 pub const MAX_TARGET_LEN: usize = 2048;
@@ -21,10 +21,12 @@ pub const MAX_SEGMENT_LEN: usize = 255;
 /// First segment reserved for the server's own session files and reply URLs.
 pub const RESERVED_SEGMENT: &str = "BITS-Sessions";
 
-/// A validated destination: one or more plain segments.
+/// A validated destination: one or more plain segments, kept decoded and joined by `/` in
+/// one string (a segment never holds a `/`: an encoded one is rejected). One allocation per
+/// destination, however many segments it has.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Destination {
-    segments: Vec<String>,
+    path: String,
 }
 
 /// Why a request-target cannot name a destination.
@@ -57,21 +59,29 @@ impl Destination {
             return Err(DestinationError::TooLong);
         }
         let path = origin_path(target)?;
-        let path = path.split(['?']).next().unwrap_or_default();
+        let path = path.split('?').next().unwrap_or_default();
         let path = path
             .strip_prefix('/')
             .ok_or(DestinationError::NotAbsolute)?;
         if path.is_empty() || path.ends_with('/') {
             return Err(DestinationError::Directory);
         }
-        let segments = path
-            .split('/')
-            .map(decode_segment)
-            .collect::<Result<Vec<_>, _>>()?;
-        if segments[0].eq_ignore_ascii_case(RESERVED_SEGMENT) {
+        let mut decoded = Vec::with_capacity(path.len());
+        for (i, raw) in path.split('/').enumerate() {
+            if i > 0 {
+                decoded.push(b'/');
+            }
+            decode_segment(raw, &mut decoded)?;
+        }
+        let path = String::from_utf8(decoded).map_err(|_| DestinationError::ForbiddenCharacter)?;
+        let destination = Destination { path };
+        if destination
+            .segments()
+            .next()
+            .is_some_and(|first| first.eq_ignore_ascii_case(RESERVED_SEGMENT))
+        {
             return Err(DestinationError::Reserved);
         }
-        let destination = Destination { segments };
         // The canonical form percent-encodes what the target may have sent raw, up to three
         // times longer; it must fit the same limit or the rendered target would not parse.
         if destination.canonical_len() > MAX_TARGET_LEN {
@@ -82,39 +92,39 @@ impl Destination {
 
     /// Length of the rendering ([`fmt::Display`]) without building it.
     fn canonical_len(&self) -> usize {
-        self.segments
-            .iter()
-            .map(|s| {
-                1 + s
-                    .bytes()
-                    .map(|b| if plain(b) { 1 } else { 3 })
-                    .sum::<usize>()
-            })
-            .sum()
+        1 + self
+            .path
+            .bytes()
+            .map(|b| if b == b'/' || plain(b) { 1 } else { 3 })
+            .sum::<usize>()
     }
 
     /// The plain segments, safe to join under the upload root.
-    pub fn segments(&self) -> &[String] {
-        &self.segments
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.path.split('/')
+    }
+
+    /// The last segment: the file name.
+    pub fn file_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or_default()
     }
 
     /// Whether this path lies under a URL prefix such as `/reply/` (segment-wise).
     pub fn starts_with(&self, prefix: &[String]) -> bool {
-        self.segments.len() > prefix.len() && self.segments.starts_with(prefix)
+        let mut segments = self.segments();
+        prefix.iter().all(|p| segments.next() == Some(p.as_str())) && segments.next().is_some()
     }
 }
 
 /// Renders the canonical request-target; parsing it gives back the same destination.
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for segment in &self.segments {
-            f.write_str("/")?;
-            for b in segment.bytes() {
-                if plain(b) {
-                    write!(f, "{}", b as char)?;
-                } else {
-                    write!(f, "%{b:02X}")?;
-                }
+        f.write_char('/')?;
+        for &b in self.path.as_bytes() {
+            if b == b'/' || plain(b) {
+                f.write_char(b as char)?;
+            } else {
+                write!(f, "%{b:02X}")?;
             }
         }
         Ok(())
@@ -136,13 +146,14 @@ pub fn prefix_segments(prefix: &str) -> Vec<String> {
 }
 
 fn origin_path(target: &str) -> Result<&str, DestinationError> {
-    let lower = target
-        .get(..8)
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let rest = if lower.starts_with("http://") {
+    let scheme = |name: &str| {
+        target
+            .get(..name.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(name))
+    };
+    let rest = if scheme("http://") {
         &target[7..]
-    } else if lower.starts_with("https://") {
+    } else if scheme("https://") {
         &target[8..]
     } else {
         return Ok(target);
@@ -153,33 +164,30 @@ fn origin_path(target: &str) -> Result<&str, DestinationError> {
     }
 }
 
-fn decode_segment(raw: &str) -> Result<String, DestinationError> {
+/// Decodes one raw segment onto the end of `out` and checks it is plain.
+fn decode_segment(raw: &str, out: &mut Vec<u8>) -> Result<(), DestinationError> {
     if raw.is_empty() || raw == "." || raw == ".." {
         return Err(DestinationError::DotSegment);
     }
+    let start = out.len();
     let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(DestinationError::BadEscape)?;
-            let value = std::str::from_utf8(hex)
-                .ok()
-                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or(DestinationError::BadEscape)?;
-            if matches!(value, b'.' | b'/' | b'\\' | 0) {
-                return Err(DestinationError::EncodedSeparator);
-            }
-            out.push(value);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
+    while let Some(at) = bytes[i..].iter().position(|&b| b == b'%') {
+        out.extend_from_slice(&bytes[i..i + at]);
+        i += at;
+        let value = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| Some(hex_digit(hex[0])? << 4 | hex_digit(hex[1])?))
+            .ok_or(DestinationError::BadEscape)?;
+        if matches!(value, b'.' | b'/' | b'\\' | 0) {
+            return Err(DestinationError::EncodedSeparator);
         }
+        out.push(value);
+        i += 3;
     }
-    let text = String::from_utf8(out).map_err(|_| DestinationError::ForbiddenCharacter)?;
+    out.extend_from_slice(&bytes[i..]);
+    let text =
+        std::str::from_utf8(&out[start..]).map_err(|_| DestinationError::ForbiddenCharacter)?;
     if text
         .chars()
         .any(|c| c == '\\' || c == ':' || c == '#' || c.is_control())
@@ -189,7 +197,11 @@ fn decode_segment(raw: &str) -> Result<String, DestinationError> {
     if text.len() > MAX_SEGMENT_LEN {
         return Err(DestinationError::SegmentTooLong);
     }
-    Ok(text)
+    Ok(())
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -200,7 +212,8 @@ mod tests {
         Destination::parse(target)
             .unwrap_or_else(|e| panic!("{target:?}: {e}"))
             .segments()
-            .to_vec()
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]

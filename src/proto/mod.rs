@@ -13,7 +13,7 @@ pub mod vdir;
 pub use ack::{Ack, AckError, ErrorHeader, PROTOCOL_GUID, Rendered};
 pub use destination::Destination;
 pub use error::{BitsError, Context};
-pub use packet::{Head, Packet, PacketType, SessionId};
+pub use packet::{Head, HeadBuf, Packet, PacketType, SessionId};
 pub use range::ContentRange;
 pub use session::{Close, CloseOutcome, Env, Existing, Session, Step, Table, Write};
 pub use vdir::{Overlap, Vdir};

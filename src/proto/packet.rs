@@ -27,39 +27,134 @@ pub const MAX_HEADER_VALUE: usize = 4096;
 /// Longest session id echoed back; longer or non-printable ids are not repeated.
 const MAX_ECHO_LEN: usize = 100;
 
-/// A request head as it arrived: the input of [`parse`]. No I/O types, so tests and fuzz
-/// targets build it directly.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Head {
-    pub method: String,
-    pub target: String,
-    pub headers: Vec<(String, Vec<u8>)>,
+/// A request head as it arrived, borrowed from wherever it was read (hyper's request parts,
+/// a fuzzer's bytes): the input of [`parse`]. Bytes, as on the wire; `parse` decides what has
+/// to be text. Borrowing keeps parsing free of copies: the server parses every request, and
+/// the `packet` fuzz target millions of them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub method: &'a [u8],
+    pub target: &'a [u8],
+    pub headers: Vec<(&'a [u8], &'a [u8])>,
 }
 
-impl Head {
+impl<'a> Head<'a> {
     /// The first value of a header, by case-insensitive name.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         self.headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|&(_, v)| v)
     }
 
     /// The first value of a header as trimmed text, if it is valid UTF-8.
-    pub fn text(&self, name: &str) -> Option<&str> {
-        self.header(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(|v| v.trim_matches(|c| c == ' ' || c == '\t'))
+    pub fn text(&self, name: &str) -> Option<&'a str> {
+        self.header(name).and_then(text)
     }
 
     /// The session id to echo on an Ack: the request's own value when it is short, printable
     /// ASCII (anything else could not be sent back as a header).
-    pub fn echo_session_id(&self) -> Option<&str> {
-        self.text("BITS-Session-Id").filter(|id| {
-            !id.is_empty()
-                && id.len() <= MAX_ECHO_LEN
-                && id.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-        })
+    pub fn echo_session_id(&self) -> Option<&'a str> {
+        echo(self.header("BITS-Session-Id"))
+    }
+}
+
+/// Shows names, values and the target as text (with escapes), not as lists of numbers.
+impl fmt::Debug for Head<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Head {{ {} {} [",
+            self.method.escape_ascii(),
+            self.target.escape_ascii()
+        )?;
+        for (name, value) in &self.headers {
+            write!(
+                f,
+                " {}: {:?};",
+                name.escape_ascii(),
+                value.escape_ascii().to_string()
+            )?;
+        }
+        f.write_str(" ] }")
+    }
+}
+
+/// A request head rendered from a packet ([`Packet::to_head`]), owned; [`HeadBuf::head`]
+/// borrows it as the [`Head`] a client would send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadBuf {
+    pub target: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl HeadBuf {
+    pub fn head(&self) -> Head<'_> {
+        Head {
+            method: METHOD.as_bytes(),
+            target: self.target.as_bytes(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
+                .collect(),
+        }
+    }
+}
+
+/// A header value as trimmed text, if it is valid UTF-8.
+fn text(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value)
+        .ok()
+        .map(|v| v.trim_matches(|c| c == ' ' || c == '\t'))
+}
+
+/// The session id an Ack may echo: short, printable ASCII, or nothing.
+fn echo(session_id: Option<&[u8]>) -> Option<&str> {
+    session_id.and_then(text).filter(|id| {
+        !id.is_empty()
+            && id.len() <= MAX_ECHO_LEN
+            && id.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    })
+}
+
+/// The request headers [`parse`] reads, gathered in one pass over the head (the first of
+/// each name wins, names match in any case).
+#[derive(Default)]
+struct Fields<'a> {
+    packet_type: Option<&'a [u8]>,
+    session_id: Option<&'a [u8]>,
+    content_length: Option<&'a [u8]>,
+    content_range: Option<&'a [u8]>,
+    content_encoding: Option<&'a [u8]>,
+    supported_protocols: Option<&'a [u8]>,
+    /// Some header value is longer than [`MAX_HEADER_VALUE`].
+    oversized: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn gather(headers: &[(&'a [u8], &'a [u8])]) -> Self {
+        let mut fields = Fields::default();
+        for &(name, value) in headers {
+            fields.oversized |= value.len() > MAX_HEADER_VALUE;
+            let slot = if name.eq_ignore_ascii_case(b"BITS-Packet-Type") {
+                &mut fields.packet_type
+            } else if name.eq_ignore_ascii_case(b"BITS-Session-Id") {
+                &mut fields.session_id
+            } else if name.eq_ignore_ascii_case(b"Content-Length") {
+                &mut fields.content_length
+            } else if name.eq_ignore_ascii_case(b"Content-Range") {
+                &mut fields.content_range
+            } else if name.eq_ignore_ascii_case(b"Content-Encoding") {
+                &mut fields.content_encoding
+            } else if name.eq_ignore_ascii_case(b"BITS-Supported-Protocols") {
+                &mut fields.supported_protocols
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        fields
     }
 }
 
@@ -216,28 +311,23 @@ impl Packet {
     }
 
     /// Renders the packet as a request head a client would send.
-    pub fn to_head(&self) -> Head {
-        let mut headers = vec![(
-            "BITS-Packet-Type".to_owned(),
-            self.packet_type().as_str().as_bytes().to_vec(),
-        )];
-        let mut add = |name: &str, value: String| headers.push((name.to_owned(), value.into()));
+    pub fn to_head(&self) -> HeadBuf {
+        let mut headers = vec![("BITS-Packet-Type", self.packet_type().as_str().to_owned())];
         match self {
             Packet::Ping => {}
             Packet::CreateSession { protocol, .. } => {
-                add("BITS-Supported-Protocols", protocol.clone());
+                headers.push(("BITS-Supported-Protocols", protocol.clone()));
             }
             Packet::Fragment { session, range, .. } => {
-                add("BITS-Session-Id", session.to_string());
-                add("Content-Range", range.to_string());
+                headers.push(("BITS-Session-Id", session.to_string()));
+                headers.push(("Content-Range", range.to_string()));
             }
             Packet::CloseSession { session, .. } | Packet::CancelSession { session, .. } => {
-                add("BITS-Session-Id", session.to_string());
+                headers.push(("BITS-Session-Id", session.to_string()));
             }
         }
-        add("Content-Length", self.body_len().to_string());
-        Head {
-            method: METHOD.to_owned(),
+        headers.push(("Content-Length", self.body_len().to_string()));
+        HeadBuf {
             target: self
                 .destination()
                 .map_or_else(|| "/".to_owned(), Destination::to_string),
@@ -248,13 +338,15 @@ impl Packet {
 
 /// Validates a request head. `Err` holds the Ack to send back.
 pub fn parse(head: &Head) -> Result<Packet, Ack> {
-    let echo = head.echo_session_id();
-    let invalid = || Ack::error(BitsError::InvalidArg).with_session(echo);
-    if head.method != METHOD {
+    if head.method != METHOD.as_bytes() {
         return Err(Ack::status(405));
     }
-    let packet_type = head
-        .text("BITS-Packet-Type")
+    let fields = Fields::gather(&head.headers);
+    let echo = echo(fields.session_id);
+    let invalid = || Ack::error(BitsError::InvalidArg).with_session(echo);
+    let packet_type = fields
+        .packet_type
+        .and_then(text)
         .and_then(PacketType::parse)
         .ok_or_else(invalid)?;
     // Create-Session never resumes anything: a stray session id is ignored, not echoed.
@@ -264,11 +356,11 @@ pub fn parse(head: &Head) -> Result<Packet, Ack> {
         echo
     };
     let invalid = || Ack::error(BitsError::InvalidArg).with_session(echo);
-    let content_length = match head.header("Content-Length") {
+    let content_length = match fields.content_length {
         None => return Err(Ack::error(BitsError::LengthRequired).with_session(echo)),
         Some(v) => parse_decimal(v).ok_or_else(invalid)?,
     };
-    if head.headers.iter().any(|(_, v)| v.len() > MAX_HEADER_VALUE) {
+    if fields.oversized {
         return Err(invalid());
     }
     if packet_type != PacketType::Fragment && content_length != 0 {
@@ -277,16 +369,25 @@ pub fn parse(head: &Head) -> Result<Packet, Ack> {
     if packet_type == PacketType::Ping {
         return Ok(Packet::Ping);
     }
-    let destination = Destination::parse(&head.target).map_err(|_| invalid())?;
+    // A target that is not UTF-8 cannot name a file: like any forbidden character, it is 400.
+    let destination = std::str::from_utf8(head.target)
+        .ok()
+        .and_then(|target| Destination::parse(target).ok())
+        .ok_or_else(invalid)?;
     let session = || {
-        head.text("BITS-Session-Id")
+        fields
+            .session_id
+            .and_then(text)
             .and_then(SessionId::parse)
             .ok_or_else(|| Ack::error(BitsError::SessionNotFound).with_session(echo))
     };
     match packet_type {
         PacketType::Ping => Ok(Packet::Ping),
         PacketType::CreateSession => {
-            let offered = head.text("BITS-Supported-Protocols").ok_or_else(invalid)?;
+            let offered = fields
+                .supported_protocols
+                .and_then(text)
+                .ok_or_else(invalid)?;
             let protocol = negotiate(offered).ok_or_else(invalid)?;
             Ok(Packet::CreateSession {
                 destination,
@@ -294,14 +395,15 @@ pub fn parse(head: &Head) -> Result<Packet, Ack> {
             })
         }
         PacketType::Fragment => {
-            let range = head
-                .text("Content-Range")
+            let range = fields
+                .content_range
+                .and_then(text)
                 .and_then(|v| ContentRange::parse(v).ok())
                 .ok_or_else(invalid)?;
             if range.len() != content_length {
                 return Err(invalid());
             }
-            if let Some(encoding) = head.text("Content-Encoding")
+            if let Some(encoding) = fields.content_encoding.and_then(text)
                 && !encoding.eq_ignore_ascii_case("identity")
             {
                 return Err(invalid());
@@ -354,13 +456,13 @@ mod tests {
 
     const SID: &str = "{6B1D0C52-2F7A-4E0B-9C1E-5A3D2B7F9E01}";
 
-    fn head(target: &str, headers: &[(&str, &str)]) -> Head {
+    fn head<'a>(target: &'a str, headers: &[(&'a str, &'a str)]) -> Head<'a> {
         Head {
-            method: METHOD.into(),
-            target: target.into(),
+            method: METHOD.as_bytes(),
+            target: target.as_bytes(),
             headers: headers
                 .iter()
-                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
                 .collect(),
         }
     }
@@ -421,7 +523,7 @@ mod tests {
             "/a",
             &[("BITS-Packet-Type", "Ping"), ("Content-Length", "0")],
         );
-        h.method = "bits_post".into();
+        h.method = b"bits_post";
         assert_eq!(rejected(&h).status, 405);
     }
 
@@ -507,7 +609,7 @@ mod tests {
 
     #[test]
     fn fragments_need_a_valid_range_matching_their_length() {
-        let frag = |range: &str, len: &str| {
+        let frag = |range: &'static str, len: &'static str| {
             head(
                 "/a",
                 &[
@@ -549,7 +651,7 @@ mod tests {
             ],
         );
         assert!(parse(&h).is_ok());
-        h.headers[4].1 = b"gzip".to_vec();
+        h.headers[4].1 = b"gzip";
         assert_eq!(rejected(&h).status, 400);
     }
 
@@ -618,7 +720,7 @@ mod tests {
                 session,
             },
         ] {
-            assert_eq!(parse(&p.to_head()), Ok(p));
+            assert_eq!(parse(&p.to_head().head()), Ok(p));
         }
     }
 }

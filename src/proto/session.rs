@@ -22,7 +22,7 @@ use super::error::BitsError;
 use super::packet::{Packet, SessionId};
 use super::range::ContentRange;
 use super::vdir::{Overlap, Vdir};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// What the server found at the destination path before a Create-Session.
@@ -76,7 +76,7 @@ impl Session {
     }
 
     fn ack(&self) -> Ack {
-        Ack::ok().with_session(Some(&self.id.to_string()))
+        Ack::ok().for_session(&self.id)
     }
 }
 
@@ -134,7 +134,7 @@ pub enum CloseOutcome {
 /// All live sessions.
 #[derive(Debug, Default, Clone)]
 pub struct Table {
-    sessions: HashMap<SessionId, Session>,
+    sessions: BTreeMap<SessionId, Session>,
     created: u64,
 }
 
@@ -164,7 +164,7 @@ impl Table {
         self.sessions.keys()
     }
 
-    /// Every live session, in no particular order.
+    /// Every live session, in id order (the same on every run).
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values()
     }
@@ -205,8 +205,7 @@ impl Table {
     /// short of `write.len` (the body ended early); only stored bytes are acknowledged.
     pub fn record_fragment(&mut self, write: &Write, stored: u64, env: &Env<'_>) -> Ack {
         let Some(s) = self.sessions.get_mut(&write.session) else {
-            return Ack::error(BitsError::SessionNotFound)
-                .with_session(Some(&write.session.to_string()));
+            return Ack::error(BitsError::SessionNotFound).for_session(&write.session);
         };
         if s.received == write.at {
             s.received = write.at + stored.min(write.len);
@@ -220,9 +219,8 @@ impl Table {
 
     /// Finishes a Close-Session after the server committed or discarded the file.
     pub fn finish_close(&mut self, close: &Close, outcome: CloseOutcome) -> Ack {
-        let echo = close.session.to_string();
         if !self.sessions.contains_key(&close.session) {
-            return Ack::error(BitsError::SessionNotFound).with_session(Some(&echo));
+            return Ack::error(BitsError::SessionNotFound).for_session(&close.session);
         }
         let ack = match outcome {
             CloseOutcome::Done => Ack::ok(),
@@ -235,7 +233,7 @@ impl Table {
         if matches!(outcome, CloseOutcome::Done | CloseOutcome::Vanished) {
             self.sessions.remove(&close.session);
         }
-        ack.with_session(Some(&echo))
+        ack.for_session(&close.session)
     }
 
     /// Removes every session idle for `timeout` or longer; returns their ids.
@@ -252,7 +250,6 @@ impl Table {
         gone
     }
 
-    /// Forgets one session (a fault, or resource pressure); true if it existed.
     /// Gives one session its own (shorter) idle timeout; true if it exists.
     pub fn set_idle_timeout(&mut self, id: &SessionId, timeout: Duration) -> bool {
         match self.sessions.get_mut(id) {
@@ -264,13 +261,14 @@ impl Table {
         }
     }
 
+    /// Forgets one session (a fault, or resource pressure); true if it existed.
     pub fn forget(&mut self, id: &SessionId) -> bool {
         self.sessions.remove(id).is_some()
     }
 
     /// Forgets every session, like a server restart; returns their ids.
     pub fn clear(&mut self) -> Vec<SessionId> {
-        self.sessions.drain().map(|(id, _)| id).collect()
+        std::mem::take(&mut self.sessions).into_keys().collect()
     }
 
     fn create(
@@ -313,7 +311,7 @@ impl Table {
             idle_timeout: None,
         };
         self.sessions.insert(env.fresh_id, session);
-        let mut ack = Ack::ok().with_session(Some(&env.fresh_id.to_string()));
+        let mut ack = Ack::ok().for_session(&env.fresh_id);
         ack.protocol = Some(protocol.to_owned());
         ack.accept_encoding = true;
         if let Some(host) = &vdir.host_id {
@@ -326,14 +324,17 @@ impl Table {
     /// The live session for an id, or the step answering that it is unknown. A session past
     /// its idle timeout is removed here, so expiry never depends on when a sweep ran.
     fn live(&mut self, vdir: &Vdir, id: &SessionId, now: Instant) -> Result<&mut Session, Step> {
-        let not_found = Ack::error(BitsError::SessionNotFound).with_session(Some(&id.to_string()));
+        let not_found = || Ack::error(BitsError::SessionNotFound).for_session(id);
         match self.sessions.get(id) {
-            None => Err(Step::Answer(not_found)),
+            None => Err(Step::Answer(not_found())),
             Some(s) if s.expired(now, vdir.session_timeout) => {
                 self.sessions.remove(id);
-                Err(Step::Discard(not_found, *id))
+                Err(Step::Discard(not_found(), *id))
             }
-            Some(_) => self.sessions.get_mut(id).ok_or(Step::Answer(not_found)),
+            Some(_) => self
+                .sessions
+                .get_mut(id)
+                .ok_or_else(|| Step::Answer(not_found())),
         }
     }
 }
@@ -341,9 +342,7 @@ impl Table {
 impl Session {
     /// PROTOCOL.md §7.5 steps 3–8 for one fragment.
     fn fragment(&mut self, vdir: &Vdir, range: ContentRange, now: Instant) -> Step {
-        let reject = |error: BitsError| {
-            Step::Answer(Ack::error(error).with_session(Some(&self.id.to_string())))
-        };
+        let reject = |error: BitsError| Step::Answer(Ack::error(error).for_session(&self.id));
         if self.total.is_some_and(|t| t != range.total()) {
             return reject(BitsError::InvalidArg);
         }
@@ -351,7 +350,7 @@ impl Session {
             return reject(BitsError::TooLarge);
         }
         if range.len() > vdir.max_fragment_size {
-            return Step::Answer(Ack::status(413).with_session(Some(&self.id.to_string())));
+            return Step::Answer(Ack::status(413).for_session(&self.id));
         }
         self.total = Some(range.total());
         let expected = self.received;
@@ -791,12 +790,7 @@ mod tests {
         assert_eq!(f.session(sid(1)).total, Some(100));
         f.later(MINUTE);
         let ack = f.record(&write, 10);
-        assert_eq!(
-            ack,
-            Ack::ok()
-                .with_session(Some(&sid(1).to_string()))
-                .with_received(10)
-        );
+        assert_eq!(ack, Ack::ok().for_session(&sid(1)).with_received(10));
         assert_eq!(
             ack.render(ErrorHeader::Code)
                 .header("BITS-Received-Content-Range"),
@@ -933,12 +927,7 @@ mod tests {
         f.later(MINUTE);
         for (first, last) in [(0, 9), (10, 19), (0, 19)] {
             let ack = answer(f.step(&fragment(sid(1), first, last, 100)));
-            assert_eq!(
-                ack,
-                Ack::ok()
-                    .with_session(Some(&sid(1).to_string()))
-                    .with_received(20)
-            );
+            assert_eq!(ack, Ack::ok().for_session(&sid(1)).with_received(20));
         }
         assert_eq!(f.session(sid(1)).received, 20);
         assert_eq!(f.session(sid(1)).last_activity, f.now);
@@ -1166,7 +1155,7 @@ mod tests {
         f.send(sid(1), 0, 9, 10);
         let plan = planned_close(f.step(&close(sid(1))));
         let ack = f.table.finish_close(&plan, CloseOutcome::Done);
-        assert_eq!(ack, Ack::ok().with_session(Some(&sid(1).to_string())));
+        assert_eq!(ack, Ack::ok().for_session(&sid(1)));
         assert!(f.table.is_empty());
         // A repeated Close (lost Ack) finds nothing.
         assert_session_not_found(&answer(f.step(&close(sid(1)))), sid(1));
@@ -1180,10 +1169,7 @@ mod tests {
         f.send(sid(1), 0, 9, 10);
         let plan = planned_close(f.step(&close(sid(1))));
         let ack = f.table.finish_close(&plan, CloseOutcome::Vanished);
-        assert_eq!(
-            ack,
-            Ack::status(404).with_session(Some(&sid(1).to_string()))
-        );
+        assert_eq!(ack, Ack::status(404).for_session(&sid(1)));
         assert!(f.table.is_empty());
     }
 
@@ -1204,10 +1190,7 @@ mod tests {
             match code {
                 Some(code) => assert_error(&ack, status, code, Some(sid(1))),
                 None => {
-                    assert_eq!(
-                        ack,
-                        Ack::status(status).with_session(Some(&sid(1).to_string()))
-                    )
+                    assert_eq!(ack, Ack::status(status).for_session(&sid(1)))
                 }
             }
             assert!(f.session(sid(1)).is_complete(), "{outcome:?}");
@@ -1224,7 +1207,7 @@ mod tests {
         f.send(sid(1), 0, 9, 20);
         match f.step(&cancel(sid(1))) {
             Step::Discard(ack, id) => {
-                assert_eq!(ack, Ack::ok().with_session(Some(&sid(1).to_string())));
+                assert_eq!(ack, Ack::ok().for_session(&sid(1)));
                 assert_eq!(id, sid(1));
             }
             other => panic!("expected a discard, got {other:?}"),
