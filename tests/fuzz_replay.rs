@@ -131,6 +131,43 @@ fn the_packet_and_range_parsers_hold_for_random_inputs() {
     }
 }
 
+/// Flips the letter case of header names at random, leaving the request line, the values
+/// and the body alone.
+fn recase_names(head: &[u8], rng: &mut StdRng) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len());
+    let mut lines = head.split_inclusive(|&b| b == b'\n');
+    out.extend_from_slice(lines.next().unwrap_or_default());
+    let mut in_headers = true;
+    for line in lines {
+        if line.trim_ascii_end().is_empty() {
+            in_headers = false;
+        }
+        let name_end = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+        for (i, &b) in line.iter().enumerate() {
+            let flip =
+                in_headers && i < name_end && b.is_ascii_alphabetic() && rng.random::<bool>();
+            out.push(if flip { b ^ 0x20 } else { b });
+        }
+    }
+    out
+}
+
+#[test]
+fn header_names_match_in_any_case() {
+    let mut rng = StdRng::seed_from_u64(0xCA5E);
+    let mut heads = 0;
+    for kind in ["seeds", "regressions"] {
+        for file in inputs(&fuzz_dir().join(kind).join("packet")) {
+            let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            for _ in 0..50 {
+                fuzzing::packet::check_any_case(&recase_names(&data, &mut rng));
+                heads += 1;
+            }
+        }
+    }
+    assert!(heads >= 500, "only {heads} heads");
+}
+
 #[test]
 fn every_shipped_profile_passes_the_profile_check() {
     for (name, text) in bitsmock::fault::shipped::SHIPPED {
