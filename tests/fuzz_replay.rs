@@ -5,6 +5,7 @@
 //! plus a named test below (see `fuzz/README.md`).
 
 use bitsmock::fuzzing::{self, Check, TARGETS};
+use bitsmock::proto::packet::parse;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -159,8 +160,18 @@ fn header_names_match_in_any_case() {
     for kind in ["seeds", "regressions"] {
         for file in inputs(&fuzz_dir().join(kind).join("packet")) {
             let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            fuzzing::packet::check_any_case(&data);
+            let parsed = parse(&fuzzing::packet::head(&data));
             for _ in 0..50 {
-                fuzzing::packet::check_any_case(&recase_names(&data, &mut rng));
+                let recased = recase_names(&data, &mut rng);
+                assert_eq!(
+                    parse(&fuzzing::packet::head(&recased)),
+                    parsed,
+                    "{}: recased to {}",
+                    file.display(),
+                    recased.escape_ascii()
+                );
+                fuzzing::packet::check_any_case(&recased);
                 heads += 1;
             }
         }
