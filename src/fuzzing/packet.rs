@@ -29,30 +29,25 @@ const REJECTIONS: [u16; 4] = [400, 405, 411, 500];
 pub const MAX_HEADERS: usize = 100;
 
 /// Decodes the fuzzer's bytes into a request head, borrowing every part. This runs once per
-/// execution, so it copies nothing and looks at few bytes one by one: `memchr` finds line
-/// ends a vector at a time, where a byte loop would call the fuzzer's comparison hook for
-/// every byte of the input.
+/// execution, so it copies nothing and looks at few bytes one by one (see [`Cursor`]).
 pub fn head(data: &[u8]) -> Head<'_> {
-    let mut lines = Lines(data);
-    let first = lines.next().unwrap_or_default();
-    let mut words = first.splitn(3, |&b| b == b' ');
-    let method = words.next().unwrap_or_default();
-    let target = words.next().unwrap_or_default();
-    let headers = lines
-        .take_while(|l| !l.is_empty())
-        .take(MAX_HEADERS)
-        .map(|line| {
-            let (name, value) = match line.iter().position(|&b| b == b':') {
-                Some(at) => (&line[..at], &line[at + 1..]),
-                None => (line, &[][..]),
-            };
-            let start = value
-                .iter()
-                .position(|&b| b != b' ' && b != b'\t')
-                .unwrap_or(value.len());
-            (name, &value[start..])
-        })
-        .collect();
+    let mut input = Cursor(data);
+    let (method, _) = input.field(b' ');
+    let (target, _) = input.field(b' ');
+    input.line();
+    let mut headers = Vec::with_capacity(16);
+    while headers.len() < MAX_HEADERS && !input.0.is_empty() {
+        let (name, colon) = input.field(b':');
+        let value = input.line();
+        if !colon && name.is_empty() {
+            break;
+        }
+        let start = value
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(value.len());
+        headers.push((name, &value[start..]));
+    }
     Head {
         method,
         target,
@@ -60,22 +55,36 @@ pub fn head(data: &[u8]) -> Head<'_> {
     }
 }
 
-/// Lines without their `\n` or `\r\n`.
-struct Lines<'a>(&'a [u8]);
+/// The undecoded rest of the input. Fields are cut out of it with `memchr`, searching the
+/// whole rest rather than one short line: a long haystack takes the vectorized path, where a
+/// short one (like a byte loop) calls the fuzzer's comparison hook for every byte.
+struct Cursor<'a>(&'a [u8]);
 
-impl<'a> Iterator for Lines<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if self.0.is_empty() {
-            return None;
+impl<'a> Cursor<'a> {
+    /// The bytes before the first `stop` in this line, consuming the `stop`; true if there
+    /// was one. Without it, the rest of the line less a final `\r`, leaving its end
+    /// unconsumed.
+    fn field(&mut self, stop: u8) -> (&'a [u8], bool) {
+        let at = memchr::memchr2(stop, b'\n', self.0).unwrap_or(self.0.len());
+        let (field, rest) = self.0.split_at(at);
+        match rest.split_first() {
+            Some((&b, after)) if b == stop => {
+                self.0 = after;
+                (field, true)
+            }
+            _ => {
+                self.0 = rest;
+                (field.strip_suffix(b"\r").unwrap_or(field), false)
+            }
         }
-        let (line, rest) = match memchr::memchr(b'\n', self.0) {
-            Some(at) => (&self.0[..at], &self.0[at + 1..]),
-            None => (self.0, &[][..]),
-        };
-        self.0 = rest;
-        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+
+    /// The rest of this line without its `\n` or `\r\n`, consuming them.
+    fn line(&mut self) -> &'a [u8] {
+        let at = memchr::memchr(b'\n', self.0).unwrap_or(self.0.len());
+        let line = &self.0[..at];
+        self.0 = self.0.get(at + 1..).unwrap_or_default();
+        line.strip_suffix(b"\r").unwrap_or(line)
     }
 }
 

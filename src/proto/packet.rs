@@ -342,22 +342,20 @@ pub fn parse(head: &Head) -> Result<Packet, Ack> {
         return Err(Ack::status(405));
     }
     let fields = Fields::gather(&head.headers);
-    let echo = echo(fields.session_id);
-    let invalid = || Ack::error(BitsError::InvalidArg).with_session(echo);
+    // The id to echo is worked out only for an Ack that needs it: most packets pass.
+    let fail = |error: BitsError, echoes: bool| {
+        Ack::error(error).with_session(echo(fields.session_id.filter(|_| echoes)))
+    };
     let packet_type = fields
         .packet_type
         .and_then(text)
         .and_then(PacketType::parse)
-        .ok_or_else(invalid)?;
+        .ok_or_else(|| fail(BitsError::InvalidArg, true))?;
     // Create-Session never resumes anything: a stray session id is ignored, not echoed.
-    let echo = if packet_type == PacketType::CreateSession {
-        None
-    } else {
-        echo
-    };
-    let invalid = || Ack::error(BitsError::InvalidArg).with_session(echo);
+    let echoes = packet_type != PacketType::CreateSession;
+    let invalid = || fail(BitsError::InvalidArg, echoes);
     let content_length = match fields.content_length {
-        None => return Err(Ack::error(BitsError::LengthRequired).with_session(echo)),
+        None => return Err(fail(BitsError::LengthRequired, echoes)),
         Some(v) => parse_decimal(v).ok_or_else(invalid)?,
     };
     if fields.oversized {
@@ -379,7 +377,7 @@ pub fn parse(head: &Head) -> Result<Packet, Ack> {
             .session_id
             .and_then(text)
             .and_then(SessionId::parse)
-            .ok_or_else(|| Ack::error(BitsError::SessionNotFound).with_session(echo))
+            .ok_or_else(|| fail(BitsError::SessionNotFound, echoes))
     };
     match packet_type {
         PacketType::Ping => Ok(Packet::Ping),
