@@ -396,7 +396,7 @@ impl Machine {
         };
         let packet = Packet::CreateSession {
             destination: destination.clone(),
-            protocol: PROTOCOL_GUID.to_owned(),
+            protocol: PROTOCOL_GUID,
         };
         let created = self.table.created();
         let env = self.env(fresh, existing);

@@ -18,6 +18,7 @@ use super::ack::{Ack, PROTOCOL_GUID};
 use super::destination::Destination;
 use super::error::BitsError;
 use super::range::ContentRange;
+use std::borrow::Cow;
 use std::fmt;
 
 /// The only method BITS uses (case-sensitive, PROTOCOL.md §2.1).
@@ -85,7 +86,7 @@ impl fmt::Debug for Head<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeadBuf {
     pub target: String,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
 }
 
 impl HeadBuf {
@@ -254,8 +255,8 @@ pub enum Packet {
     Ping,
     CreateSession {
         destination: Destination,
-        /// The protocol chosen from `BITS-Supported-Protocols`.
-        protocol: String,
+        /// The protocol chosen from `BITS-Supported-Protocols` (one the server knows).
+        protocol: &'static str,
     },
     Fragment {
         destination: Destination,
@@ -312,21 +313,22 @@ impl Packet {
 
     /// Renders the packet as a request head a client would send.
     pub fn to_head(&self) -> HeadBuf {
-        let mut headers = vec![("BITS-Packet-Type", self.packet_type().as_str().to_owned())];
+        let mut headers = Vec::with_capacity(4);
+        headers.push(("BITS-Packet-Type", self.packet_type().as_str().into()));
         match self {
             Packet::Ping => {}
             Packet::CreateSession { protocol, .. } => {
-                headers.push(("BITS-Supported-Protocols", protocol.clone()));
+                headers.push(("BITS-Supported-Protocols", (*protocol).into()));
             }
             Packet::Fragment { session, range, .. } => {
-                headers.push(("BITS-Session-Id", session.to_string()));
-                headers.push(("Content-Range", range.to_string()));
+                headers.push(("BITS-Session-Id", session.to_string().into()));
+                headers.push(("Content-Range", range.to_string().into()));
             }
             Packet::CloseSession { session, .. } | Packet::CancelSession { session, .. } => {
-                headers.push(("BITS-Session-Id", session.to_string()));
+                headers.push(("BITS-Session-Id", session.to_string().into()));
             }
         }
-        headers.push(("Content-Length", self.body_len().to_string()));
+        headers.push(("Content-Length", self.body_len().to_string().into()));
         HeadBuf {
             target: self
                 .destination()
@@ -389,7 +391,7 @@ pub fn parse(head: &Head) -> Result<Packet, Ack> {
             let protocol = negotiate(offered).ok_or_else(invalid)?;
             Ok(Packet::CreateSession {
                 destination,
-                protocol: protocol.to_owned(),
+                protocol,
             })
         }
         PacketType::Fragment => {
@@ -578,7 +580,7 @@ mod tests {
             ))
             .unwrap_or_else(|a| panic!("{offered}: {a:?}"));
             assert!(
-                matches!(p, Packet::CreateSession { ref protocol, .. } if protocol == PROTOCOL_GUID)
+                matches!(p, Packet::CreateSession { protocol, .. } if protocol == PROTOCOL_GUID)
             );
         }
     }
@@ -702,7 +704,7 @@ mod tests {
             Packet::Ping,
             Packet::CreateSession {
                 destination: destination.clone(),
-                protocol: PROTOCOL_GUID.into(),
+                protocol: PROTOCOL_GUID,
             },
             Packet::Fragment {
                 destination: destination.clone(),

@@ -526,7 +526,7 @@ mod tests {
         fn create_over(&mut self, path: &str, id: SessionId, existing: Existing) -> Ack {
             let packet = Packet::CreateSession {
                 destination: dest(path),
-                protocol: PROTOCOL_GUID.to_owned(),
+                protocol: PROTOCOL_GUID,
             };
             let env = self.env(id, existing);
             answer(self.table.step(&self.vdir, &packet, &env))
