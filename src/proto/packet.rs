@@ -344,7 +344,7 @@ pub fn parse(head: &Head) -> Result<Packet, Ack> {
         return Err(Ack::status(405));
     }
     let fields = Fields::gather(&head.headers);
-    // The id to echo is worked out only for an Ack that needs it: most packets pass.
+    // The id to echo is worked out only when an Ack needs it, not for every packet.
     let fail = |error: BitsError, echoes: bool| {
         Ack::error(error).with_session(echo(fields.session_id.filter(|_| echoes)))
     };
