@@ -598,27 +598,13 @@ impl Machine {
         } else {
             n
         };
-        match meanwhile {
-            Meanwhile::Forget => {
-                self.table.forget(&id);
-                self.may_remove.push(id);
-                self.removed(id);
-            }
-            Meanwhile::Clear => {
-                let gone = self.table.clear();
-                for gone in gone {
-                    self.may_remove.push(gone);
-                    self.removed(gone);
-                }
-            }
-            Meanwhile::Nothing | Meanwhile::ReportTwice => {
-                let Some(file) = self.files.get_mut(&id) else {
-                    panic!("writing to a session the model does not hold");
-                };
-                // Body byte `skip + i` of the fragment is upload byte `first + skip + i`; the
-                // server writes it at file offset `at + i`. A committed file is checked whole.
-                file.append(range.first() + write.skip, n);
-            }
+        if !self.meanwhile(id, meanwhile) {
+            let Some(file) = self.files.get_mut(&id) else {
+                panic!("writing to a session the model does not hold");
+            };
+            // Body byte `skip + i` of the fragment is upload byte `first + skip + i`; the
+            // server writes it at file offset `at + i`. A committed file is checked whole.
+            file.append(range.first() + write.skip, n);
         }
         let env = self.env(id, Existing::Nothing);
         let ack = self.table.record_fragment(write, reported, &env);
@@ -705,20 +691,7 @@ impl Machine {
                 "session {id} would commit a file that differs from the upload: {file:?}"
             );
         }
-        match meanwhile {
-            Meanwhile::Forget => {
-                self.table.forget(&id);
-                self.may_remove.push(id);
-                self.removed(id);
-            }
-            Meanwhile::Clear => {
-                for gone in self.table.clear() {
-                    self.may_remove.push(gone);
-                    self.removed(gone);
-                }
-            }
-            Meanwhile::Nothing | Meanwhile::ReportTwice => {}
-        }
+        self.meanwhile(id, meanwhile);
         let ack = self.table.finish_close(&close, outcome);
         assert_error_headers(&ack, &close);
         if !self.files.contains_key(&id) {
@@ -744,6 +717,24 @@ impl Machine {
                 assert_unknown(&again, id, "a close reported twice");
             }
         }
+    }
+
+    /// Whatever happens between the core planning I/O for session `id` and hearing how it
+    /// went; true if that lost the session (a forget or a restart).
+    fn meanwhile(&mut self, id: SessionId, meanwhile: Meanwhile) -> bool {
+        let gone = match meanwhile {
+            Meanwhile::Forget => {
+                self.table.forget(&id);
+                vec![id]
+            }
+            Meanwhile::Clear => self.table.clear(),
+            Meanwhile::Nothing | Meanwhile::ReportTwice => return false,
+        };
+        for gone in gone {
+            self.may_remove.push(gone);
+            self.removed(gone);
+        }
+        true
     }
 
     fn cancel(&mut self, id: SessionId) {
