@@ -1,26 +1,321 @@
-//! What happened: every fault that fired, kept in memory for tests and the shutdown report.
+//! What happened: the one typed event stream the server emits, and where it goes.
+//!
+//! The request pipeline emits one [`Request`] record per request, whatever happened to it
+//! (answered, faulted, rejected, cut off), and one event per server-side happening (session
+//! created, committed, discarded, cancelled, expired, lost, reply served, connection refused).
+//! Every event gets a sequence number and its time since the server started. The [`Journal`]
+//! keeps the most recent ones in a bounded ring; `tracing` is one sink of the same events, so
+//! the log and the journal cannot tell different stories. Field names are part of the
+//! interface (serde, kebab-case tags): tests, the JSON sinks and later tools read them.
 
 use crate::fault::Firing;
+use crate::proto::{ContentRange, Gone, PacketType, SessionId};
+use serde::Serialize;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
-/// Firings kept; older ones are dropped so a long run cannot grow memory without bound.
-const KEPT: usize = 100_000;
+/// Events kept in memory; older ones are dropped so a long run cannot grow without bound.
+pub const KEPT: usize = 100_000;
 
+/// One thing that happened, numbered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// 1 for the first event of a server, then 2, 3, … (never reused, even when the ring
+    /// drops old events).
+    pub seq: u64,
+    /// Milliseconds since the server started.
+    pub at_ms: f64,
+    #[serde(flatten)]
+    pub what: What,
+}
+
+impl Event {
+    /// The request record, if this event is one.
+    pub fn request(&self) -> Option<&Request> {
+        match &self.what {
+            What::Request(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// A session as events name it: its id and, when the server knows it, its ordinal (1 for the
+/// first session created, …). A stale or made-up id has no ordinal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SessionRef {
+    pub id: SessionId,
+    pub ordinal: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum What {
+    Request(Request),
+    SessionCreated {
+        session: SessionRef,
+        destination: String,
+        reply: bool,
+    },
+    /// Close-Session placed the file at its destination.
+    Committed {
+        session: SessionRef,
+        /// Relative to the upload root, `/`-separated.
+        path: String,
+        size: u64,
+        /// Lower-case hex.
+        sha256: String,
+    },
+    /// The session ended without a committed file (premature close, cancel, expiry, a fault,
+    /// a temp file that vanished); `why` says which.
+    SessionGone {
+        session: SessionRef,
+        why: Gone,
+        /// The temp file was left in place (a fault's `keep-file`).
+        kept_file: bool,
+    },
+    /// The built-in reply application served a reply (GET/HEAD).
+    ReplyServed {
+        session: SessionRef,
+        status: u16,
+        bytes: u64,
+    },
+    /// A fault refused a connection at accept.
+    Refused {
+        conn: u64,
+        peer: SocketAddr,
+        fault: Firing,
+    },
+}
+
+/// One request, whatever happened to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    /// The connection's number (1, 2, … in accept order).
+    pub conn: u64,
+    pub peer: SocketAddr,
+    pub method: String,
+    /// The URL path (no query).
+    pub path: String,
+    /// The packet type, when it parsed as a known one.
+    pub packet: Option<PacketType>,
+    /// `BITS-Packet-Type` as sent, when it did not parse (at most 32 characters).
+    pub packet_label: Option<String>,
+    pub session: Option<SessionRef>,
+    /// The request's position among its session's packets of its type (0: none).
+    pub index: u64,
+    pub range: Option<ContentRange>,
+    /// Body bytes read from the socket.
+    pub received: u64,
+    /// Body bytes written to the session's file.
+    pub stored: u64,
+    /// The status the core answered (before any fault); `None` when it was not asked.
+    pub status: Option<u16>,
+    /// Why a 4xx/5xx was answered (the core's or a fault's), e.g. `BG_E_SESSION_NOT_FOUND`.
+    pub reason: Option<String>,
+    /// The faults that shaped this request.
+    pub faults: Vec<Firing>,
+    /// What really went on the wire.
+    pub sent: Sent,
+    /// From the request head's arrival to the end of the answer's handling.
+    pub latency_ms: f64,
+}
+
+/// What the server put on the wire for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "sent", rename_all = "kebab-case")]
+pub enum Sent {
+    /// A response with this status.
+    Status { status: u16 },
+    /// Bytes that are not a well-formed response, then close.
+    Broken,
+    /// The connection was closed without an answer.
+    Closed,
+    /// The connection was reset (RST).
+    Reset,
+    /// Nothing for a while, then close.
+    Hung,
+}
+
+impl std::fmt::Display for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sent::Status { status } => write!(f, "{status}"),
+            Sent::Broken => f.write_str("broken"),
+            Sent::Closed => f.write_str("closed"),
+            Sent::Reset => f.write_str("reset"),
+            Sent::Hung => f.write_str("hung"),
+        }
+    }
+}
+
+/// The most recent events, in order.
 #[derive(Debug, Default)]
 pub struct Journal {
-    firings: VecDeque<Firing>,
+    events: VecDeque<Event>,
+    last_seq: u64,
 }
 
 impl Journal {
-    pub fn record(&mut self, firing: Firing) {
-        if self.firings.len() == KEPT {
-            self.firings.pop_front();
+    /// Numbers an event, keeps it, and returns the kept copy.
+    pub fn push(&mut self, at_ms: f64, what: What) -> &Event {
+        if self.events.len() == KEPT {
+            self.events.pop_front();
         }
-        self.firings.push_back(firing);
+        self.last_seq += 1;
+        self.events.push_back(Event {
+            seq: self.last_seq,
+            at_ms,
+            what,
+        });
+        self.events.back().expect("just pushed")
     }
 
-    /// Oldest first.
-    pub fn firings(&self) -> Vec<Firing> {
-        self.firings.iter().cloned().collect()
+    /// Events with a sequence number above `seq`, oldest first.
+    pub fn since(&self, seq: u64) -> Vec<Event> {
+        // Sequence numbers are contiguous, so the first wanted event's position is known.
+        let first = self.events.front().map_or(0, |e| e.seq);
+        let skip = seq.saturating_add(1).saturating_sub(first) as usize;
+        self.events.iter().skip(skip).cloned().collect()
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// The `tracing` sink: one line per event, `key=value` fields a person can grep.
+pub fn trace(event: &Event) {
+    let seq = event.seq;
+    match &event.what {
+        What::Request(r) => {
+            let faults = r
+                .faults
+                .iter()
+                .map(|f| format!("rule {} ({}): {}", f.rule + 1, f.name, f.effect))
+                .collect::<Vec<_>>()
+                .join("; ");
+            tracing::info!(
+                seq,
+                conn = r.conn,
+                peer = %r.peer,
+                method = %r.method,
+                path = %r.path,
+                packet = %r.packet.map_or_else(
+                    || r.packet_label.clone().unwrap_or_else(|| "-".into()),
+                    |p| p.as_str().to_owned()
+                ),
+                session = %r.session.map_or("-".into(), |s| s.id.to_string()),
+                ordinal = %r.session.and_then(|s| s.ordinal).map_or("-".into(), |o| o.to_string()),
+                index = r.index,
+                range = %r.range.map_or("-".into(), |c| format!("{}-{}/{}", c.first(), c.last(), c.total())),
+                received = r.received,
+                stored = r.stored,
+                status = %r.status.map_or("-".into(), |s| s.to_string()),
+                reason = %r.reason.as_deref().unwrap_or("-"),
+                sent = %r.sent,
+                latency_ms = format_args!("{:.1}", r.latency_ms),
+                faults = %if faults.is_empty() { "-" } else { &faults },
+                "request"
+            );
+        }
+        What::SessionCreated {
+            session,
+            destination,
+            reply,
+        } => {
+            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %destination, reply, "session created")
+        }
+        What::Committed {
+            session,
+            path,
+            size,
+            sha256,
+        } => {
+            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %path, size, %sha256, "committed")
+        }
+        What::SessionGone {
+            session,
+            why,
+            kept_file,
+        } => {
+            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, why = ?why, kept_file, "session gone")
+        }
+        What::ReplyServed {
+            session,
+            status,
+            bytes,
+        } => {
+            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, status, bytes, "reply served")
+        }
+        What::Refused { conn, peer, fault } => {
+            tracing::info!(seq, conn, %peer, rule = fault.rule + 1, name = %fault.name, "connection refused by fault")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(n: u64) -> What {
+        What::Refused {
+            conn: n,
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            fault: Firing {
+                rule: 0,
+                name: "r".into(),
+                packet: None,
+                session: 0,
+                index: 0,
+                range: None,
+                effect: crate::fault::Effect::Refused,
+            },
+        }
+    }
+
+    #[test]
+    fn events_are_numbered_from_one_and_read_back_after_a_sequence_number() {
+        let mut j = Journal::default();
+        for n in 1..=5 {
+            assert_eq!(j.push(n as f64, refused(n)).seq, n);
+        }
+        let seqs = |events: Vec<Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(j.since(0)), vec![1, 2, 3, 4, 5]);
+        assert_eq!(seqs(j.since(3)), vec![4, 5]);
+        assert!(j.since(5).is_empty());
+        assert!(j.since(u64::MAX).is_empty());
+        assert_eq!(j.last_seq(), 5);
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_events_and_their_numbers() {
+        let mut j = Journal::default();
+        for n in 0..(KEPT as u64 + 10) {
+            j.push(0.0, refused(n));
+        }
+        assert_eq!(j.len(), KEPT);
+        let all = j.since(0);
+        assert_eq!(all.first().map(|e| e.seq), Some(11));
+        assert_eq!(j.since(KEPT as u64 + 8).len(), 2);
+    }
+
+    #[test]
+    fn events_serialize_with_a_tag_and_stable_field_names() {
+        let mut j = Journal::default();
+        let event = j.push(1.5, refused(3)).clone();
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["seq"], 1);
+        assert_eq!(json["at_ms"], 1.5);
+        assert_eq!(json["event"], "refused");
+        assert_eq!(json["conn"], 3);
+        assert_eq!(json["fault"]["effect"]["kind"], "refused");
     }
 }

@@ -1,15 +1,19 @@
 //! bitsmock: a mock and fault-injecting server for the Microsoft BITS upload protocol.
 //!
 //! ```text
-//!  bytes on a socket ─▶ server (async glue, the only I/O) ─▶ protocol core (pure)
-//!                                 ▲                                │
-//!                                 └──────── Ack (what to say) ◀────┘
+//!  bytes on a socket ─▶ server (async glue, the only I/O) ─▶ fault layer (pure, seeded) ─▶ protocol core (pure)
+//!                                 ▲                                │                                │
+//!                                 └──── Wire answer (what to do) ◀─┴──────── Ack (what to say) ◀────┘
+//!                                 │
+//!                                 └──▶ events ─▶ journal (memory ring, tracing)
 //! ```
 //!
 //! - [`proto`]: packets, ranges, Acks, errors and the session state machine. Pure.
-//! - [`store`]: session temp files, atomic commit, confinement under the upload root.
+//! - [`fault`]: profiles, the seeded plan for each request, and plan + Ack → wire answer. Pure.
+//! - [`server`]: hyper glue: accept, the request pipeline, the one executor of wire answers.
+//! - [`journal`]: the typed event stream (one record per request, one per session happening).
+//! - [`store`]: session temp files, atomic commit, confinement under the upload root, its lock.
 //! - [`reply`]: the built-in server application for upload-reply jobs. Pure.
-//! - [`server`]: hyper glue that executes what the core decides.
 //! - [`client`]: the reference BITS upload client (`bitsmock upload`), for tests and CLI.
 //! - [`config`]: the validated configuration; [`units`]: size and duration parsing.
 //! - [`fuzzing`]: the property checks behind the fuzz targets and their stable replay.
@@ -19,7 +23,6 @@
 
 pub mod client;
 pub mod config;
-pub mod conn;
 pub mod fault;
 pub mod fuzzing;
 pub mod journal;

@@ -65,6 +65,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{text:?} is not a duration that fits"))
 }
 
+/// Shows a duration the way profiles write one: `250ms`, `1.5s`, `2m`, `3h`, `14d`.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    let (value, unit) = if ms < 1000.0 {
+        (ms, "ms")
+    } else if ms < 60_000.0 {
+        (ms / 1000.0, "s")
+    } else if ms < 3_600_000.0 {
+        (ms / 60_000.0, "m")
+    } else if ms < 86_400_000.0 {
+        (ms / 3_600_000.0, "h")
+    } else {
+        (ms / 86_400_000.0, "d")
+    };
+    // Three significant decimals at most, without trailing zeros.
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{unit}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

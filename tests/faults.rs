@@ -537,7 +537,7 @@ async fn fault_log(seed: u64) -> Vec<(usize, u64, String, u64, String)> {
         .into_iter()
         .map(|x| {
             let packet = x.packet.map(|p| p.to_string()).unwrap_or_default();
-            (x.rule, x.session, packet, x.index, x.effect)
+            (x.rule, x.session, packet, x.index, x.effect.to_string())
         })
         .collect()
 }

@@ -1331,7 +1331,7 @@ async fn traversal_targets_are_400_invalid_arg_and_create_nothing_outside_the_ro
         ["BITS-Sessions"],
         "something appeared in the root"
     );
-    assert_eq!(list(&fx.root.join("BITS-Sessions")), ["Requests"]);
+    assert_eq!(list(&fx.root.join("BITS-Sessions")), ["Requests", "lock"]);
     assert!(fx.temp_files().is_empty());
     fx.stop().await;
 }

@@ -1,12 +1,15 @@
-//! The fault layer: profiles (what may go wrong) and the seeded decision function that turns
-//! a request into a [`plan::Plan`] (what will go wrong this time). Pure: the server executes
-//! plans; nothing here sleeps, touches a socket or reads the clock.
+//! The fault layer: profiles (what may go wrong), the seeded decision function that turns a
+//! request into a [`plan::Plan`] (what will go wrong this time), and [`answer::answer`], which
+//! turns a plan and the core's Ack into one [`answer::Wire`] value. Pure: the server executes
+//! wire answers; nothing here sleeps, touches a socket or reads the clock.
 
+pub mod answer;
 pub mod plan;
 pub mod profile;
 pub mod rule;
 pub mod shipped;
 
-pub use plan::{Action, ConnAuth, Facts, Faults, Firing, Outcome, Plan};
+pub use answer::{Applied, Wire};
+pub use plan::{Action, ConnAuth, Effect, Facts, Faults, Firing, Lost, Outcome, Plan};
 pub use profile::{Profile, ProfileError};
 pub use rule::{Fault, Rule, Trigger};

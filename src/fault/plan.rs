@@ -11,6 +11,7 @@
 
 use super::profile::Profile;
 use super::rule::{Auth, Broken, Dist, Fault, Lie, Loss, Rule, Scheme, SessionLoss};
+
 use crate::proto::range::ContentRange;
 use crate::proto::{Ack, AckError, ErrorHeader, PacketType, Rendered, SessionId};
 use base64::Engine;
@@ -39,15 +40,154 @@ pub struct Facts<'a> {
 }
 
 /// A fault that fired, for the log and the journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Firing {
+    /// 0-based position of the rule in the rule list.
     pub rule: usize,
     pub name: String,
     pub packet: Option<PacketType>,
+    /// Ordinal of the request's session (0: none).
     pub session: u64,
+    /// The request's position among its session's packets of its type (0: no session).
     pub index: u64,
     pub range: Option<ContentRange>,
-    pub effect: String,
+    pub effect: Effect,
+}
+
+/// What a fired rule did, as data; its `Display` is the sentence the log shows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Effect {
+    Delayed {
+        #[serde(serialize_with = "millis")]
+        by: Duration,
+    },
+    Stalled {
+        #[serde(serialize_with = "millis")]
+        by: Duration,
+    },
+    Throttled {
+        read: Option<u64>,
+        write: Option<u64>,
+    },
+    /// The packet was applied, then its Ack was lost this way.
+    LostAck {
+        how: Lost,
+    },
+    /// The packet was never applied.
+    LostRequest {
+        how: Lost,
+    },
+    ResetMidBody {
+        after: u64,
+        of: u64,
+        keep: bool,
+    },
+    LostSession {
+        #[serde(serialize_with = "shown")]
+        loss: SessionLoss,
+    },
+    /// Answered this status instead of applying the packet.
+    Status {
+        status: u16,
+    },
+    Lied {
+        #[serde(serialize_with = "shown")]
+        lie: Lie,
+    },
+    Broken {
+        #[serde(serialize_with = "shown")]
+        broken: Broken,
+    },
+    Challenged {
+        #[serde(serialize_with = "shown")]
+        scheme: Scheme,
+    },
+    Refused,
+}
+
+/// How a lost answer was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "how", rename_all = "kebab-case")]
+pub enum Lost {
+    Closed,
+    Reset,
+    Hung {
+        #[serde(serialize_with = "millis")]
+        for_: Duration,
+    },
+    Status {
+        status: u16,
+    },
+}
+
+impl Lost {
+    fn of(outcome: &Outcome) -> Lost {
+        match outcome {
+            Outcome::Close | Outcome::Broken(..) => Lost::Closed,
+            Outcome::Reset => Lost::Reset,
+            Outcome::Hang(d) => Lost::Hung { for_: *d },
+            Outcome::Respond(r) => Lost::Status { status: r.status },
+        }
+    }
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lost::Closed => f.write_str("connection closed"),
+            Lost::Reset => f.write_str("connection reset"),
+            Lost::Hung { for_ } => write!(f, "hung for {}", crate::units::show_duration(*for_)),
+            Lost::Status { status } => write!(f, "answered {status}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::units::show_duration as d;
+        let rate = |r: &Option<u64>| r.map_or("full speed".to_owned(), |r| format!("{r} B/s"));
+        match self {
+            Effect::Delayed { by } => write!(f, "delayed the answer by {}", d(*by)),
+            Effect::Stalled { by } => write!(f, "stalled before reading the body for {}", d(*by)),
+            Effect::Throttled { read, write } => {
+                write!(
+                    f,
+                    "throttled reads to {}, writes to {}",
+                    rate(read),
+                    rate(write)
+                )
+            }
+            Effect::LostAck { how } => write!(f, "applied the packet, then lost its Ack ({how})"),
+            Effect::LostRequest { how } => write!(f, "lost the request unapplied ({how})"),
+            Effect::ResetMidBody { after, of, keep } => write!(
+                f,
+                "reset after {after} of {of} body bytes, {} them",
+                if *keep { "keeping" } else { "discarding" }
+            ),
+            Effect::LostSession { loss } => write!(f, "{loss} after answering"),
+            Effect::Status { status } => write!(f, "answered {status} without applying the packet"),
+            Effect::Lied { lie } => write!(f, "applied the packet, then lied: {lie}"),
+            Effect::Broken { broken } => {
+                write!(
+                    f,
+                    "applied the packet, then sent a broken response: {broken}"
+                )
+            }
+            Effect::Challenged { scheme } => {
+                write!(f, "demanded {} authentication", scheme.token())
+            }
+            Effect::Refused => f.write_str("refused the connection"),
+        }
+    }
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+fn shown<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 /// How a connection ends or what replaces the real answer.
@@ -86,6 +226,8 @@ pub enum Action {
 /// Everything the server must do differently for one request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
+    /// The request's position among its session's packets of its type (0: no session).
+    pub index: u64,
     pub firings: Vec<Firing>,
     /// Wait before reading the request body.
     pub stall: Duration,
@@ -172,7 +314,7 @@ impl Faults {
                     session: 0,
                     index: 0,
                     range: None,
-                    effect: "refused the connection".into(),
+                    effect: Effect::Refused,
                 });
             }
         }
@@ -182,7 +324,10 @@ impl Faults {
     /// Decides what happens to one request.
     pub fn plan(&mut self, facts: &Facts<'_>, conn: &mut ConnAuth) -> Plan {
         let index = self.count(facts);
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            index,
+            ..Plan::default()
+        };
         for i in 0..self.rules.len() {
             if matches!(self.rules[i].fault, Fault::Refuse) || !self.matches(i, facts, index) {
                 continue;
@@ -196,45 +341,44 @@ impl Faults {
             }
             let effect = match &fault {
                 Fault::Delay(d) => {
-                    let d = self.sample(d, &mut rng);
-                    plan.delay += d;
-                    Some(format!("delayed the answer by {d:?}"))
+                    let by = self.sample(d, &mut rng);
+                    plan.delay += by;
+                    Some(Effect::Delayed { by })
                 }
                 Fault::Stall(d) => {
-                    let d = self.sample(d, &mut rng);
-                    plan.stall += d;
-                    Some(format!("stalled before reading the body for {d:?}"))
+                    let by = self.sample(d, &mut rng);
+                    plan.stall += by;
+                    Some(Effect::Stalled { by })
                 }
                 Fault::Throttle { read, write } => {
                     plan.read_rate = min_rate(plan.read_rate, *read);
                     plan.write_rate = min_rate(plan.write_rate, *write);
-                    Some(format!(
-                        "throttled to read {read:?} / write {write:?} bytes/s"
-                    ))
+                    Some(Effect::Throttled {
+                        read: *read,
+                        write: *write,
+                    })
                 }
                 Fault::LoseAck(loss) => {
                     let outcome = self.loss(loss);
-                    let effect = format!(
-                        "applied the packet, then lost its Ack ({})",
-                        describe(&outcome)
-                    );
+                    let how = Lost::of(&outcome);
                     plan.action = Action::After(outcome);
-                    Some(effect)
+                    Some(Effect::LostAck { how })
                 }
                 Fault::LoseRequest(loss) => {
                     let outcome = self.loss(loss);
-                    let effect = format!("lost the request unapplied ({})", describe(&outcome));
+                    let how = Lost::of(&outcome);
                     plan.action = Action::Instead(outcome);
-                    Some(effect)
+                    Some(Effect::LostRequest { how })
                 }
                 Fault::ResetMidBody { after, keep } => {
-                    let len = facts.range.map_or(0, |r| r.len());
-                    let after = after.of(len);
+                    let of = facts.range.map_or(0, |r| r.len());
+                    let after = after.of(of);
                     plan.action = Action::ResetMidBody { after, keep: *keep };
-                    Some(format!(
-                        "reset after {after} of {len} body bytes, {} them",
-                        if *keep { "keeping" } else { "discarding" }
-                    ))
+                    Some(Effect::ResetMidBody {
+                        after,
+                        of,
+                        keep: *keep,
+                    })
                 }
                 Fault::LoseSession(loss) => {
                     let loss = match loss {
@@ -242,15 +386,7 @@ impl Faults {
                         other => *other,
                     };
                     plan.action = Action::LoseSession(loss);
-                    Some(match loss {
-                        SessionLoss::This { .. } => "forgot the session after answering".into(),
-                        SessionLoss::All { .. } => {
-                            "forgot every session (restart) after answering".into()
-                        }
-                        SessionLoss::Expire(idle) => {
-                            format!("gave the session an idle timeout of {idle:?}")
-                        }
-                    })
+                    Some(Effect::LostSession { loss })
                 }
                 Fault::Status {
                     status,
@@ -268,25 +404,25 @@ impl Faults {
                         rendered.set("Retry-After", seconds.to_string());
                     }
                     plan.action = Action::Instead(Outcome::Respond(rendered));
-                    Some(format!("answered {status} without applying the packet"))
+                    Some(Effect::Status { status: *status })
                 }
                 Fault::Lie(lie) => {
                     plan.action = Action::Lie {
                         lie: *lie,
                         other: SessionId::from_bytes(rng.random()),
                     };
-                    Some(format!("applied the packet, then lied: {lie:?}"))
+                    Some(Effect::Lied { lie: *lie })
                 }
                 Fault::Broken(broken) => {
                     plan.action = Action::After(Outcome::Broken(*broken, rng.random()));
-                    Some(format!(
-                        "applied the packet, then sent a broken response: {broken:?}"
-                    ))
+                    Some(Effect::Broken { broken: *broken })
                 }
                 Fault::Auth(auth) => match challenge(auth, i, facts, conn) {
                     Some(rendered) => {
                         plan.action = Action::Instead(Outcome::Respond(rendered));
-                        Some(format!("demanded {} authentication", auth.scheme.token()))
+                        Some(Effect::Challenged {
+                            scheme: auth.scheme,
+                        })
                     }
                     None => None,
                 },
@@ -560,16 +696,6 @@ fn reason(status: u16) -> &'static str {
         .unwrap_or("Unknown")
 }
 
-fn describe(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Close => "connection closed".into(),
-        Outcome::Reset => "connection reset".into(),
-        Outcome::Hang(d) => format!("hung for {d:?}"),
-        Outcome::Respond(r) => format!("answered {}", r.status),
-        Outcome::Broken(b, _) => format!("broken response {b:?}"),
-    }
-}
-
 fn min_rate(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
@@ -648,7 +774,7 @@ mod tests {
 
     /// Runs 3 sessions × (create, 10 fragments, close) and returns which (session, index)
     /// pairs fired.
-    fn run(f: &mut Faults) -> Vec<(u64, PacketType, u64, String)> {
+    fn run(f: &mut Faults) -> Vec<(u64, PacketType, u64, Effect)> {
         let mut conn = ConnAuth::default();
         let mut fired = Vec::new();
         for s in 1..=3 {

@@ -3,6 +3,7 @@
 
 use crate::proto::PacketType;
 use crate::proto::range::ContentRange;
+use std::fmt;
 use std::time::Duration;
 
 /// One validated rule of a profile.
@@ -161,6 +162,12 @@ pub enum Scheme {
     Ntlm,
 }
 
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.token())
+    }
+}
+
 impl Scheme {
     pub fn token(self) -> &'static str {
         match self {
@@ -265,6 +272,49 @@ impl Fault {
     }
 }
 
+impl fmt::Display for SessionLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kept = |keep: bool| if keep { " (temp file kept)" } else { "" };
+        match *self {
+            SessionLoss::This { keep_file } => write!(f, "forgot the session{}", kept(keep_file)),
+            SessionLoss::All { keep_file } => {
+                write!(f, "forgot every session (restart){}", kept(keep_file))
+            }
+            SessionLoss::Expire(idle) => write!(
+                f,
+                "gave the session an idle timeout of {}",
+                crate::units::show_duration(idle)
+            ),
+        }
+    }
+}
+
+/// In the profile syntax (`lie = "behind"`, `by = 100`), so a log line can be pasted back.
+impl fmt::Display for Lie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Lie::Behind(n) => write!(f, "behind by={n}"),
+            Lie::Ahead(n) => write!(f, "ahead by={n}"),
+            Lie::BeyondTotal => f.write_str("beyond-total"),
+            Lie::Malformed => f.write_str("malformed"),
+            Lie::Missing => f.write_str("missing"),
+            Lie::OtherSession => f.write_str("other-session"),
+            Lie::RangeNotSatisfiable(at) => write!(f, "416 at={at}"),
+            Lie::NoReplyUrl => f.write_str("no-reply-url"),
+        }
+    }
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Broken::TruncatedHeaders => "truncated-headers",
+            Broken::WrongLength => "wrong-length",
+            Broken::Garbage => "garbage",
+        })
+    }
+}
+
 /// Matches `*` (any run) and `?` (one character) against a path.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
@@ -314,6 +364,16 @@ mod tests {
         assert!(!Position::Final.covers(&r));
         assert!(Position::Final.covers(&ContentRange::new(300, 399, 400).unwrap()));
         assert!(Position::Fraction(1.0).covers(&ContentRange::new(300, 399, 400).unwrap()));
+    }
+
+    #[test]
+    fn lies_and_broken_responses_show_in_the_profile_syntax() {
+        assert_eq!(Lie::Behind(100).to_string(), "behind by=100");
+        assert_eq!(Lie::RangeNotSatisfiable(7).to_string(), "416 at=7");
+        assert_eq!(Lie::NoReplyUrl.to_string(), "no-reply-url");
+        assert_eq!(Broken::TruncatedHeaders.to_string(), "truncated-headers");
+        assert_eq!(Broken::WrongLength.to_string(), "wrong-length");
+        assert_eq!(Broken::Garbage.to_string(), "garbage");
     }
 
     #[test]

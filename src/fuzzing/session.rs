@@ -271,7 +271,7 @@ impl Machine {
     fn env(&self, fresh_id: SessionId, existing: Existing) -> Env<'static> {
         Env {
             now: self.now,
-            fresh_id,
+            fresh_id: Some(fresh_id),
             existing,
             origin: ORIGIN,
         }
@@ -391,7 +391,7 @@ impl Machine {
             Existing::Directory => Some((400, Some(BitsError::InvalidArg))),
             Existing::File if !self.vdir.allow_overwrites => Some((409, None)),
             _ if busy => Some((409, None)),
-            _ if self.files.contains_key(&fresh) => Some((500, Some(BitsError::DiskFull))),
+            _ if self.files.contains_key(&fresh) => Some((500, Some(BitsError::Internal))),
             _ => None,
         };
         let packet = Packet::CreateSession {
@@ -706,6 +706,7 @@ impl Machine {
             CloseOutcome::Directory => (400, Some(BitsError::InvalidArg)),
             CloseOutcome::Denied => (403, Some(BitsError::AccessDenied)),
             CloseOutcome::DiskFull => (500, Some(BitsError::DiskFull)),
+            CloseOutcome::Failed => (500, Some(BitsError::Internal)),
         };
         assert_eq!(ack.status, status, "{outcome:?}: {ack:?}");
         assert_eq!(ack.error, error.map(AckError::from), "{outcome:?}: {ack:?}");

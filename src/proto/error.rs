@@ -38,11 +38,14 @@ pub enum BitsError {
     TooLarge,
     /// `ERROR_DISK_FULL` as an HRESULT: the server ran out of space.
     DiskFull,
+    /// `E_FAIL` with 500: the server failed for another reason (an I/O error it cannot name
+    /// more precisely; the log carries the cause).
+    Internal,
 }
 
 impl BitsError {
     /// Every row, for tests and documentation.
-    pub const ALL: [BitsError; 7] = [
+    pub const ALL: [BitsError; 8] = [
         BitsError::SessionNotFound,
         BitsError::AccessDenied,
         BitsError::UploadsDisabled,
@@ -50,6 +53,7 @@ impl BitsError {
         BitsError::LengthRequired,
         BitsError::TooLarge,
         BitsError::DiskFull,
+        BitsError::Internal,
     ];
 
     /// The HRESULT sent in `BITS-Error-Code`.
@@ -60,13 +64,17 @@ impl BitsError {
             BitsError::InvalidArg | BitsError::LengthRequired => 0x8007_0057,
             BitsError::TooLarge => 0x8020_0020,
             BitsError::DiskFull => 0x8007_0112,
+            BitsError::Internal => 0x8000_4005,
         }
     }
 
     /// The HTTP status that carries it.
     pub fn status(self) -> u16 {
         match self {
-            BitsError::SessionNotFound | BitsError::TooLarge | BitsError::DiskFull => 500,
+            BitsError::SessionNotFound
+            | BitsError::TooLarge
+            | BitsError::DiskFull
+            | BitsError::Internal => 500,
             BitsError::AccessDenied => 403,
             BitsError::UploadsDisabled => 501,
             BitsError::InvalidArg => 400,
@@ -87,6 +95,7 @@ impl BitsError {
             BitsError::InvalidArg | BitsError::LengthRequired => "E_INVALIDARG",
             BitsError::TooLarge => "BG_E_TOO_LARGE",
             BitsError::DiskFull => "ERROR_DISK_FULL",
+            BitsError::Internal => "E_FAIL",
         }
     }
 }
@@ -129,6 +138,7 @@ mod tests {
             (BitsError::LengthRequired, 411, 0x8007_0057),
             (BitsError::TooLarge, 500, 0x8020_0020),
             (BitsError::DiskFull, 500, 0x8007_0112),
+            (BitsError::Internal, 500, 0x8000_4005),
         ];
         assert_eq!(expected.len(), BitsError::ALL.len());
         for (error, status, code) in expected {

@@ -15,5 +15,5 @@ pub use destination::Destination;
 pub use error::{BitsError, Context};
 pub use packet::{Head, HeadBuf, Packet, PacketType, SessionId};
 pub use range::ContentRange;
-pub use session::{Close, CloseOutcome, Env, Existing, Session, Step, Table, Write};
+pub use session::{Change, Close, CloseOutcome, Env, Existing, Gone, Session, Step, Table, Write};
 pub use vdir::{Overlap, Vdir};

@@ -724,3 +724,17 @@ mod tests {
         }
     }
 }
+
+/// In journals and JSON: `"Fragment"`, as on the wire.
+impl serde::Serialize for PacketType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// In journals and JSON: the braced upper-case form the Acks carry.
+impl serde::Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}

@@ -217,3 +217,10 @@ mod tests {
         assert!(!ContentRange::new(0, 0, 2).unwrap().is_final());
     }
 }
+
+/// In journals and JSON: `"first-last/total"`.
+impl serde::Serialize for ContentRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}-{}/{}", self.first, self.last, self.total))
+    }
+}

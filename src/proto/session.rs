@@ -37,8 +37,10 @@ pub enum Existing {
 #[derive(Debug, Clone)]
 pub struct Env<'a> {
     pub now: Instant,
-    /// The id a Create-Session would issue (drawn by the server from its seeded RNG).
-    pub fresh_id: SessionId,
+    /// The id a Create-Session issues, drawn by the server from the operating system's
+    /// randomness, never from the fault seed. `None` when no id could be drawn (the
+    /// Create-Session then fails with 500 rather than reuse one).
+    pub fresh_id: Option<SessionId>,
     /// What exists at a Create-Session's destination.
     pub existing: Existing,
     /// `scheme://host[:port]` the client reached us at, for reply URLs.
@@ -99,6 +101,44 @@ pub struct Close {
     pub destination: Destination,
     /// False when the upload is incomplete: the partial file is discarded, never committed.
     pub commit: bool,
+    /// No fragment ever arrived: the committed file is the empty file (docs/protocol.md
+    /// §10.16), so a missing temp file is expected rather than a sign of lost data.
+    pub empty: bool,
+}
+
+/// A change to the set of live sessions. The table is the only source of these; the server
+/// drains them after every step ([`Table::take_changes`]) and follows them (files, events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Created {
+        id: SessionId,
+        ordinal: u64,
+        destination: Destination,
+        reply: bool,
+    },
+    Gone {
+        id: SessionId,
+        ordinal: u64,
+        why: Gone,
+    },
+}
+
+/// Why a session left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gone {
+    /// Close-Session committed its file.
+    Committed,
+    /// Close-Session before the last byte: the partial file is discarded.
+    Discarded,
+    /// Its temp file was deleted behind the server's back (Close-Session answers 404; a
+    /// Fragment finds it and answers `BG_E_SESSION_NOT_FOUND`).
+    Vanished,
+    Cancelled,
+    /// Idle longer than its timeout.
+    Expired,
+    /// Forgotten on purpose: a fault or a simulated restart.
+    Forgotten,
 }
 
 /// What the server must do for a packet.
@@ -127,8 +167,10 @@ pub enum CloseOutcome {
     Vanished,
     /// The parent path cannot be created (a file is in the way): 403, session kept.
     Denied,
-    /// The disk failed or is full: 500 + `0x80070112`, session kept.
+    /// The disk is full: 500 + `0x80070112`, session kept.
     DiskFull,
+    /// Another storage failure (the log has the cause): 500 + `0x80004005`, session kept.
+    Failed,
 }
 
 /// All live sessions.
@@ -136,6 +178,7 @@ pub enum CloseOutcome {
 pub struct Table {
     sessions: BTreeMap<SessionId, Session>,
     created: u64,
+    changes: Vec<Change>,
 }
 
 impl Table {
@@ -169,6 +212,22 @@ impl Table {
         self.sessions.values()
     }
 
+    /// The changes since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Removes a session and records why; the one way a session leaves the table.
+    fn remove(&mut self, id: &SessionId, why: Gone) -> Option<Session> {
+        let session = self.sessions.remove(id)?;
+        self.changes.push(Change::Gone {
+            id: *id,
+            ordinal: session.ordinal,
+            why,
+        });
+        Some(session)
+    }
+
     /// Handles one packet (PROTOCOL.md §7.4).
     pub fn step(&mut self, vdir: &Vdir, packet: &Packet, env: &Env<'_>) -> Step {
         match packet {
@@ -182,18 +241,22 @@ impl Table {
                 Err(step) => step,
             },
             Packet::CloseSession { session, .. } => match self.live(vdir, session, env.now) {
-                Ok(s) => Step::Close(Close {
-                    session: s.id,
-                    destination: s.destination.clone(),
-                    // A file no fragment ever touched is the empty file (PROTOCOL.md §10.16).
-                    commit: s.is_complete() || (s.total.is_none() && s.received == 0),
-                }),
+                Ok(s) => {
+                    // A file no fragment ever touched is the empty file (docs/protocol.md §10.16).
+                    let empty = s.total.is_none() && s.received == 0;
+                    Step::Close(Close {
+                        session: s.id,
+                        destination: s.destination.clone(),
+                        commit: s.is_complete() || empty,
+                        empty,
+                    })
+                }
                 Err(step) => step,
             },
             Packet::CancelSession { session, .. } => match self.live(vdir, session, env.now) {
                 Ok(s) => {
                     let ack = s.ack();
-                    self.sessions.remove(session);
+                    self.remove(session, Gone::Cancelled);
                     Step::Discard(ack, *session)
                 }
                 Err(step) => step,
@@ -229,10 +292,14 @@ impl Table {
             CloseOutcome::Directory => Ack::error(BitsError::InvalidArg),
             CloseOutcome::Denied => Ack::error(BitsError::AccessDenied),
             CloseOutcome::DiskFull => Ack::error(BitsError::DiskFull),
+            CloseOutcome::Failed => Ack::error(BitsError::Internal),
         };
-        if matches!(outcome, CloseOutcome::Done | CloseOutcome::Vanished) {
-            self.sessions.remove(&close.session);
-        }
+        match outcome {
+            CloseOutcome::Done if close.commit => self.remove(&close.session, Gone::Committed),
+            CloseOutcome::Done => self.remove(&close.session, Gone::Discarded),
+            CloseOutcome::Vanished => self.remove(&close.session, Gone::Vanished),
+            _ => None,
+        };
         ack.for_session(&close.session)
     }
 
@@ -245,7 +312,7 @@ impl Table {
             .map(|s| s.id)
             .collect();
         for id in &gone {
-            self.sessions.remove(id);
+            self.remove(id, Gone::Expired);
         }
         gone
     }
@@ -263,12 +330,22 @@ impl Table {
 
     /// Forgets one session (a fault, or resource pressure); true if it existed.
     pub fn forget(&mut self, id: &SessionId) -> bool {
-        self.sessions.remove(id).is_some()
+        self.remove(id, Gone::Forgotten).is_some()
+    }
+
+    /// Forgets a session whose temp file was deleted behind the server's back (its bytes
+    /// are gone); true if it existed.
+    pub fn lose_file(&mut self, id: &SessionId) -> bool {
+        self.remove(id, Gone::Vanished).is_some()
     }
 
     /// Forgets every session, like a server restart; returns their ids.
     pub fn clear(&mut self) -> Vec<SessionId> {
-        std::mem::take(&mut self.sessions).into_keys().collect()
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in &ids {
+            self.remove(id, Gone::Forgotten);
+        }
+        ids
     }
 
     fn create(
@@ -293,13 +370,14 @@ impl Table {
         {
             return Ack::status(409);
         }
-        if self.sessions.contains_key(&env.fresh_id) {
-            // The server's id source repeated itself; never hand out a live id twice.
-            return Ack::error(BitsError::DiskFull);
-        }
+        let Some(id) = env.fresh_id.filter(|id| !self.sessions.contains_key(id)) else {
+            // No id could be drawn, or the id source repeated itself: never hand out a live
+            // id twice.
+            return Ack::error(BitsError::Internal);
+        };
         self.created += 1;
         let session = Session {
-            id: env.fresh_id,
+            id,
             destination: destination.clone(),
             // An empty prefix means no reply jobs; `starts_with(&[])` would match everything.
             reply: !vdir.reply_prefix.is_empty() && destination.starts_with(&vdir.reply_prefix),
@@ -310,8 +388,14 @@ impl Table {
             last_activity: env.now,
             idle_timeout: None,
         };
-        self.sessions.insert(env.fresh_id, session);
-        let mut ack = Ack::ok().for_session(&env.fresh_id);
+        self.changes.push(Change::Created {
+            id,
+            ordinal: session.ordinal,
+            destination: session.destination.clone(),
+            reply: session.reply,
+        });
+        self.sessions.insert(id, session);
+        let mut ack = Ack::ok().for_session(&id);
         ack.protocol = Some(protocol.to_owned());
         ack.accept_encoding = true;
         if let Some(host) = &vdir.host_id {
@@ -328,7 +412,7 @@ impl Table {
         match self.sessions.get(id) {
             None => Err(Step::Answer(not_found())),
             Some(s) if s.expired(now, vdir.session_timeout) => {
-                self.sessions.remove(id);
+                self.remove(id, Gone::Expired);
                 Err(Step::Discard(not_found(), *id))
             }
             Some(_) => self
@@ -508,7 +592,7 @@ mod tests {
         fn env(&self, fresh_id: SessionId, existing: Existing) -> Env<'static> {
             Env {
                 now: self.now,
-                fresh_id,
+                fresh_id: Some(fresh_id),
                 existing,
                 origin: ORIGIN,
             }
@@ -683,12 +767,120 @@ mod tests {
     }
 
     #[test]
+    fn a_create_without_a_fresh_id_fails_and_creates_nothing() {
+        let mut f = Fixture::new();
+        let env = Env {
+            fresh_id: None,
+            ..f.env(sid(1), Existing::Nothing)
+        };
+        let step = f.table.step(
+            &Vdir::default(),
+            &Packet::CreateSession {
+                destination: dest(PLAIN),
+                protocol: PROTOCOL_GUID,
+            },
+            &env,
+        );
+        assert_error(&answer(step), 500, 0x8000_4005, None);
+        assert_eq!(f.table.created(), 0);
+        assert!(f.table.take_changes().is_empty());
+    }
+
+    #[test]
+    fn every_session_that_comes_or_goes_is_reported_once_as_a_change() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.create("/drop/b.bin", sid(2));
+        f.create("/drop/c.bin", sid(3));
+        f.create("/drop/d.bin", sid(4));
+        let created: Vec<_> = f.table.take_changes();
+        assert_eq!(created.len(), 4);
+        assert_eq!(
+            created[1],
+            Change::Created {
+                id: sid(2),
+                ordinal: 2,
+                destination: dest("/drop/b.bin"),
+                reply: false
+            }
+        );
+        assert!(f.table.take_changes().is_empty(), "changes are drained");
+        // Commit (complete), discard (premature close), cancel, forget.
+        f.send(sid(1), 0, 4, 5);
+        let closing = planned_close(f.step(&close(sid(1))));
+        f.table.finish_close(&closing, CloseOutcome::Done);
+        f.send(sid(2), 0, 1, 5);
+        let closing = planned_close(f.step(&close(sid(2))));
+        f.table.finish_close(&closing, CloseOutcome::Done);
+        f.step(&cancel(sid(3)));
+        f.table.forget(&sid(4));
+        let whys: Vec<_> = f
+            .table
+            .take_changes()
+            .into_iter()
+            .map(|c| match c {
+                Change::Gone { id, ordinal, why } => (id, ordinal, why),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            whys,
+            vec![
+                (sid(1), 1, Gone::Committed),
+                (sid(2), 2, Gone::Discarded),
+                (sid(3), 3, Gone::Cancelled),
+                (sid(4), 4, Gone::Forgotten),
+            ]
+        );
+    }
+
+    #[test]
+    fn expiry_and_a_restart_are_reported_as_changes() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.create("/drop/b.bin", sid(2));
+        f.table.take_changes();
+        f.table.set_idle_timeout(&sid(1), MINUTE);
+        f.later(MINUTE);
+        let expired = f.table.expire(f.now, Duration::from_secs(3600));
+        assert_eq!(expired, vec![sid(1)]);
+        assert_eq!(f.table.clear(), vec![sid(2)]);
+        assert_eq!(
+            f.table.take_changes(),
+            vec![
+                Change::Gone {
+                    id: sid(1),
+                    ordinal: 1,
+                    why: Gone::Expired
+                },
+                Change::Gone {
+                    id: sid(2),
+                    ordinal: 2,
+                    why: Gone::Forgotten
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn closing_a_session_no_fragment_touched_is_an_empty_commit() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        let closing = planned_close(f.step(&close(sid(1))));
+        assert!(closing.commit && closing.empty);
+        f.create("/drop/b.bin", sid(2));
+        f.send(sid(2), 0, 4, 5);
+        let closing = planned_close(f.step(&close(sid(2))));
+        assert!(closing.commit && !closing.empty);
+    }
+
+    #[test]
     fn a_repeated_fresh_id_never_replaces_a_live_session() {
         let mut f = Fixture::new();
         f.create(PLAIN, sid(1));
         f.send(sid(1), 0, 4, 10);
         let ack = f.create("/drop/other.bin", sid(1));
-        assert_error(&ack, 500, 0x8007_0112, None);
+        assert_error(&ack, 500, 0x8000_4005, None);
         assert_eq!(f.session(sid(1)).destination, dest(PLAIN));
         assert_eq!(f.session(sid(1)).received, 5);
         assert_eq!(f.table.created(), 1);
@@ -1116,6 +1308,7 @@ mod tests {
                 session: sid(1),
                 destination: dest("/drop/report.bin"),
                 commit: true,
+                empty: false,
             }
         );
         // The session lives until the server reports how the commit went.
@@ -1180,6 +1373,7 @@ mod tests {
             (CloseOutcome::Directory, 400, Some(0x8007_0057)),
             (CloseOutcome::Denied, 403, Some(0x8007_0005)),
             (CloseOutcome::DiskFull, 500, Some(0x8007_0112)),
+            (CloseOutcome::Failed, 500, Some(0x8000_4005)),
         ];
         for (outcome, status, code) in cases {
             let mut f = Fixture::new();

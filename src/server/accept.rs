@@ -1,0 +1,142 @@
+//! Accepting connections: one loop for TCP, the same connection setup for any byte stream.
+
+use super::socket::{Control, FaultIo};
+use super::{Server, lock};
+use crate::fault::ConnAuth;
+use crate::journal::What;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long in-flight requests get to finish after shutdown is requested.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// One accepted connection, as its requests see it.
+pub(super) struct Conn {
+    /// 1, 2, … in accept order.
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub control: Arc<Control>,
+    pub auth: Mutex<ConnAuth>,
+}
+
+impl Server {
+    /// Accepts connections until `shutdown` resolves, then lets in-flight requests finish
+    /// (for a few seconds at most).
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let sweeper = tokio::spawn(Arc::clone(&self).sweep());
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Running out of file descriptors must not end the server.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let id = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                    let refused = lock(&self.state).faults.refuse(self.started.elapsed());
+                    if let Some(fault) = refused {
+                        self.emit(What::Refused { conn: id, peer, fault });
+                        drop(stream);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().unwrap_or(peer);
+                    let conn = Conn::new(id, peer, local);
+                    let stream = FaultIo::new(stream, Arc::clone(&conn.control));
+                    let served = graceful.watch(self.connection(stream, conn));
+                    tokio::spawn(async move {
+                        if let Err(e) = served.await {
+                            tracing::debug!(%peer, error = %e, "connection ended");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        sweeper.abort();
+        if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over; dropping open connections");
+        }
+        Ok(())
+    }
+
+    /// Serves one already-open connection over any byte stream — an in-memory duplex in the
+    /// `connection` fuzz target — with the same HTTP settings and request pipeline as
+    /// [`Server::run`]. Refusals, resets, broken responses and write throttling act on the
+    /// socket that `run` wraps, so here they do nothing; every other fault applies.
+    pub async fn serve_io<I>(self: &Arc<Self>, io: I) -> Result<(), hyper::Error>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let nowhere = SocketAddr::from(([127, 0, 0, 1], 0));
+        let id = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        self.connection(io, Conn::new(id, nowhere, nowhere)).await
+    }
+
+    /// One HTTP/1.1 connection with keep-alive, the server's limits and the pipeline.
+    fn connection<I>(
+        self: &Arc<Self>,
+        io: I,
+        conn: Conn,
+    ) -> http1::Connection<
+        TokioIo<I>,
+        impl hyper::service::HttpService<
+            hyper::body::Incoming,
+            ResBody = http_body_util::Full<bytes::Bytes>,
+            Error = super::execute::Dropped,
+            Future: Send,
+        > + use<I>,
+    >
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let server = Arc::clone(self);
+        let conn = Arc::new(conn);
+        let service = service_fn(move |req| {
+            let server = Arc::clone(&server);
+            let conn = Arc::clone(&conn);
+            async move { server.handle(req, conn).await }
+        });
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_read_timeout)
+            .max_buf_size(self.config.max_head_bytes.max(8192))
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service)
+    }
+}
+
+impl Conn {
+    fn new(id: u64, peer: SocketAddr, local: SocketAddr) -> Conn {
+        Conn {
+            id,
+            peer,
+            local,
+            control: Arc::new(Control::default()),
+            auth: Mutex::default(),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The async glue: hyper 1 on tokio, the only layer that touches sockets and files.
+//!
+//! - [`accept`]: one accept loop (TCP in [`Server::run`], any byte stream in
+//!   [`Server::serve_io`]) and per-connection HTTP settings.
+//! - [`pipeline`]: one request, top to bottom: parse → plan → step → answer.
+//! - [`execute`]: the single executor of wire answers — the only place that sleeps for a
+//!   fault, throttles, resets, hangs or sends raw bytes — and [`socket`], the stream it steers.
+//! - [`sessions`]: the one lock over the session table and the fault state, the per-session
+//!   entries (temp file, reply), and following the table's changes (files, events).
+//! - [`body`]: streaming a fragment body into the temp file; draining unused bodies.
+//! - [`reply_http`]: the built-in reply application over HTTP, and Ack → HTTP response.
+//!
+//! Locks are std mutexes held for a few lines and never across `.await`, except the
+//! per-session async lock that serializes requests of one session.
+
+mod accept;
+mod body;
+mod execute;
+mod pipeline;
+mod reply_http;
+mod sessions;
+pub mod socket;
+
+use crate::config::Config;
+use crate::fault::{Faults, Firing};
+use crate::journal::{self, Event, Journal, What};
+use crate::proto::{Session, SessionId, Table};
+use crate::store::Store;
+use sessions::{Entry, State};
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use reply_http::to_response;
+
+/// A running server's state, shared by all connections.
+pub struct Server {
+    config: Config,
+    store: Store,
+    /// The session table and the fault layer's counters, under one lock: a Create-Session's
+    /// ordinal and its fault decision are made together.
+    state: Mutex<State>,
+    entries: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<Entry>>>>,
+    journal: Mutex<Journal>,
+    /// Woken whenever an event is recorded.
+    recorded: tokio::sync::Notify,
+    started: tokio::time::Instant,
+    connections: AtomicU64,
+}
+
+impl Server {
+    /// Opens (and locks) the upload root and prepares an empty session table. Fails when
+    /// another server holds the root, naming it and the other process.
+    pub fn new(config: Config) -> io::Result<Arc<Server>> {
+        let store = Store::open(&config.root)?;
+        let faults = Faults::new(
+            config.rules.clone(),
+            config.seed,
+            config.time_scale,
+            config.vdir.error_header,
+        );
+        Ok(Arc::new(Server {
+            state: Mutex::new(State {
+                table: Table::new(),
+                faults,
+            }),
+            journal: Mutex::new(Journal::default()),
+            recorded: tokio::sync::Notify::new(),
+            started: tokio::time::Instant::now(),
+            connections: AtomicU64::new(0),
+            config,
+            store,
+            entries: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        lock(&self.state).table.len()
+    }
+
+    /// A snapshot of the live sessions, in id order.
+    pub fn sessions(&self) -> Vec<Session> {
+        lock(&self.state).table.sessions().cloned().collect()
+    }
+
+    /// The kept events, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.journal).since(0)
+    }
+
+    /// Kept events numbered above `seq`, oldest first.
+    pub fn events_since(&self, seq: u64) -> Vec<Event> {
+        lock(&self.journal).since(seq)
+    }
+
+    /// Waits up to `timeout` for events numbered above `seq`; empty if none came.
+    pub async fn wait_for_events(&self, seq: u64, timeout: Duration) -> Vec<Event> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.recorded.notified();
+            let events = self.events_since(seq);
+            if !events.is_empty() {
+                return events;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Vec::new();
+            }
+        }
+    }
+
+    /// Every fault that fired, oldest first, from the kept events.
+    pub fn firings(&self) -> Vec<Firing> {
+        let journal = lock(&self.journal);
+        journal
+            .since(0)
+            .into_iter()
+            .flat_map(|e| match e.what {
+                What::Request(r) => r.faults,
+                What::Refused { fault, .. } => vec![fault],
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Each rule's name and how often it fired, in rule order.
+    pub fn fire_counts(&self) -> Vec<(String, u64)> {
+        let state = lock(&self.state);
+        state
+            .faults
+            .rules()
+            .iter()
+            .zip(state.faults.fire_counts())
+            .map(|(rule, n)| (rule.name.clone(), *n))
+            .collect()
+    }
+
+    /// Numbers and keeps an event, logs it, and wakes waiters.
+    fn emit(&self, what: What) {
+        let at_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        {
+            let mut journal = lock(&self.journal);
+            // Logged under the lock so the log's order is the journal's.
+            journal::trace(journal.push(at_ms, what));
+        }
+        self.recorded.notify_waiters();
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning: a panicked request must not wedge the server.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The core's clock. tokio's, so tests under paused time see expiry deterministically.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}

@@ -1,0 +1,194 @@
+//! The HTTP side of the built-in reply application (GET/HEAD of a session's reply URL), and
+//! the conversion of a rendered Ack into an HTTP response.
+
+use super::Server;
+use super::accept::Conn;
+use super::sessions::{Reply, hex};
+use crate::journal::{Request as Record, Sent, SessionRef, What};
+use crate::proto::session::reply_path;
+use crate::proto::{Destination, Rendered, SessionId};
+use crate::reply::{self, Served};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use sha2::{Digest, Sha256};
+use std::io;
+use std::time::SystemTime;
+
+impl Server {
+    /// Answers GET/HEAD of a reply URL (docs/protocol.md §9.8), and records it.
+    pub(super) async fn serve_reply(
+        &self,
+        req: &Request<Incoming>,
+        mut record: Record,
+        arrived: tokio::time::Instant,
+    ) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        let id = path
+            .strip_prefix("/BITS-Sessions/Replies/")
+            .and_then(|rest| rest.strip_suffix("/responsefile.bin"))
+            .and_then(SessionId::parse)
+            .filter(|id| reply_path(id) == path);
+        let entry = id.and_then(|id| self.entry(&id));
+        let reply = match entry {
+            Some(e) => e.lock().await.reply.clone(),
+            None => None,
+        };
+        let session = id.map(|id| SessionRef {
+            id,
+            ordinal: self.ordinal(&id),
+        });
+        record.session = session;
+        let response = match reply {
+            Some(reply) => respond(req.method(), req.headers(), &reply),
+            None => plain(StatusCode::NOT_FOUND),
+        };
+        let status = response.status().as_u16();
+        let bytes = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if let (Some(session), true) = (session, response.status().is_success()) {
+            self.emit(What::ReplyServed {
+                session,
+                status,
+                bytes,
+            });
+        }
+        record.status = Some(status);
+        if status >= 400 {
+            record.reason = Some("no reply at this URL".into());
+        }
+        record.sent = Sent::Status { status };
+        record.latency_ms = arrived.elapsed().as_secs_f64() * 1000.0;
+        self.emit(What::Request(record));
+        response
+    }
+
+    /// The built-in server application: a JSON document about the upload. `digest` is the
+    /// SHA-256 of the file when the writes kept it; otherwise the file is read.
+    pub(super) async fn build_reply(
+        &self,
+        id: &SessionId,
+        destination: &Destination,
+        size: u64,
+        digest: Option<String>,
+    ) -> Reply {
+        let digest = match digest {
+            Some(digest) => digest,
+            None => self.hash_file(self.store.temp_path(id)).await,
+        };
+        let name = destination.file_name().to_owned();
+        Reply {
+            body: reply::document(&name, size, &digest),
+            last_modified: httpdate::fmt_http_date(SystemTime::now()),
+        }
+    }
+
+    /// Lower-case hex SHA-256 of a file, on the blocking pool; empty if it cannot be read.
+    pub(super) async fn hash_file(&self, path: std::path::PathBuf) -> String {
+        tokio::task::spawn_blocking(move || sha256_file(&path))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|d| hex(&d))
+            .unwrap_or_default()
+    }
+}
+
+fn respond(method: &Method, headers: &http::HeaderMap, reply: &Reply) -> Response<Full<Bytes>> {
+    let len = reply.body.len() as u64;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, content, content_range) = match reply::select(range, len) {
+        Served::Whole => (StatusCode::OK, reply.body.clone(), None),
+        Served::Partial { first, last } => (
+            StatusCode::PARTIAL_CONTENT,
+            reply.body.slice(first as usize..=last as usize),
+            Some(format!("bytes {first}-{last}/{len}")),
+        ),
+        Served::Unsatisfiable => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            Bytes::new(),
+            Some(format!("bytes */{len}")),
+        ),
+    };
+    let content_length = content.len();
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        content
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(content_length));
+    if let Ok(v) = HeaderValue::from_str(&reply.last_modified) {
+        headers.insert(header::LAST_MODIFIED, v);
+    }
+    if let Some(v) = content_range.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    response
+}
+
+/// Writes a rendered Ack as an HTTP response with an empty body.
+pub fn to_response(rendered: &Rendered) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() =
+        StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in &rendered.headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.append(*name, value);
+        }
+    }
+    if rendered.status == 405 {
+        headers.insert(
+            header::ALLOW,
+            HeaderValue::from_static("BITS_POST, GET, HEAD"),
+        );
+    }
+    response
+}
+
+fn plain(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
+/// `http://host[:port]` as the client addressed us, for absolute reply URLs. A Host header
+/// that is not a plain host name or address is ignored in favour of the local address.
+pub(super) fn origin(headers: &http::HeaderMap, conn: &Conn) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    match host {
+        Some(host) => format!("http://{host}"),
+        None => format!("http://{}", conn.local),
+    }
+}
+
+fn sha256_file(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().to_vec())
+}
