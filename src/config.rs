@@ -1,9 +1,15 @@
-//! The validated server configuration: what `bitsmock serve` flags (and later, profiles) turn
-//! into. After this point nothing needs re-checking.
+//! The validated server configuration and the one merge that builds it.
+//!
+//! Three sources give [`Settings`]: the defaults ([`Config::default`]), a profile's `[server]`
+//! table (plus its `seed` and rules), and `bitsmock serve` flags. [`Config::from_parts`]
+//! layers them — defaults < profile < flags — and checks the result, so after it nothing needs
+//! re-checking. Every source runs the same checks ([`check`]) and parses enum names through
+//! the same tables ([`OVERLAP`], [`ERROR_HEADER`]); a source checks at its own boundary too,
+//! so that its errors can say where the bad value was (a flag, or `FILE:LINE`).
 
-use crate::fault::Rule;
-use crate::proto::Vdir;
-use std::net::SocketAddr;
+use crate::fault::{Profile, Rule};
+use crate::proto::{ErrorHeader, Overlap, Vdir, destination};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,6 +34,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Multiplies every duration in the rules (delays, hangs, windows, idle timeouts).
     pub time_scale: f64,
+    /// The profile the rules came from, for the start banner and logs.
+    pub profile_name: Option<String>,
 }
 
 impl Default for Config {
@@ -35,6 +43,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             root: PathBuf::from("uploads"),
+            // Fixed, unlike the merge's random default: library users and tests stay
+            // reproducible without asking.
             seed: 0,
             vdir: Vdir::default(),
             header_read_timeout: Duration::from_secs(30),
@@ -42,6 +52,390 @@ impl Default for Config {
             max_head_bytes: 64 * 1024,
             rules: Vec::new(),
             time_scale: 1.0,
+            profile_name: None,
+        }
+    }
+}
+
+/// What one source (flags, a profile) says about the configuration; `None` = "not given".
+///
+/// A profile's `[server]` table sets only the server knobs (never `listen`, `root`, `seed`
+/// or `time_scale`, and its rules live in [`Profile::rules`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub listen: Option<SocketAddr>,
+    pub root: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub time_scale: Option<f64>,
+    pub max_upload_size: Option<u64>,
+    pub max_fragment_size: Option<u64>,
+    pub session_timeout: Option<Duration>,
+    pub allow_overwrites: Option<bool>,
+    /// URL prefix of upload-reply destinations; `""` = none.
+    pub reply_path: Option<String>,
+    pub host_id: Option<String>,
+    pub host_id_fallback_timeout: Option<u64>,
+    pub overlap: Option<Overlap>,
+    pub error_header: Option<ErrorHeader>,
+    pub header_read_timeout: Option<Duration>,
+    pub body_read_timeout: Option<Duration>,
+    /// Rules; unlike the other fields they add up: [`Settings::over`] puts these after the
+    /// lower layer's.
+    pub rules: Vec<Rule>,
+}
+
+impl Settings {
+    /// `self` layered over `lower`: each setting `self` gives wins; rules are `lower`'s, then
+    /// `self`'s.
+    pub fn over(self, lower: Settings) -> Settings {
+        let mut rules = lower.rules;
+        rules.extend(self.rules);
+        Settings {
+            listen: self.listen.or(lower.listen),
+            root: self.root.or(lower.root),
+            seed: self.seed.or(lower.seed),
+            time_scale: self.time_scale.or(lower.time_scale),
+            max_upload_size: self.max_upload_size.or(lower.max_upload_size),
+            max_fragment_size: self.max_fragment_size.or(lower.max_fragment_size),
+            session_timeout: self.session_timeout.or(lower.session_timeout),
+            allow_overwrites: self.allow_overwrites.or(lower.allow_overwrites),
+            reply_path: self.reply_path.or(lower.reply_path),
+            host_id: self.host_id.or(lower.host_id),
+            host_id_fallback_timeout: self
+                .host_id_fallback_timeout
+                .or(lower.host_id_fallback_timeout),
+            overlap: self.overlap.or(lower.overlap),
+            error_header: self.error_header.or(lower.error_header),
+            header_read_timeout: self.header_read_timeout.or(lower.header_read_timeout),
+            body_read_timeout: self.body_read_timeout.or(lower.body_read_timeout),
+            rules,
+        }
+    }
+
+    /// What a profile contributes: its `[server]` table, its seed and its rules.
+    pub fn from_profile(profile: &Profile) -> Settings {
+        Settings {
+            seed: profile.seed,
+            rules: profile.rules.clone(),
+            ..profile.server.clone()
+        }
+    }
+
+    /// Runs [`check`] over every setting given, so hand-built settings cannot slip past.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        fn given<T: Clone>(
+            key: &'static str,
+            value: &Option<T>,
+            check: fn(T) -> Result<T, String>,
+        ) -> Result<(), ConfigError> {
+            match value.clone().map(check) {
+                Some(Err(message)) => Err(ConfigError::Invalid { key, message }),
+                _ => Ok(()),
+            }
+        }
+        given(
+            "max-fragment-size",
+            &self.max_fragment_size,
+            check::max_fragment_size,
+        )?;
+        given(
+            "session-timeout",
+            &self.session_timeout,
+            check::session_timeout,
+        )?;
+        given("host-id", &self.host_id, check::host_id)?;
+        given("time-scale", &self.time_scale, check::time_scale)?;
+        given("header-timeout", &self.header_read_timeout, check::timeout)?;
+        given("body-timeout", &self.body_read_timeout, check::timeout)?;
+        Ok(())
+    }
+}
+
+/// A merged configuration that does not hold together.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// `key` is the setting's profile spelling (the flag without `--`).
+    #[error("`{key}` {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// `BITS-Host-Id-Fallback-Timeout` sent with a host id when no source gives one (one day).
+const DEFAULT_HOST_ID_FALLBACK: u64 = 86_400;
+
+impl Config {
+    /// The one merge: the defaults, under the profile (its `[server]` table, seed and rules),
+    /// under `flags`. A seed that no layer gives is drawn from the OS, and printed by the CLI
+    /// so the run can be replayed with `--seed`.
+    pub fn from_parts(profile: Option<&Profile>, flags: Settings) -> Result<Config, ConfigError> {
+        let lower = profile.map(Settings::from_profile).unwrap_or_default();
+        let s = flags.over(lower);
+        s.check()?;
+        let defaults = Config::default();
+        let vdir = Vdir::default();
+        let host_id_fallback_timeout = s.host_id.as_ref().map(|_| {
+            s.host_id_fallback_timeout
+                .unwrap_or(DEFAULT_HOST_ID_FALLBACK)
+        });
+        Ok(Config {
+            listen: s.listen.unwrap_or(defaults.listen),
+            root: s.root.unwrap_or(defaults.root),
+            seed: s.seed.unwrap_or_else(rand::random),
+            vdir: Vdir {
+                max_upload_size: s.max_upload_size.or(vdir.max_upload_size),
+                max_fragment_size: s.max_fragment_size.unwrap_or(vdir.max_fragment_size),
+                session_timeout: s.session_timeout.unwrap_or(vdir.session_timeout),
+                allow_overwrites: s.allow_overwrites.unwrap_or(vdir.allow_overwrites),
+                reply_prefix: s
+                    .reply_path
+                    .as_deref()
+                    .map_or(vdir.reply_prefix, destination::prefix_segments),
+                host_id: s.host_id,
+                host_id_fallback_timeout,
+                overlap: s.overlap.unwrap_or(vdir.overlap),
+                error_header: s.error_header.unwrap_or(vdir.error_header),
+            },
+            header_read_timeout: s
+                .header_read_timeout
+                .unwrap_or(defaults.header_read_timeout),
+            body_read_timeout: s.body_read_timeout.unwrap_or(defaults.body_read_timeout),
+            max_head_bytes: defaults.max_head_bytes,
+            rules: s.rules,
+            time_scale: s.time_scale.unwrap_or(defaults.time_scale),
+            profile_name: profile.map(|p| p.name.clone()),
+        })
+    }
+}
+
+/// The checks of single settings. Each returns the value it accepts, or what is wrong with it
+/// as a phrase to put after the setting's name ("must be at least 1 byte").
+pub mod check {
+    use std::time::Duration;
+
+    pub fn max_fragment_size(bytes: u64) -> Result<u64, String> {
+        if bytes == 0 {
+            return Err("must be at least 1 byte".into());
+        }
+        Ok(bytes)
+    }
+
+    pub fn session_timeout(idle: Duration) -> Result<Duration, String> {
+        timeout(idle)
+    }
+
+    /// Header and body read timeouts: zero would drop every connection at once.
+    pub fn timeout(limit: Duration) -> Result<Duration, String> {
+        if limit.is_zero() {
+            return Err("must be longer than zero".into());
+        }
+        Ok(limit)
+    }
+
+    /// Sent verbatim as a header value, so it must be one.
+    pub fn host_id(host: String) -> Result<String, String> {
+        if host.is_empty() || host.len() > 300 || !host.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be a host name or address of at most 300 characters".into());
+        }
+        Ok(host)
+    }
+
+    pub fn time_scale(factor: f64) -> Result<f64, String> {
+        if !factor.is_finite() || factor < 0.0 {
+            return Err("must be a number of at least 0".into());
+        }
+        Ok(factor)
+    }
+}
+
+/// One name table per enum: it parses flags and profile values, words their errors, and
+/// lists the choices in `--help`, so the three cannot drift apart.
+#[derive(Debug)]
+pub struct Names<T: 'static>(&'static [(&'static str, T)]);
+
+impl<T: Copy + PartialEq> Names<T> {
+    /// The value named `text` (exact spelling), or what is wrong as a phrase to put after the
+    /// setting's name.
+    pub fn parse(&self, text: &str) -> Result<T, String> {
+        self.0
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, value)| *value)
+            .ok_or_else(|| format!("must be {}, not {text:?}", self.choices()))
+    }
+
+    pub fn name(&self, value: T) -> &'static str {
+        self.0
+            .iter()
+            .find(|(_, v)| *v == value)
+            .map_or("?", |(name, _)| name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(|(name, _)| *name)
+    }
+
+    /// `"tail" or "strict"`, `"code", "spec" or "both"`.
+    pub fn choices(&self) -> String {
+        let quoted: Vec<String> = self.names().map(|n| format!("{n:?}")).collect();
+        match quoted.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
+
+/// `--overlap` / `overlap =`.
+pub const OVERLAP: Names<Overlap> = Names(&[("tail", Overlap::Tail), ("strict", Overlap::Strict)]);
+
+/// `--error-header` / `error-header =`.
+pub const ERROR_HEADER: Names<ErrorHeader> = Names(&[
+    ("code", ErrorHeader::Code),
+    ("spec", ErrorHeader::Spec),
+    ("both", ErrorHeader::Both),
+]);
+
+/// What `--listen` accepts, for its error message.
+pub const LISTEN_FORMS: &str =
+    "PORT, :PORT, localhost:PORT, IPV4:PORT or [IPV6]:PORT (e.g. :0 for a free port)";
+
+/// Parses `--listen`: a full socket address, or a port alone (`8080`, `:8080`) or with
+/// `localhost`, both meaning 127.0.0.1 — loopback, because a mock server should not be
+/// reachable from the network unless asked. No name lookup happens.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let port = |p: &str| p.parse::<u16>().ok();
+    let t = text.trim();
+    let parsed = if let Some(p) = port(t) {
+        Some(SocketAddr::new(loopback, p))
+    } else if let Some(p) = t.strip_prefix(':').and_then(port) {
+        Some(SocketAddr::new(loopback, p))
+    } else if let Some((host, p)) = t.rsplit_once(':')
+        && host.eq_ignore_ascii_case("localhost")
+    {
+        port(p).map(|p| SocketAddr::new(loopback, p))
+    } else {
+        t.parse().ok()
+    };
+    parsed.ok_or_else(|| format!("{text:?} is not an address; use {LISTEN_FORMS}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::profile;
+
+    fn profile(server: &str) -> Profile {
+        profile::parse(
+            &format!("name = \"p\"\ndescription = \"d\"\nseed = 5\n[server]\n{server}\n[[rule]]\nfault = \"refuse\"\n"),
+            "p.toml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn flags_win_over_the_profile_which_wins_over_the_defaults() {
+        let p = profile(
+            "max-fragment-size = \"1MiB\"\nsession-timeout = \"10m\"\noverlap = \"strict\"",
+        );
+        let flags = Settings {
+            session_timeout: Some(Duration::from_secs(5)),
+            seed: Some(9),
+            ..Settings::default()
+        };
+        let c = Config::from_parts(Some(&p), flags).unwrap();
+        assert_eq!(c.vdir.max_fragment_size, 1 << 20);
+        assert_eq!(c.vdir.session_timeout, Duration::from_secs(5));
+        assert_eq!(c.vdir.overlap, Overlap::Strict);
+        assert_eq!(c.vdir.error_header, ErrorHeader::Code);
+        assert_eq!(c.seed, 9);
+        assert_eq!(c.header_read_timeout, Config::default().header_read_timeout);
+        assert_eq!(c.profile_name.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn flag_rules_run_after_the_profile_rules() {
+        let p = profile("");
+        let extra = profile::parse_rule_line("fault=delay delay=1ms", "--fault", 1).unwrap();
+        let flags = Settings {
+            rules: vec![extra.clone()],
+            ..Settings::default()
+        };
+        let c = Config::from_parts(Some(&p), flags).unwrap();
+        assert_eq!(c.rules.len(), 2);
+        assert_eq!(c.rules[1], extra);
+    }
+
+    #[test]
+    fn the_profile_seed_is_kept_and_a_missing_one_is_drawn() {
+        let c = Config::from_parts(Some(&profile("")), Settings::default()).unwrap();
+        assert_eq!(c.seed, 5);
+        // Two draws of 64 bits agreeing would be a broken generator, not bad luck.
+        let a = Config::from_parts(None, Settings::default()).unwrap().seed;
+        let b = Config::from_parts(None, Settings::default()).unwrap().seed;
+        assert_ne!(a, b);
+        assert_eq!(Config::default().seed, 0);
+    }
+
+    #[test]
+    fn hand_built_settings_are_checked_too() {
+        let bad = Settings {
+            max_fragment_size: Some(0),
+            ..Settings::default()
+        };
+        let e = Config::from_parts(None, bad).unwrap_err();
+        assert_eq!(e.to_string(), "`max-fragment-size` must be at least 1 byte");
+        let bad = Settings {
+            time_scale: Some(f64::NAN),
+            ..Settings::default()
+        };
+        assert!(Config::from_parts(None, bad).is_err());
+    }
+
+    #[test]
+    fn a_host_id_brings_its_fallback_timeout() {
+        let flags = Settings {
+            host_id: Some("node1".into()),
+            ..Settings::default()
+        };
+        let c = Config::from_parts(None, flags).unwrap();
+        assert_eq!(c.vdir.host_id_fallback_timeout, Some(86_400));
+        let c = Config::from_parts(None, Settings::default()).unwrap();
+        assert_eq!(c.vdir.host_id_fallback_timeout, None);
+    }
+
+    #[test]
+    fn name_tables_parse_name_and_list_their_values() {
+        assert_eq!(OVERLAP.parse("strict"), Ok(Overlap::Strict));
+        assert_eq!(ERROR_HEADER.name(ErrorHeader::Both), "both");
+        assert_eq!(
+            ERROR_HEADER.parse("all").unwrap_err(),
+            "must be \"code\", \"spec\" or \"both\", not \"all\""
+        );
+        assert_eq!(OVERLAP.choices(), "\"tail\" or \"strict\"");
+    }
+
+    #[test]
+    fn listen_accepts_ports_alone_and_loopback_names() {
+        let lo = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        assert_eq!(parse_listen(":0"), Ok(lo(0)));
+        assert_eq!(parse_listen(":8080"), Ok(lo(8080)));
+        assert_eq!(parse_listen("8080"), Ok(lo(8080)));
+        assert_eq!(parse_listen("localhost:0"), Ok(lo(0)));
+        assert_eq!(parse_listen("127.0.0.1:0"), Ok(lo(0)));
+        assert_eq!(
+            parse_listen("[::1]:0"),
+            "[::1]:0".parse().map_err(|_| String::new())
+        );
+        for bad in [
+            "",
+            ":",
+            "localhost",
+            "example.com:80",
+            ":99999",
+            "1.2.3.4",
+            "::1:0",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad:?}");
         }
     }
 }

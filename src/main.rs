@@ -3,11 +3,13 @@
 use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
 use bitsmock::client::{Credentials, Meter, Options, UploadError, Uploader};
-use bitsmock::fault::profile::{self, parse_rule_line};
+use bitsmock::config::{self, Names, Settings, check};
+use bitsmock::fault::profile::{self, parse_rule_line_at};
 use bitsmock::fault::shipped;
-use bitsmock::proto::{ErrorHeader, Overlap, Vdir, destination};
+use bitsmock::proto::{ErrorHeader, Overlap};
 use bitsmock::units::{parse_duration, parse_size};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -146,13 +148,20 @@ enum ProfileCommand {
     },
     /// List the shipped profiles with their descriptions.
     List,
+    /// Print a profile's TOML text as --profile would load it: a shipped profile exactly as
+    /// shipped, so `bitsmock profile show flaky-wifi > mine.toml` starts your own.
+    Show {
+        #[arg(value_name = "NAME|FILE")]
+        profile: String,
+    },
 }
 
 /// Flags left unset fall back to the profile's `[server]` table, then to the default shown.
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on: PORT or :PORT (on 127.0.0.1), localhost:PORT, IPV4:PORT or
+    /// [IPV6]:PORT; port 0 picks a free one, printed at start [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_listen)]
     listen: Option<SocketAddr>,
     /// Upload root: committed files land at DIR + URL path; created if missing [default: ./uploads].
     #[arg(long, value_name = "DIR")]
@@ -162,16 +171,17 @@ struct ServeArgs {
     profile: Option<String>,
     /// Add a fault rule, in the one-line syntax (the keys of a [[rule]] table as key=value
     /// pairs), e.g. --fault 'packet=fragment nth=3 fault=lose-ack how=reset'. Repeatable;
-    /// rules run after the profile's.
+    /// rules run after the profile's, and an unnamed one is named after its place in the
+    /// whole list (`rule 4` after a 3-rule profile).
     #[arg(long = "fault", value_name = "RULE")]
     faults: Vec<String>,
     /// Seed for every random choice (session ids, fault decisions); overrides the profile's
-    /// seed [default: the profile's seed, else 0].
+    /// seed [default: the profile's seed, else random; printed at start for replaying].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// Multiply every fault duration (delays, hangs, time windows, idle timeouts) by this
     /// factor, e.g. 0.01 to run a slow profile quickly in a test [default: 1].
-    #[arg(long, value_name = "FACTOR")]
+    #[arg(long, value_name = "FACTOR", value_parser = time_scale)]
     time_scale: Option<f64>,
     /// Largest whole file accepted, e.g. 100MiB; bigger uploads get 500 + 0x80200020
     /// (BG_E_TOO_LARGE) at their first fragment [default: no limit].
@@ -179,11 +189,11 @@ struct ServeArgs {
     max_upload_size: Option<u64>,
     /// Largest fragment body accepted; bigger fragments get 413 and the client shrinks them
     /// [default: 32MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = max_fragment_size)]
     max_fragment_size: Option<u64>,
     /// Idle time after which a session and its temp file are deleted (e.g. 30s, 10m, 14d);
     /// later packets for it get 500 + 0x8020001F [default: 14d].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = session_timeout)]
     session_timeout: Option<Duration>,
     /// Let Close-Session replace an existing destination file (otherwise Create-Session
     /// answers 409 when the destination exists).
@@ -195,7 +205,7 @@ struct ServeArgs {
     #[arg(long, value_name = "PREFIX")]
     reply_path: Option<String>,
     /// Send this BITS-Host-Id in every Create-Session Ack (web-farm redirection).
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", value_parser = host_id)]
     host_id: Option<String>,
     /// BITS-Host-Id-Fallback-Timeout in seconds, sent with the host id [default: 86400].
     #[arg(long, value_name = "SECONDS")]
@@ -203,121 +213,92 @@ struct ServeArgs {
     /// Fragments overlapping stored bytes: `tail` writes only the new tail and answers 200
     /// (Windows behaviour); `strict` answers 416 with the expected offset ([MC-BUP])
     /// [default: tail].
-    #[arg(long, value_enum)]
-    overlap: Option<OverlapArg>,
+    #[arg(long, value_name = "POLICY", value_parser = named(&config::OVERLAP))]
+    overlap: Option<Overlap>,
     /// Name of the error-code header: `code` (BITS-Error-Code, what clients read), `spec`
     /// (BITS-Error, the [MC-BUP] name) or `both` [default: code].
-    #[arg(long, value_enum)]
-    error_header: Option<ErrorHeaderArg>,
+    #[arg(long, value_name = "NAME", value_parser = named(&config::ERROR_HEADER))]
+    error_header: Option<ErrorHeader>,
     /// Longest wait for a request's headers, idle keep-alive included [default: 30s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = timeout)]
     header_timeout: Option<Duration>,
     /// Longest stall while reading a fragment body before the connection is dropped
     /// [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = timeout)]
     body_timeout: Option<Duration>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum OverlapArg {
-    Tail,
-    Strict,
+// Flag value parsers: the unit parsers, then the same checks a profile's `[server]` table and
+// the merge apply, so a bad value is a usage error that names its flag.
+
+fn max_fragment_size(text: &str) -> Result<u64, String> {
+    parse_size(text).and_then(check::max_fragment_size)
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ErrorHeaderArg {
-    Code,
-    Spec,
-    Both,
+fn session_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration(text).and_then(check::session_timeout)
+}
+
+fn timeout(text: &str) -> Result<Duration, String> {
+    parse_duration(text).and_then(check::timeout)
+}
+
+fn host_id(text: &str) -> Result<String, String> {
+    check::host_id(text.to_owned())
+}
+
+fn time_scale(text: &str) -> Result<f64, String> {
+    let factor = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    check::time_scale(factor)
+}
+
+/// A flag whose values are the names in `names` (listed by `--help` and in errors).
+fn named<T: Copy + PartialEq + Send + Sync + 'static>(
+    names: &'static Names<T>,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(names.names()).try_map(move |name: String| names.parse(&name))
 }
 
 impl ServeArgs {
-    /// Merges flags over the profile's `[server]` settings over the defaults.
-    fn into_config(self) -> Result<Config, String> {
-        let profile = match &self.profile {
-            Some(name) => Some(shipped::load(name)?),
-            None => None,
-        };
-        let mut rules = profile
-            .as_ref()
-            .map(|p| p.rules.clone())
-            .unwrap_or_default();
-        for (i, line) in self.faults.iter().enumerate() {
-            rules.push(parse_rule_line(line, "--fault", i + 1).map_err(|e| e.to_string())?);
-        }
-        let server = profile
-            .as_ref()
-            .map(|p| p.server.clone())
-            .unwrap_or_default();
-        let defaults = Config::default();
-        let vdir = Vdir::default();
-        let max_fragment_size = self
-            .max_fragment_size
-            .or(server.max_fragment_size)
-            .unwrap_or(vdir.max_fragment_size);
-        if max_fragment_size == 0 {
-            return Err("--max-fragment-size must be at least 1 byte".into());
-        }
-        let session_timeout = self
-            .session_timeout
-            .or(server.session_timeout)
-            .unwrap_or(vdir.session_timeout);
-        if session_timeout.is_zero() {
-            return Err("--session-timeout must be longer than zero".into());
-        }
-        let host_id = self.host_id.or(server.host_id);
-        if let Some(host) = &host_id
-            && (host.is_empty() || host.len() > 300 || !host.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(
-                "--host-id must be a host name or address of at most 300 characters".into(),
-            );
-        }
-        let time_scale = self.time_scale.unwrap_or(1.0);
-        if !time_scale.is_finite() || time_scale < 0.0 {
-            return Err("--time-scale must be a number of at least 0".into());
-        }
-        let overlap = match (self.overlap, server.overlap.as_deref()) {
-            (Some(OverlapArg::Strict), _) | (None, Some("strict")) => Overlap::Strict,
-            _ => Overlap::Tail,
-        };
-        let error_header = match (self.error_header, server.error_header.as_deref()) {
-            (Some(ErrorHeaderArg::Spec), _) | (None, Some("spec")) => ErrorHeader::Spec,
-            (Some(ErrorHeaderArg::Both), _) | (None, Some("both")) => ErrorHeader::Both,
-            _ => ErrorHeader::Code,
-        };
-        let reply_path = self
-            .reply_path
-            .or(server.reply_path)
-            .unwrap_or_else(|| "/reply/".to_owned());
-        Ok(Config {
-            listen: self.listen.unwrap_or(defaults.listen),
-            root: self.dir.unwrap_or_else(|| PathBuf::from("./uploads")),
-            seed: self
-                .seed
-                .or(profile.as_ref().and_then(|p| p.seed))
-                .unwrap_or(0),
-            vdir: Vdir {
-                max_upload_size: self.max_upload_size.or(server.max_upload_size),
-                max_fragment_size,
-                session_timeout,
-                allow_overwrites: self.allow_overwrites || server.allow_overwrites.unwrap_or(false),
-                reply_prefix: destination::prefix_segments(&reply_path),
-                host_id_fallback_timeout: host_id.as_ref().and(
-                    self.host_id_fallback_timeout
-                        .or(server.host_id_fallback_timeout)
-                        .or(Some(86_400)),
-                ),
-                host_id,
-                overlap,
-                error_header,
-            },
-            header_read_timeout: self.header_timeout.unwrap_or(defaults.header_read_timeout),
-            body_read_timeout: self.body_timeout.unwrap_or(defaults.body_read_timeout),
+    /// The flags as one layer of the merge. `--fault` rules are numbered after the profile's
+    /// `profile_rules`, so their default names continue the profile's instead of repeating them.
+    fn settings(self, profile_rules: usize) -> Result<Settings, String> {
+        let rules = self
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, line)| parse_rule_line_at(line, "--fault", i + 1, profile_rules + i + 1))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        Ok(Settings {
+            listen: self.listen,
+            root: self.dir,
+            seed: self.seed,
+            time_scale: self.time_scale,
+            max_upload_size: self.max_upload_size,
+            max_fragment_size: self.max_fragment_size,
+            session_timeout: self.session_timeout,
+            // A switch can only turn the setting on; absent leaves it to the profile.
+            allow_overwrites: self.allow_overwrites.then_some(true),
+            reply_path: self.reply_path,
+            host_id: self.host_id,
+            host_id_fallback_timeout: self.host_id_fallback_timeout,
+            overlap: self.overlap,
+            error_header: self.error_header,
+            header_read_timeout: self.header_timeout,
+            body_read_timeout: self.body_timeout,
             rules,
-            time_scale,
-            ..defaults
         })
+    }
+
+    /// The profile, then the flags over it, through the one merge.
+    fn into_config(self) -> Result<Config, String> {
+        let profile = self.profile.as_deref().map(shipped::load).transpose()?;
+        let flags = self.settings(profile.as_ref().map_or(0, |p| p.rules.len()))?;
+        Config::from_parts(profile.as_ref(), flags).map_err(|e| e.to_string())
     }
 }
 
@@ -329,6 +310,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour())
         .init();
     match cli.command {
         Command::Upload(args) => upload(*args),
@@ -349,6 +331,17 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        // Exit 1 on an unknown name, as `profile check` does on an unreadable file.
+        Command::Profile(ProfileCommand::Show { profile }) => match shipped::read(&profile) {
+            Ok((_, text)) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Profile(ProfileCommand::Check { files }) => {
             let mut failed = false;
             for file in files {
@@ -373,6 +366,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Colour in logs only for a person at a terminal, and never against NO_COLOR
+/// (<https://no-color.org>: set and not empty).
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn serve(config: Config) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -382,6 +381,14 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Before the banner: whoever reads it may signal at once.
+        let mut signals = match Signals::register() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot watch for signals: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -393,26 +400,20 @@ fn serve(config: Config) -> ExitCode {
         let server = match bitsmock::Server::new(config) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("error: cannot open the upload directory: {e}");
+                eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        println!(
-            "bitsmock listening on http://{addr}/ (uploads go to {})",
-            server.store().root().display()
-        );
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("shutting down");
+        println!("{}", banner(addr, &server));
+        let shutdown = async move {
+            signals.next().await;
+            eprintln!("shutting down (Ctrl-C again to exit at once)");
+            tokio::spawn(async move {
+                signals.next().await;
+                eprintln!("exiting without finishing open requests");
+                std::process::exit(130);
+            });
         };
-        let rules = server.fire_counts();
-        if !rules.is_empty() {
-            println!(
-                "{} fault rule(s) loaded, seed {}",
-                rules.len(),
-                server.config().seed
-            );
-        }
         let result = Arc::clone(&server).run(listener, shutdown).await;
         for (i, (name, fired)) in server.fire_counts().iter().enumerate() {
             println!("rule {}: {name}: fired {fired} time(s)", i + 1);
@@ -425,6 +426,60 @@ fn serve(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+/// The first line on stdout. Scripts and tests read the address from its start, so that part
+/// stays `bitsmock listening on http://ADDR/`; the seed is there to replay a run with --seed.
+fn banner(addr: SocketAddr, server: &bitsmock::Server) -> String {
+    let config = server.config();
+    let rules = config.rules.len();
+    format!(
+        "bitsmock listening on http://{addr}/ (uploads go to {}; profile {}, {rules} rule{}, seed {}, time scale {})",
+        server.store().root().display(),
+        config.profile_name.as_deref().unwrap_or("none"),
+        if rules == 1 { "" } else { "s" },
+        config.seed,
+        config.time_scale,
+    )
+}
+
+/// Ctrl-C and SIGTERM both ask for a graceful shutdown. Registered up front rather than on
+/// first poll, so that a signal arriving before the server loop starts is not fatal.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn register() -> std::io::Result<Self> {
+        Ok(Signals {})
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    #[cfg(unix)]
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn upload(args: UploadArgs) -> ExitCode {

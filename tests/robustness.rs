@@ -11,9 +11,9 @@
 //! per-profile retry figures quoted in docs/client.md.
 
 use bitsmock::client::{Counts, Credentials, Options, Summary, UploadError, Uploader};
+use bitsmock::config::Settings;
 use bitsmock::fault::Profile;
 use bitsmock::fault::shipped;
-use bitsmock::proto::{ErrorHeader, Overlap, destination};
 use bitsmock::{Config, Running};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -40,17 +40,17 @@ async fn bed(name: &str, time_scale: f64, adjust: impl FnOnce(&mut Config)) -> B
     let profile = shipped::load(name).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("root");
-    let mut config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        root: root.clone(),
-        seed: profile.seed.unwrap_or(0),
-        rules: profile.rules.clone(),
-        time_scale,
-        header_read_timeout: Duration::from_secs(10),
-        body_read_timeout: Duration::from_secs(10),
-        ..Config::default()
+    // The one merge `serve` uses; the seed is pinned so an unseeded profile stays reproducible.
+    let flags = Settings {
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        root: Some(root.clone()),
+        seed: Some(profile.seed.unwrap_or(0)),
+        time_scale: Some(time_scale),
+        header_read_timeout: Some(Duration::from_secs(10)),
+        body_read_timeout: Some(Duration::from_secs(10)),
+        ..Settings::default()
     };
-    apply_server_settings(&profile, &mut config);
+    let mut config = Config::from_parts(Some(&profile), flags).unwrap_or_else(|e| panic!("{e}"));
     adjust(&mut config);
     let running = bitsmock::spawn(config).await.expect("server starts");
     Bed {
@@ -58,34 +58,6 @@ async fn bed(name: &str, time_scale: f64, adjust: impl FnOnce(&mut Config)) -> B
         profile,
         dir,
         root,
-    }
-}
-
-/// The profile's `[server]` table, as `bitsmock serve` applies it.
-fn apply_server_settings(profile: &Profile, config: &mut Config) {
-    let s = &profile.server;
-    let v = &mut config.vdir;
-    v.max_upload_size = s.max_upload_size.or(v.max_upload_size);
-    v.max_fragment_size = s.max_fragment_size.unwrap_or(v.max_fragment_size);
-    v.session_timeout = s.session_timeout.unwrap_or(v.session_timeout);
-    v.allow_overwrites = s.allow_overwrites.unwrap_or(v.allow_overwrites);
-    if let Some(path) = &s.reply_path {
-        v.reply_prefix = destination::prefix_segments(path);
-    }
-    if let Some(host) = &s.host_id {
-        v.host_id = Some(host.clone());
-        v.host_id_fallback_timeout = s.host_id_fallback_timeout.or(Some(86_400));
-    }
-    match s.overlap.as_deref() {
-        Some("strict") => v.overlap = Overlap::Strict,
-        Some("tail") => v.overlap = Overlap::Tail,
-        _ => {}
-    }
-    match s.error_header.as_deref() {
-        Some("spec") => v.error_header = ErrorHeader::Spec,
-        Some("both") => v.error_header = ErrorHeader::Both,
-        Some("code") => v.error_header = ErrorHeader::Code,
-        _ => {}
     }
 }
 

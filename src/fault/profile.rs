@@ -22,6 +22,7 @@
 use super::rule::{
     Auth, Broken, Dist, Fault, Lie, Loss, Portion, Position, Rule, Scheme, SessionLoss, Trigger,
 };
+use crate::config::{self, Names, Settings, check};
 use crate::proto::PacketType;
 use crate::units::{parse_duration, parse_size};
 use serde::Deserialize;
@@ -36,22 +37,9 @@ pub struct Profile {
     pub name: String,
     pub description: String,
     pub seed: Option<u64>,
-    pub server: ServerSettings,
+    /// The `[server]` table: the knobs of `bitsmock serve` it sets, already checked.
+    pub server: Settings,
     pub rules: Vec<Rule>,
-}
-
-/// The `[server]` table: the knobs of `bitsmock serve`, all optional.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ServerSettings {
-    pub max_upload_size: Option<u64>,
-    pub max_fragment_size: Option<u64>,
-    pub session_timeout: Option<Duration>,
-    pub allow_overwrites: Option<bool>,
-    pub reply_path: Option<String>,
-    pub host_id: Option<String>,
-    pub host_id_fallback_timeout: Option<u64>,
-    pub overlap: Option<String>,
-    pub error_header: Option<String>,
 }
 
 /// A problem in a profile, with its location.
@@ -114,7 +102,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
         }
     };
     let server = match raw.server {
-        None => ServerSettings::default(),
+        None => Settings::default(),
         Some(table) => {
             let line = lines.line(table.span().start);
             let mut fields = Fields::new(table.into_inner(), &lines, origin, line, "[server]");
@@ -142,6 +130,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
 /// same keys as a `[[rule]]` table, e.g. `packet=fragment nth=3 fault=lose-ack how=reset`.
 /// Values are TOML scalars; bare words are strings; quote values that contain spaces.
 pub fn parse_rule_line(line: &str, origin: &str, number: usize) -> Result<Rule, ProfileError> {
+    parse_rule_line_at(line, origin, number, number)
+}
+
+/// [`parse_rule_line`] for a rule that joins a list after others (`--fault` after a profile's
+/// rules): `number` locates errors (`--fault:2: …`), while `position`, the rule's place in
+/// the whole list as the shutdown report counts it, names a rule without `name` — so two
+/// unnamed rules never share a name.
+pub fn parse_rule_line_at(
+    line: &str,
+    origin: &str,
+    number: usize,
+    position: usize,
+) -> Result<Rule, ProfileError> {
     let err = |message: String| ProfileError {
         origin: origin.to_owned(),
         line: number,
@@ -167,7 +168,7 @@ pub fn parse_rule_line(line: &str, origin: &str, number: usize) -> Result<Rule, 
     let table: Table = toml::from_str(&text).map_err(|e| err(e.message().trim().to_owned()))?;
     // Every key of a one-liner reports the flag's position as its line.
     let lines = LineIndex::single(number);
-    rule(Fields::new(table, &lines, origin, number, "rule"), number)
+    rule(Fields::new(table, &lines, origin, number, "rule"), position)
 }
 
 fn split_words(line: &str) -> Result<Vec<String>, String> {
@@ -205,41 +206,26 @@ fn split_words(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-fn server_settings(f: &mut Fields<'_>) -> Result<ServerSettings, ProfileError> {
-    let overlap = f.string("overlap")?;
-    if let Some(o) = &overlap
-        && o != "tail"
-        && o != "strict"
-    {
-        return Err(f.error("overlap", "`overlap` must be \"tail\" or \"strict\"".into()));
-    }
-    let error_header = f.string("error-header")?;
-    if let Some(e) = &error_header
-        && !["code", "spec", "both"].contains(&e.as_str())
-    {
-        return Err(f.error(
-            "error-header",
-            "`error-header` must be \"code\", \"spec\" or \"both\"".into(),
-        ));
-    }
-    let settings = ServerSettings {
+/// The `[server]` keys: each goes through the check its flag uses, and errors name its line.
+fn server_settings(f: &mut Fields<'_>) -> Result<Settings, ProfileError> {
+    Ok(Settings {
         max_upload_size: f.size("max-upload-size")?,
-        max_fragment_size: f.size("max-fragment-size")?.map(|s| s.max(1)),
-        session_timeout: f.duration("session-timeout")?,
+        max_fragment_size: f.checked(
+            "max-fragment-size",
+            Fields::size,
+            check::max_fragment_size,
+        )?,
+        session_timeout: f.checked("session-timeout", Fields::duration, check::session_timeout)?,
         allow_overwrites: f.bool("allow-overwrites")?,
         reply_path: f.string("reply-path")?,
-        host_id: f.string("host-id")?,
+        host_id: f.checked("host-id", Fields::string, check::host_id)?,
         host_id_fallback_timeout: f.u64("host-id-fallback-timeout")?,
-        overlap,
-        error_header,
-    };
-    if settings.session_timeout.is_some_and(|d| d.is_zero()) {
-        return Err(f.error(
-            "session-timeout",
-            "`session-timeout` must be above zero".into(),
-        ));
-    }
-    Ok(settings)
+        overlap: f.named("overlap", &config::OVERLAP)?,
+        error_header: f.named("error-header", &config::ERROR_HEADER)?,
+        header_read_timeout: f.checked("header-timeout", Fields::duration, check::timeout)?,
+        body_read_timeout: f.checked("body-timeout", Fields::duration, check::timeout)?,
+        ..Settings::default()
+    })
 }
 
 fn rule(mut f: Fields<'_>, number: usize) -> Result<Rule, ProfileError> {
@@ -766,6 +752,36 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A value read by `read`, then held to `check` (one of [`crate::config::check`]).
+    fn checked<T>(
+        &mut self,
+        key: &str,
+        read: fn(&mut Self, &str) -> Result<Option<T>, ProfileError>,
+        check: fn(T) -> Result<T, String>,
+    ) -> Result<Option<T>, ProfileError> {
+        match read(self, key)? {
+            None => Ok(None),
+            Some(value) => check(value)
+                .map(Some)
+                .map_err(|m| self.error(key, format!("`{key}` {m}"))),
+        }
+    }
+
+    /// A string naming one value of an enum, looked up in its one name table.
+    fn named<T: Copy + PartialEq>(
+        &mut self,
+        key: &str,
+        names: &Names<T>,
+    ) -> Result<Option<T>, ProfileError> {
+        match self.string(key)? {
+            None => Ok(None),
+            Some(text) => names
+                .parse(&text)
+                .map(Some)
+                .map_err(|m| self.error(key, format!("`{key}` {m}"))),
+        }
+    }
+
     /// Fails on any key nobody consumed.
     fn finish(self, fault: Option<&str>) -> Result<(), ProfileError> {
         match self.values.into_iter().next() {
@@ -893,6 +909,55 @@ mod tests {
             let e = err(&format!("{HEAD}[[rule]]\n{rule}\n"));
             assert!(e.starts_with(&format!("p.toml:{line}:")), "{rule:?} → {e}");
         }
+    }
+
+    #[test]
+    fn server_settings_are_typed_and_checked_at_their_line() {
+        let p = parse(
+            &format!("{HEAD}[server]\noverlap = \"strict\"\nerror-header = \"both\"\n"),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(p.server.overlap, Some(crate::proto::Overlap::Strict));
+        assert_eq!(p.server.error_header, Some(crate::proto::ErrorHeader::Both));
+        for (setting, wanted) in [
+            (
+                "max-fragment-size = 0",
+                "p.toml:5: `max-fragment-size` must be at least 1 byte",
+            ),
+            (
+                "session-timeout = \"0s\"",
+                "p.toml:5: `session-timeout` must be longer than zero",
+            ),
+            (
+                "host-id = \"two words\"",
+                "p.toml:5: `host-id` must be a host name",
+            ),
+            (
+                "overlap = \"sideways\"",
+                "p.toml:5: `overlap` must be \"tail\" or \"strict\"",
+            ),
+            (
+                "error-header = \"all\"",
+                "p.toml:5: `error-header` must be \"code\", \"spec\" or \"both\"",
+            ),
+        ] {
+            let e = err(&format!(
+                "{HEAD}[server]\nallow-overwrites = true\n{setting}\n"
+            ));
+            assert!(e.starts_with(wanted), "{setting:?} → {e}");
+        }
+    }
+
+    #[test]
+    fn a_rule_line_joining_a_list_is_named_after_its_place_in_it() {
+        let r = parse_rule_line_at("fault=refuse", "--fault", 1, 4).unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.origin.as_str()),
+            ("rule 4", "--fault:1")
+        );
+        let e = parse_rule_line_at("fault=nope", "--fault", 1, 4).unwrap_err();
+        assert!(e.to_string().starts_with("--fault:1: "), "{e}");
     }
 
     #[test]

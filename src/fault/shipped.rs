@@ -2,6 +2,7 @@
 //! from any directory.
 
 use super::profile::{self, Profile, ProfileError};
+use std::borrow::Cow;
 
 /// (name, file text) of every shipped profile.
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -46,14 +47,22 @@ pub fn shipped(name: &str) -> Option<Result<Profile, ProfileError>> {
 
 /// Loads `--profile NAME|FILE`: an existing file wins, otherwise a shipped name.
 pub fn load(name_or_path: &str) -> Result<Profile, String> {
+    let (origin, text) = read(name_or_path)?;
+    profile::parse(&text, &origin).map_err(|e| e.to_string())
+}
+
+/// The text `--profile NAME|FILE` would load and the origin its errors name, unparsed, for
+/// `bitsmock profile show`: a shipped profile comes back byte for byte as shipped, so it can
+/// be saved to a file, edited and loaded again.
+pub fn read(name_or_path: &str) -> Result<(String, Cow<'static, str>), String> {
     let path = std::path::Path::new(name_or_path);
     if path.is_file() {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{name_or_path}: cannot read: {e}"))?;
-        return profile::parse(&text, name_or_path).map_err(|e| e.to_string());
+        return Ok((name_or_path.to_owned(), Cow::Owned(text)));
     }
-    match shipped(name_or_path) {
-        Some(result) => result.map_err(|e| e.to_string()),
+    match SHIPPED.iter().find(|(n, _)| *n == name_or_path) {
+        Some((name, text)) => Ok((format!("profiles/{name}.toml"), Cow::Borrowed(text))),
         None => Err(format!(
             "{name_or_path}: no such file, and not a shipped profile ({})",
             SHIPPED
@@ -89,5 +98,12 @@ mod tests {
     fn unknown_names_list_the_shipped_ones() {
         let e = load("no-such-profile").unwrap_err();
         assert!(e.contains("lost-acks"), "{e}");
+    }
+
+    #[test]
+    fn a_shipped_profile_reads_back_as_shipped() {
+        let (origin, text) = read("flaky-wifi").unwrap();
+        assert_eq!(origin, "profiles/flaky-wifi.toml");
+        assert_eq!(text, include_str!("../../profiles/flaky-wifi.toml"));
     }
 }

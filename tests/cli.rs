@@ -1,0 +1,461 @@
+//! The `bitsmock` binary: flags, the configuration merge as `serve` applies it, the start
+//! banner, signals and `profile show`. Every test runs the real binary and binds 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bitsmock");
+
+/// Long enough for a loaded machine, short enough that a hang fails instead of stalling CI.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn bitsmock(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).env_remove("NO_COLOR");
+    command
+}
+
+/// Runs to the end, killing it after [`PATIENCE`] (a server that should have refused to
+/// start would otherwise hang the test).
+fn run(mut command: Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bitsmock");
+    let status = wait(&mut child, PATIENCE);
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    child.stdout.take().map(|mut s| s.read_to_end(&mut stdout));
+    child.stderr.take().map(|mut s| s.read_to_end(&mut stderr));
+    Output {
+        status: status.unwrap_or_else(|| panic!("still running after {PATIENCE:?}; killed")),
+        stdout,
+        stderr,
+    }
+}
+
+/// The exit status, or `None` (and the process killed) if it took longer than `limit`.
+fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait for bitsmock") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A running `bitsmock serve`, its banner read.
+struct Serve {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    banner: String,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    /// `bitsmock serve --dir TMP ARGS…`; give `--listen` in `args`.
+    fn start(args: &[&str]) -> Serve {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = bitsmock(&["serve", "--dir"])
+            .arg(dir.path().join("uploads"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run bitsmock serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut banner = String::new();
+        let _ = stdout.read_line(&mut banner);
+        let Some(addr) = banner
+            .strip_prefix("bitsmock listening on http://")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+        else {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .map(|mut s| s.read_to_string(&mut stderr));
+            panic!("no address in the banner {banner:?}; stderr: {stderr}");
+        };
+        Serve {
+            child,
+            stdout,
+            banner: banner.trim_end().to_owned(),
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the exit; returns its status, the rest of stdout, and stderr.
+    fn finish(mut self, limit: Duration) -> (Option<ExitStatus>, Vec<String>, String) {
+        let status = wait(&mut self.child, limit);
+        let rest = self.stdout.lines().map_while(Result::ok).collect();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .map(|mut s| s.read_to_string(&mut stderr));
+        (status, rest, stderr)
+    }
+
+    /// Stops it with SIGTERM; it must exit cleanly.
+    fn stop(self) -> (Vec<String>, String) {
+        self.signal("TERM");
+        let (status, rest, stderr) = self.finish(PATIENCE);
+        let status = status.expect("bitsmock exits after SIGTERM");
+        assert!(status.success(), "{status:?}; stderr: {stderr}");
+        (rest, stderr)
+    }
+}
+
+/// Sends a Ping to /x and returns the status code of the answer.
+fn ping(addr: SocketAddr) -> u16 {
+    ping_at(addr, "/x")
+}
+
+fn ping_at(addr: SocketAddr, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    send_ping_at(&mut stream, path);
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("read status line");
+    line.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {line:?}"))
+}
+
+fn send_ping_at(stream: &mut TcpStream, path: &str) {
+    let head = format!(
+        "BITS_POST {path} HTTP/1.1\r\nHost: t\r\nBITS-Packet-Type: Ping\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("send Ping");
+}
+
+fn write_profile(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("mine.toml");
+    std::fs::write(&path, text).expect("write profile");
+    path
+}
+
+/// The `seed N` the banner announces.
+fn banner_seed(banner: &str) -> u64 {
+    banner
+        .split("seed ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no seed in {banner:?}"))
+}
+
+// ---- The merge: every source goes through the same checks ----
+
+#[test]
+fn a_zero_max_fragment_size_in_a_profile_is_refused_like_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write_profile(
+        dir.path(),
+        "name = \"p\"\ndescription = \"d\"\n\n[server]\nmax-fragment-size = 0\n",
+    );
+    let shown = profile.display().to_string();
+
+    let out = run(bitsmock(&["profile", "check", &shown]));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "{shown}:5: `max-fragment-size` must be at least 1 byte"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(bitsmock(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--profile",
+        &shown,
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains(&format!("{shown}:5: `max-fragment-size`")),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(bitsmock(&["serve", "--max-fragment-size", "0"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("must be at least 1 byte"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn flags_override_the_profile_server_table_and_the_profile_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write_profile(
+        dir.path(),
+        "name = \"mine\"\ndescription = \"d\"\nseed = 77\n",
+    );
+    let shown = profile.display().to_string();
+    let server = Serve::start(&["--listen", "127.0.0.1:0", "--profile", &shown]);
+    assert_eq!(banner_seed(&server.banner), 77, "{}", server.banner);
+    server.stop();
+    let server = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--profile",
+        &shown,
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(banner_seed(&server.banner), 5, "{}", server.banner);
+    server.stop();
+}
+
+// ---- Seed and banner ----
+
+#[test]
+fn without_a_seed_each_run_draws_its_own_and_prints_it() {
+    let a = Serve::start(&["--listen", "127.0.0.1:0"]);
+    let b = Serve::start(&["--listen", "127.0.0.1:0"]);
+    let (sa, sb) = (banner_seed(&a.banner), banner_seed(&b.banner));
+    a.stop();
+    b.stop();
+    assert_ne!(sa, sb, "two unseeded runs got the same seed");
+    let c = Serve::start(&["--listen", "127.0.0.1:0", "--seed", "1234"]);
+    assert_eq!(banner_seed(&c.banner), 1234, "{}", c.banner);
+    c.stop();
+}
+
+#[test]
+fn the_banner_names_url_root_profile_rules_seed_and_time_scale() {
+    let server = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--profile",
+        "flaky-wifi",
+        "--seed",
+        "1234",
+        "--time-scale",
+        "0.5",
+    ]);
+    let root = server
+        ._dir
+        .path()
+        .join("uploads")
+        .canonicalize()
+        .expect("the upload root exists");
+    let wanted = format!(
+        "bitsmock listening on http://{}/ (uploads go to {}; profile flaky-wifi, 4 rules, seed 1234, time scale 0.5)",
+        server.addr,
+        root.display()
+    );
+    assert_eq!(server.banner, wanted);
+    server.stop();
+
+    let server = Serve::start(&["--listen", "127.0.0.1:0", "--fault", "fault=refuse times=0"]);
+    assert!(
+        server.banner.contains("; profile none, 1 rule, seed "),
+        "{}",
+        server.banner
+    );
+    assert!(
+        server.banner.ends_with(", time scale 1)"),
+        "{}",
+        server.banner
+    );
+    server.stop();
+}
+
+// ---- --listen ----
+
+#[test]
+fn listen_takes_a_port_alone_or_with_localhost() {
+    for form in [":0", "0", "localhost:0", "127.0.0.1:0"] {
+        let server = Serve::start(&["--listen", form]);
+        assert_eq!(
+            server.addr.ip(),
+            std::net::IpAddr::from([127, 0, 0, 1]),
+            "{form}"
+        );
+        assert_ne!(server.addr.port(), 0, "{form}");
+        assert_eq!(ping(server.addr), 200, "{form}");
+        server.stop();
+    }
+}
+
+#[test]
+fn a_bad_listen_value_is_a_usage_error_that_says_what_is_accepted() {
+    for bad in ["nonsense", "example.com:80", ":70000", "::1:0"] {
+        let out = run(bitsmock(&["serve", "--listen", bad]));
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("--listen") && stderr.contains(":PORT"),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
+// ---- Logs ----
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let server = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--fault",
+        "packet=ping fault=status status=503",
+    ]);
+    assert_eq!(ping(server.addr), 503);
+    let (_, stderr) = server.stop();
+    assert!(stderr.contains("503"), "the fault was not logged: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+// ---- Signals ----
+
+#[test]
+fn sigterm_shuts_down_gracefully_and_reports_fire_counts() {
+    let server = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--fault",
+        "packet=ping times=1 fault=status status=503 name=first",
+    ]);
+    assert_eq!(ping(server.addr), 503);
+    assert_eq!(ping(server.addr), 200);
+    let (rest, _) = server.stop();
+    assert!(
+        rest.iter().any(|l| l == "rule 1: first: fired 1 time(s)"),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn a_second_signal_exits_at_once_with_130() {
+    let server = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--fault",
+        "packet=ping fault=delay delay=60s",
+    ]);
+    // A request held by the delay keeps the graceful shutdown waiting for it.
+    let mut held = TcpStream::connect(server.addr).expect("connect");
+    send_ping_at(&mut held, "/x");
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    server.signal("INT");
+    // Well under the server's own drain grace (5s), so only the second signal explains it.
+    let (status, _, stderr) = server.finish(Duration::from_secs(3));
+    let status = status.unwrap_or_else(|| panic!("still draining after a second signal; {stderr}"));
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(second.elapsed() < Duration::from_secs(3));
+    drop(held);
+}
+
+// ---- --fault naming ----
+
+#[test]
+fn fault_flag_rules_never_take_a_profile_rule_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = write_profile(
+        dir.path(),
+        "name = \"mine\"\ndescription = \"d\"\n\n[[rule]]\npacket = \"ping\"\npath = \"/a\"\nfault = \"status\"\nstatus = 503\n",
+    );
+    let shown = profile.display().to_string();
+    let server = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--profile",
+        &shown,
+        "--fault",
+        "packet=ping path=/b fault=status status=502",
+    ]);
+    assert_eq!(ping_at(server.addr, "/a"), 503);
+    assert_eq!(ping_at(server.addr, "/b"), 502);
+    let (rest, _) = server.stop();
+    let report: Vec<&String> = rest.iter().filter(|l| l.starts_with("rule ")).collect();
+    assert_eq!(
+        report,
+        [
+            "rule 1: rule 1: fired 1 time(s)",
+            "rule 2: rule 2: fired 1 time(s)"
+        ],
+        "{rest:?}"
+    );
+}
+
+// ---- profile show ----
+
+#[test]
+fn profile_show_prints_a_shipped_profile_as_shipped_and_it_loads_back() {
+    let out = run(bitsmock(&["profile", "show", "flaky-wifi"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shipped = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/profiles/flaky-wifi.toml"
+    ))
+    .unwrap();
+    assert_eq!(text(&out.stdout), text(&shipped));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mine = write_profile(dir.path(), &text(&out.stdout));
+    let shown = mine.display().to_string();
+    let out = run(bitsmock(&["profile", "check", &shown]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let server = Serve::start(&["--listen", "127.0.0.1:0", "--profile", &shown]);
+    assert!(
+        server
+            .banner
+            .contains("profile flaky-wifi, 4 rules, seed 3"),
+        "{}",
+        server.banner
+    );
+    server.stop();
+}
+
+#[test]
+fn profile_show_of_an_unknown_name_lists_the_shipped_ones() {
+    let out = run(bitsmock(&["profile", "show", "no-such-profile"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no-such-profile") && stderr.contains("flaky-wifi, outage"),
+        "{stderr}"
+    );
+}
