@@ -450,6 +450,20 @@ fn parse_decimal(value: &[u8]) -> Option<u64> {
     text.parse().ok()
 }
 
+/// In journals and JSON: `"Fragment"`, as on the wire.
+impl serde::Serialize for PacketType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// In journals and JSON: the braced upper-case form the Acks carry.
+impl serde::Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -722,19 +736,5 @@ mod tests {
         ] {
             assert_eq!(parse(&p.to_head().head()), Ok(p));
         }
-    }
-}
-
-/// In journals and JSON: `"Fragment"`, as on the wire.
-impl serde::Serialize for PacketType {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-/// In journals and JSON: the braced upper-case form the Acks carry.
-impl serde::Serialize for SessionId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }

@@ -111,6 +111,13 @@ fn parse_u64(text: &str, what: &'static str) -> Result<u64, RangeError> {
     text.parse::<u64>().map_err(|_| RangeError::Number(what))
 }
 
+/// In journals and JSON: `"first-last/total"`.
+impl serde::Serialize for ContentRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}-{}/{}", self.first, self.last, self.total))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,12 +222,5 @@ mod tests {
         assert_eq!(r.end(), 213);
         assert!(r.is_final());
         assert!(!ContentRange::new(0, 0, 2).unwrap().is_final());
-    }
-}
-
-/// In journals and JSON: `"first-last/total"`.
-impl serde::Serialize for ContentRange {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{}-{}/{}", self.first, self.last, self.total))
     }
 }
