@@ -500,7 +500,11 @@ impl Faults {
         if m <= rule.skip {
             return None;
         }
-        if rule.trigger.every.is_some_and(|e| !(m - rule.skip).is_multiple_of(e)) {
+        if rule
+            .trigger
+            .every
+            .is_some_and(|e| !(m - rule.skip).is_multiple_of(e))
+        {
             return None;
         }
         if rule.times.is_some_and(|t| self.fires[i] >= t) {
