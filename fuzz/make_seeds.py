@@ -159,7 +159,7 @@ def connection_seeds():
         write("connection", name, bytes([settings, rules]) + chunking.to_bytes(2, "big") + b"".join(parts))
 
     t = "/drop/report.bin"
-    # PROTOCOL.md §12.1: Ping (draws ID[0]), Create (ID[1]), two fragments, Close.
+    # docs/protocol.md §12.1: Ping (draws ID[0]), Create (ID[1]), two fragments, Close.
     upload = [ping(), create(), fragment(ID[1], 0, 99, 150), fragment(ID[1], 100, 149, 150), close(ID[1])]
     seed("plain-upload", 0, 0, 0, *upload)
     seed("plain-upload-chunked", 0, 0, 0x0307, *upload)

@@ -1,4 +1,4 @@
-//! The built-in server application for upload-reply jobs (PROTOCOL.md §7.7, §9.8).
+//! The built-in server application for upload-reply jobs (docs/protocol.md §7.7, §9.8).
 //!
 //! When an upload-reply session's last byte arrives, the "application" answers with a small
 //! JSON document describing the upload. The reply is then served by plain `GET`/`HEAD` with

@@ -1,4 +1,4 @@
-//! Session temp files and the atomic commit to the upload root (PROTOCOL.md §7.6, §7.10).
+//! Session temp files and the atomic commit to the upload root (docs/protocol.md §7.6, §7.10).
 //!
 //! Layout under the upload root:
 //!

@@ -1,5 +1,5 @@
 //! Every fault's effect on the wire, over real loopback sockets, and the server state that
-//! must hold afterwards (PROTOCOL.md §9.10). Rules are given in the `--fault` one-line syntax.
+//! must hold afterwards (docs/protocol.md §9.10). Rules are given in the `--fault` one-line syntax.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! An independent client: `tests/interop/bits_upload.py`, written from PROTOCOL.md with
+//! An independent client: `tests/interop/bits_upload.py`, written from docs/protocol.md with
 //! Python's own HTTP stack, uploads through a real server and the stored file must match.
 
 mod support;

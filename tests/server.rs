@@ -1,7 +1,7 @@
 //! Loopback integration tests: a real server on `127.0.0.1:0`, a raw HTTP/1.1 client, and
 //! the filesystem as the witness. Each test owns its server and upload root.
 //!
-//! Sections follow PROTOCOL.md: Ack shapes (§4.0), framing and negotiation (§2, §3),
+//! Sections follow docs/protocol.md: Ack shapes (§4.0), framing and negotiation (§2, §3),
 //! byte-exact uploads, fragment rules (§7.5), connections and concurrency, the session life
 //! cycle (§7.4, §7.6, §7.8, §7.10), path confinement, upload-reply (§7.7, §9.8), host id
 //! (§7.9) and hostile input (§10).

@@ -1,5 +1,5 @@
 //! Why an upload failed: [`UploadError`], with the HRESULT a BITS client would report
-//! (PROTOCOL.md §5.4) and, for answers that end the upload, a [`Refusal`] naming status and
+//! (docs/protocol.md §5.4) and, for answers that end the upload, a [`Refusal`] naming status and
 //! `BITS-Error-Code`.
 
 use super::verdict;

@@ -1,4 +1,4 @@
-//! The reference BITS upload client: the client side of PROTOCOL.md §9, as a library type
+//! The reference BITS upload client: the client side of docs/protocol.md §9, as a library type
 //! tests can drive and as `bitsmock upload FILE URL`.
 //!
 //! ```text
@@ -49,7 +49,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
-/// Windows clients never send fragments below 5 KB (PROTOCOL.md §9.5); neither does this one.
+/// Windows clients never send fragments below 5 KB (docs/protocol.md §9.5); neither does this one.
 pub const MIN_FRAGMENT_SIZE: u64 = 5 * 1024;
 /// The default fragment size.
 pub const DEFAULT_FRAGMENT_SIZE: u64 = 1024 * 1024;
@@ -211,7 +211,7 @@ enum Flow {
     Restart,
 }
 
-/// The alternate host a Create-Session Ack named (PROTOCOL.md §7.9).
+/// The alternate host a Create-Session Ack named (docs/protocol.md §7.9).
 struct HostId {
     name: String,
     endpoint: Endpoint,
@@ -359,7 +359,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Forgets the lost session and everything tied to it (PROTOCOL.md §9.1 INIT).
+    /// Forgets the lost session and everything tied to it (docs/protocol.md §9.1 INIT).
     fn restart(&mut self) -> Result<(), UploadError> {
         self.counts.session_restarts += 1;
         if let Some(meter) = &self.opts.meter {

@@ -1,4 +1,4 @@
-//! The reply of an upload-reply job (PROTOCOL.md §9.8): ranged GETs of `BITS-Reply-URL`,
+//! The reply of an upload-reply job (docs/protocol.md §9.8): ranged GETs of `BITS-Reply-URL`,
 //! made after the final Fragment Ack and before Close-Session (the reply is gone after it).
 //!
 //! The length and `Last-Modified` must stay the same from range to range: a new

@@ -1,4 +1,4 @@
-//! What the reference client makes of an answer: the reaction tables of PROTOCOL.md §9.3 and
+//! What the reference client makes of an answer: the reaction tables of docs/protocol.md §9.3 and
 //! the transient/fatal split of §8.5 and §9.4, plus the checks that keep it from believing a
 //! lying Ack. Pure: no I/O, no clock; the uploader in [`super`] acts on the values returned.
 

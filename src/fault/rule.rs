@@ -1,5 +1,5 @@
 //! The fault catalogue: triggers (when a rule matches) and faults (what it does), as validated
-//! values. PROTOCOL.md §9.10 says what each fault exercises in a real client.
+//! values. docs/protocol.md §9.10 says what each fault exercises in a real client.
 
 use crate::proto::PacketType;
 use crate::proto::range::ContentRange;

@@ -4,7 +4,7 @@
 //! replaced, as a header value that is not text never reaches the parser as a range.
 //!
 //! Properties: no panic and no overflow (fuzz builds check arithmetic); the parser agrees
-//! with an independent model of PROTOCOL.md §3.3/§7.5 step 1 that computes in `u128`; an
+//! with an independent model of docs/protocol.md §3.3/§7.5 step 1 that computes in `u128`; an
 //! accepted range keeps `first <= last < total`, and its rendering is canonical and parses
 //! back to the same range.
 

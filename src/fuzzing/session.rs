@@ -379,7 +379,7 @@ impl Machine {
     fn create(&mut self, fresh: SessionId, destination: u8, existing: Existing) {
         let destination =
             self.destinations[usize::from(destination) % self.destinations.len()].clone();
-        // PROTOCOL.md §7.4 / §7.10: what a Create-Session must answer here.
+        // docs/protocol.md §7.4 / §7.10: what a Create-Session must answer here.
         let timeout = self.vdir.session_timeout;
         let busy = !self.vdir.allow_overwrites
             && self.table.sessions().any(|s| {
@@ -514,7 +514,7 @@ impl Machine {
         assert_error_headers(&ack, &packet);
     }
 
-    /// A live session answered a fragment without asking for I/O (PROTOCOL.md §7.5).
+    /// A live session answered a fragment without asking for I/O (docs/protocol.md §7.5).
     fn answered(&self, id: SessionId, range: &ContentRange, ack: &Ack) {
         let held = self.held(&id);
         let Some(s) = self.table.get(&id) else {
@@ -682,7 +682,7 @@ impl Machine {
         assert_eq!(
             close.commit,
             complete || untouched,
-            "a partial upload must never be committed (PROTOCOL.md §3.4)"
+            "a partial upload must never be committed (docs/protocol.md §3.4)"
         );
         if close.commit {
             // What the server would place at the destination: exactly the uploaded bytes.
@@ -863,7 +863,7 @@ fn assert_echoes(ack: &Ack, id: SessionId, what: &str) {
     );
 }
 
-/// 500 + `BG_E_SESSION_NOT_FOUND`, context 0x5, echoing the id (PROTOCOL.md §7.2 step 7).
+/// 500 + `BG_E_SESSION_NOT_FOUND`, context 0x5, echoing the id (docs/protocol.md §7.2 step 7).
 fn assert_unknown(ack: &Ack, id: SessionId, what: &str) {
     assert_eq!(ack.status, 500, "{what}: {ack:?}");
     assert_eq!(

@@ -1,4 +1,4 @@
-//! The Ack: the only answer a BITS server gives (PROTOCOL.md §2.4, §4).
+//! The Ack: the only answer a BITS server gives (docs/protocol.md §2.4, §4).
 //!
 //! ```text
 //! HTTP/1.1 200 OK
@@ -16,7 +16,7 @@ use super::error::{BitsError, Context, format_code, format_context};
 /// The one protocol version that exists ("BITS 1.5 Upload Protocol").
 pub const PROTOCOL_GUID: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";
 
-/// Which name the error-code header goes out under (PROTOCOL.md §5.1, §11).
+/// Which name the error-code header goes out under (docs/protocol.md §5.1, §11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ErrorHeader {
     /// `BITS-Error-Code`, as Windows documents it and clients expect (the default).

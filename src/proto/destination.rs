@@ -1,5 +1,5 @@
 //! The destination URL's path, validated so it can never leave the upload root
-//! (PROTOCOL.md §7.10, issue "path safety").
+//! (docs/protocol.md §7.10, issue "path safety").
 //!
 //! ```text
 //! BITS_POST /drop/report.bin HTTP/1.1        ->  ["drop", "report.bin"]

@@ -1,9 +1,9 @@
-//! The BITS error codes a server sends (PROTOCOL.md §5.3), as one typed table.
+//! The BITS error codes a server sends (docs/protocol.md §5.3), as one typed table.
 //!
 //! Every failure Ack the core produces names one of these; the HTTP status, the HRESULT and
 //! the `BITS-Error-Context` travel together so they can never disagree.
 
-/// `BITS-Error-Context` values a server sends (PROTOCOL.md §5.1).
+/// `BITS-Error-Context` values a server sends (docs/protocol.md §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Context {
     /// `0x5`: the BITS server itself failed the request.
@@ -21,7 +21,7 @@ impl Context {
     }
 }
 
-/// One row of PROTOCOL.md §5.3.
+/// One row of docs/protocol.md §5.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BitsError {
     /// `BG_E_SESSION_NOT_FOUND`: unknown, expired, closed or cancelled session.
@@ -100,7 +100,7 @@ impl BitsError {
     }
 }
 
-/// Renders an HRESULT the way PROTOCOL.md §5.1 recommends: `0x` and eight upper-case digits.
+/// Renders an HRESULT the way docs/protocol.md §5.1 recommends: `0x` and eight upper-case digits.
 pub fn format_code(code: u32) -> String {
     format!("0x{code:08X}")
 }

@@ -1,4 +1,4 @@
-//! Request packets: method, request-target and headers → [`Packet`] (PROTOCOL.md §2, §3, §7.2).
+//! Request packets: method, request-target and headers → [`Packet`] (docs/protocol.md §2, §3, §7.2).
 //!
 //! ```text
 //! BITS_POST /drop/report.bin HTTP/1.1
@@ -21,9 +21,9 @@ use super::range::ContentRange;
 use std::borrow::Cow;
 use std::fmt;
 
-/// The only method BITS uses (case-sensitive, PROTOCOL.md §2.1).
+/// The only method BITS uses (case-sensitive, docs/protocol.md §2.1).
 pub const METHOD: &str = "BITS_POST";
-/// Longest header value accepted (PROTOCOL.md §2.2, §10 item 7).
+/// Longest header value accepted (docs/protocol.md §2.2, §10 item 7).
 pub const MAX_HEADER_VALUE: usize = 4096;
 /// Longest session id echoed back; longer or non-printable ids are not repeated.
 const MAX_ECHO_LEN: usize = 100;
@@ -426,7 +426,7 @@ pub fn parse(head: &Head) -> Result<Packet, Ack> {
 }
 
 /// Picks the first offered protocol the server supports. GUIDs may be separated by spaces,
-/// tabs or commas and may use any letter case (PROTOCOL.md §10 item 4).
+/// tabs or commas and may use any letter case (docs/protocol.md §10 item 4).
 pub fn negotiate(offered: &str) -> Option<&'static str> {
     let supported = &PROTOCOL_GUID[1..PROTOCOL_GUID.len() - 1];
     offered

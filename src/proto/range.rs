@@ -1,4 +1,4 @@
-//! `Content-Range: bytes F-L/T` as a Fragment carries it (PROTOCOL.md §3.3, §7.5 step 1).
+//! `Content-Range: bytes F-L/T` as a Fragment carries it (docs/protocol.md §3.3, §7.5 step 1).
 //!
 //! ```text
 //! Content-Range: bytes 65536-149999/150000

@@ -1,4 +1,4 @@
-//! Sessions and the server state machine of PROTOCOL.md §7.3–§7.5, as pure functions.
+//! Sessions and the server state machine of docs/protocol.md §7.3–§7.5, as pure functions.
 //!
 //! ```text
 //!  (none) --Create-Session--> RECEIVE_FRAGMENTS --last byte--> WAIT_FOR_CLOSE
@@ -47,7 +47,7 @@ pub struct Env<'a> {
     pub origin: &'a str,
 }
 
-/// One live session (PROTOCOL.md §7.1).
+/// One live session (docs/protocol.md §7.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub id: SessionId,
@@ -228,7 +228,7 @@ impl Table {
         Some(session)
     }
 
-    /// Handles one packet (PROTOCOL.md §7.4).
+    /// Handles one packet (docs/protocol.md §7.4).
     pub fn step(&mut self, vdir: &Vdir, packet: &Packet, env: &Env<'_>) -> Step {
         match packet {
             Packet::Ping => Step::Answer(Ack::ok()),
@@ -424,7 +424,7 @@ impl Table {
 }
 
 impl Session {
-    /// PROTOCOL.md §7.5 steps 3–8 for one fragment.
+    /// docs/protocol.md §7.5 steps 3–8 for one fragment.
     fn fragment(&mut self, vdir: &Vdir, range: ContentRange, now: Instant) -> Step {
         let reject = |error: BitsError| Step::Answer(Ack::error(error).for_session(&self.id));
         if self.total.is_some_and(|t| t != range.total()) {

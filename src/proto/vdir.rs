@@ -1,4 +1,4 @@
-//! The per-virtual-directory configuration the protocol core obeys (PROTOCOL.md §6).
+//! The per-virtual-directory configuration the protocol core obeys (docs/protocol.md §6).
 //!
 //! Mirrors [MC-BUP]'s `BITSDirectoryConfig` plus the mock-only knobs of §6 and §11. It is a
 //! plain value: the CLI and profiles build it, the core reads it.
@@ -6,7 +6,7 @@
 use super::ack::ErrorHeader;
 use std::time::Duration;
 
-/// What to do with a fragment that overlaps bytes already stored (PROTOCOL.md §7.5).
+/// What to do with a fragment that overlaps bytes already stored (docs/protocol.md §7.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overlap {
     /// Policy A (Windows docs): keep the stored bytes, write only the new tail, answer 200.
@@ -37,7 +37,7 @@ pub struct Vdir {
     pub error_header: ErrorHeader,
 }
 
-/// Windows clients send fragments of up to 13 MB (PROTOCOL.md §9.5); leave generous room.
+/// Windows clients send fragments of up to 13 MB (docs/protocol.md §9.5); leave generous room.
 pub const DEFAULT_MAX_FRAGMENT_SIZE: u64 = 32 * 1024 * 1024;
 /// IIS's `BITSSessionTimeout` default: 14 days.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(1_209_600);

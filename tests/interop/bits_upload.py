@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent BITS upload client, written from PROTOCOL.md with Python's http.client.
+"""An independent BITS upload client, written from docs/protocol.md with Python's http.client.
 
 It shares no code with bitsmock (a different language and HTTP stack), so the server is
 checked against a second reading of the spec. Usage: bits_upload.py FILE URL [FRAGMENT_SIZE]

@@ -3,7 +3,7 @@
 //! well-behaved client library would), BITS packet builders, and a full-upload helper.
 //!
 //! The client deliberately knows nothing about the server's types: it speaks the wire format
-//! of PROTOCOL.md and reads the result back from the filesystem.
+//! of docs/protocol.md and reads the result back from the filesystem.
 
 #![allow(dead_code)]
 
