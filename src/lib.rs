@@ -16,7 +16,8 @@
 //! - [`reply`]: the built-in server application for upload-reply jobs. Pure.
 //! - [`client`]: the reference BITS upload client (`bitsmock upload`), for tests and CLI.
 //! - [`config`]: the validated configuration; [`units`]: size and duration parsing.
-//! - [`fuzzing`]: the property checks behind the fuzz targets and their stable replay.
+//! - `fuzzing` (cargo feature `fuzzing`): the property checks behind the fuzz targets and
+//!   their stable replay.
 //!
 //! Start a server inside a test with [`spawn`], point a client at [`Running::addr`], and
 //! stop it with [`Running::stop`].
@@ -24,6 +25,7 @@
 pub mod client;
 pub mod config;
 pub mod fault;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod journal;
 pub mod proto;

@@ -29,7 +29,7 @@ const REJECTIONS: [u16; 4] = [400, 405, 411, 500];
 pub const MAX_HEADERS: usize = 100;
 
 /// Decodes the fuzzer's bytes into a request head, borrowing every part. This runs once per
-/// execution, so it copies nothing and looks at few bytes one by one (see [`Cursor`]).
+/// execution, so it copies nothing and looks at few bytes one by one (see `Cursor`).
 pub fn head(data: &[u8]) -> Head<'_> {
     let mut input = Cursor(data);
     let (method, _) = input.field(b' ');

@@ -161,7 +161,7 @@ impl<'a> Fields<'a> {
 
 /// `BITS-Packet-Type` values of requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum PacketType {
     Ping,
     CreateSession,

@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// What the server found at the destination path before a Create-Session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, arbitrary::Arbitrary)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum Existing {
     Nothing,
     File,
@@ -155,7 +156,8 @@ pub enum Step {
 }
 
 /// How the server's commit at Close-Session went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, arbitrary::Arbitrary)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum CloseOutcome {
     /// File placed at the destination (or discarded as planned).
     Done,

@@ -1,14 +1,14 @@
 //! The async glue: hyper 1 on tokio, the only layer that touches sockets and files.
 //!
-//! - [`accept`]: one accept loop (TCP in [`Server::run`], any byte stream in
+//! - `accept`: one accept loop (TCP in [`Server::run`], any byte stream in
 //!   [`Server::serve_io`]) and per-connection HTTP settings.
-//! - [`pipeline`]: one request, top to bottom: parse → plan → step → answer.
-//! - [`execute`]: the single executor of wire answers — the only place that sleeps for a
+//! - `pipeline`: one request, top to bottom: parse → plan → step → answer.
+//! - `execute`: the single executor of wire answers — the only place that sleeps for a
 //!   fault, throttles, resets, hangs or sends raw bytes — and [`socket`], the stream it steers.
-//! - [`sessions`]: the one lock over the session table and the fault state, the per-session
+//! - `sessions`: the one lock over the session table and the fault state, the per-session
 //!   entries (temp file, reply), and following the table's changes (files, events).
-//! - [`body`]: streaming a fragment body into the temp file; draining unused bodies.
-//! - [`reply_http`]: the built-in reply application over HTTP, and Ack → HTTP response.
+//! - `body`: streaming a fragment body into the temp file; draining unused bodies.
+//! - `reply_http`: the built-in reply application over HTTP, and Ack → HTTP response.
 //!
 //! Locks are std mutexes held for a few lines and never across `.await`, except the
 //! per-session async lock that serializes requests of one session.
