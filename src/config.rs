@@ -20,7 +20,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Upload root: committed files land here, temp files under `BITS-Sessions/`.
     pub root: PathBuf,
-    /// Seed for every random choice (session ids, fault decisions).
+    /// Seed for every fault decision. Session ids never come from it: they are drawn from the OS.
     pub seed: u64,
     /// Protocol settings.
     pub vdir: Vdir,

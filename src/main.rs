@@ -175,7 +175,7 @@ struct ServeArgs {
     /// whole list (`rule 4` after a 3-rule profile).
     #[arg(long = "fault", value_name = "RULE")]
     faults: Vec<String>,
-    /// Seed for every random choice (session ids, fault decisions); overrides the profile's
+    /// Seed for every fault decision (session ids come from the OS, never from it); overrides the profile's
     /// seed [default: the profile's seed, else random; printed at start for replaying].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
