@@ -7,8 +7,9 @@
 //! the same tables ([`OVERLAP`], [`ERROR_HEADER`]); a source checks at its own boundary too,
 //! so that its errors can say where the bad value was (a flag, or `FILE:LINE`).
 
-use crate::fault::{Profile, Rule};
+use crate::fault::{Profile, Rule, profile, shipped};
 use crate::proto::{ErrorHeader, Overlap, Vdir, destination};
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -319,9 +320,47 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     parsed.ok_or_else(|| format!("{text:?} is not an address; use {LISTEN_FORMS}"))
 }
 
+/// Loads `--profile NAME|FILE`: an existing file wins, otherwise a shipped name.
+pub fn load_profile(name_or_path: &str) -> Result<Profile, String> {
+    let (origin, text) = read_profile(name_or_path)?;
+    profile::parse(&text, &origin).map_err(|e| e.to_string())
+}
+
+/// The text `--profile NAME|FILE` would load and the origin its errors name, unparsed, for
+/// `bitsmock profile show`: a shipped profile comes back byte for byte as shipped, so it can
+/// be saved to a file, edited and loaded again.
+pub fn read_profile(name_or_path: &str) -> Result<(String, Cow<'static, str>), String> {
+    let path = std::path::Path::new(name_or_path);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{name_or_path}: cannot read: {e}"))?;
+        return Ok((name_or_path.to_owned(), Cow::Owned(text)));
+    }
+    match shipped::text(name_or_path) {
+        Some((origin, text)) => Ok((origin, Cow::Borrowed(text))),
+        None => Err(shipped::unknown(name_or_path)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_file_wins_over_a_shipped_name_and_unknown_names_list_the_shipped_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lost-acks");
+        std::fs::write(&path, "name = \"mine\"\ndescription = \"d\"\n").unwrap();
+        let shown = path.display().to_string();
+        assert_eq!(load_profile(&shown).unwrap().name, "mine");
+        let (origin, text) = read_profile("lost-acks").unwrap();
+        assert_eq!(origin, "profiles/lost-acks.toml");
+        assert!(text.starts_with("# lost-acks"));
+        let e = read_profile("no-such-profile").unwrap_err();
+        assert!(e.contains("flaky-wifi"), "{e}");
+        let e = load_profile(&dir.path().join("none.toml").display().to_string()).unwrap_err();
+        assert!(e.contains("not a shipped profile"), "{e}");
+    }
     use crate::fault::profile;
 
     fn profile(server: &str) -> Profile {

@@ -296,7 +296,11 @@ impl ServeArgs {
 
     /// The profile, then the flags over it, through the one merge.
     fn into_config(self) -> Result<Config, String> {
-        let profile = self.profile.as_deref().map(shipped::load).transpose()?;
+        let profile = self
+            .profile
+            .as_deref()
+            .map(config::load_profile)
+            .transpose()?;
         let flags = self.settings(profile.as_ref().map_or(0, |p| p.rules.len()))?;
         Config::from_parts(profile.as_ref(), flags).map_err(|e| e.to_string())
     }
@@ -332,16 +336,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         // Exit 1 on an unknown name, as `profile check` does on an unreadable file.
-        Command::Profile(ProfileCommand::Show { profile }) => match shipped::read(&profile) {
-            Ok((_, text)) => {
-                print!("{text}");
-                ExitCode::SUCCESS
+        Command::Profile(ProfileCommand::Show { profile }) => {
+            match config::read_profile(&profile) {
+                Ok((_, text)) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Profile(ProfileCommand::Check { files }) => {
             let mut failed = false;
             for file in files {

@@ -1,8 +1,8 @@
 //! The profiles shipped in `profiles/`, compiled into the binary so `--profile NAME` works
-//! from any directory.
+//! from any directory. Embedded text only: resolving `--profile NAME|FILE` (which may read a
+//! file) happens at the edge, in [`crate::config::read_profile`].
 
 use super::profile::{self, Profile, ProfileError};
-use std::borrow::Cow;
 
 /// (name, file text) of every shipped profile.
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -45,33 +45,32 @@ pub fn shipped(name: &str) -> Option<Result<Profile, ProfileError>> {
         .map(|(n, text)| profile::parse(text, &format!("profiles/{n}.toml")))
 }
 
-/// Loads `--profile NAME|FILE`: an existing file wins, otherwise a shipped name.
-pub fn load(name_or_path: &str) -> Result<Profile, String> {
-    let (origin, text) = read(name_or_path)?;
-    profile::parse(&text, &origin).map_err(|e| e.to_string())
+/// A shipped profile's text and the origin its errors name.
+pub fn text(name: &str) -> Option<(String, &'static str)> {
+    SHIPPED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, text)| (format!("profiles/{n}.toml"), *text))
 }
 
-/// The text `--profile NAME|FILE` would load and the origin its errors name, unparsed, for
-/// `bitsmock profile show`: a shipped profile comes back byte for byte as shipped, so it can
-/// be saved to a file, edited and loaded again.
-pub fn read(name_or_path: &str) -> Result<(String, Cow<'static, str>), String> {
-    let path = std::path::Path::new(name_or_path);
-    if path.is_file() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{name_or_path}: cannot read: {e}"))?;
-        return Ok((name_or_path.to_owned(), Cow::Owned(text)));
+/// Loads a shipped profile by name; an unknown name's error lists the shipped ones.
+pub fn load(name: &str) -> Result<Profile, String> {
+    match shipped(name) {
+        Some(parsed) => parsed.map_err(|e| e.to_string()),
+        None => Err(unknown(name)),
     }
-    match SHIPPED.iter().find(|(n, _)| *n == name_or_path) {
-        Some((name, text)) => Ok((format!("profiles/{name}.toml"), Cow::Borrowed(text))),
-        None => Err(format!(
-            "{name_or_path}: no such file, and not a shipped profile ({})",
-            SHIPPED
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
+}
+
+/// The error for a name that is no shipped profile.
+pub fn unknown(name: &str) -> String {
+    format!(
+        "{name}: no such file, and not a shipped profile ({})",
+        SHIPPED
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -102,7 +101,7 @@ mod tests {
 
     #[test]
     fn a_shipped_profile_reads_back_as_shipped() {
-        let (origin, text) = read("flaky-wifi").unwrap();
+        let (origin, text) = text("flaky-wifi").unwrap();
         assert_eq!(origin, "profiles/flaky-wifi.toml");
         assert_eq!(text, include_str!("../../profiles/flaky-wifi.toml"));
     }

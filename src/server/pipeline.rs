@@ -261,10 +261,9 @@ impl Server {
     async fn close(&self, entry: &mut Entry, close: &Close) -> Ack {
         // The file must be closed before it is renamed or deleted.
         let sink = entry.sink.take();
-        let size = self
-            .sessions()
-            .iter()
-            .find(|s| s.id == close.session)
+        let size = lock(&self.state)
+            .table
+            .get(&close.session)
             .map_or(0, |s| s.received);
         let outcome = if close.commit {
             self.store
