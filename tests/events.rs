@@ -1,0 +1,286 @@
+//! The event stream over real sockets: one record per request, in order, with what was
+//! stored and sent; one event per session happening; waiting for events.
+
+mod support;
+
+use bitsmock::fault::profile::parse_rule_line;
+use bitsmock::journal::{Event, Sent, What};
+use bitsmock::proto::{Gone, PacketType};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use support::*;
+
+fn with_rules(lines: &[&str]) -> impl FnOnce(&mut bitsmock::Config) {
+    let rules: Vec<_> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, r)| parse_rule_line(r, "test", i + 1).expect("rule parses"))
+        .collect();
+    move |c| c.rules = rules
+}
+
+fn requests(events: &[Event]) -> Vec<&bitsmock::journal::Request> {
+    events.iter().filter_map(Event::request).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn every_request_has_one_record_in_order_and_stored_bytes_add_up_to_the_committed_file() {
+    let fx = start().await;
+    let data = data(10_000, 9);
+    let mut conn = fx.connect().await;
+    assert_eq!(conn.ok(&Req::ping("/e/a.bin")).await.status, 200);
+    let id = conn.create("/e/a.bin").await;
+    // Three fragments, one overlapping the previous by 500 bytes, then the Close.
+    conn.ok(&Req::fragment("/e/a.bin", &id, 0, 10_000, &data[..4000]))
+        .await;
+    conn.ok(&Req::fragment(
+        "/e/a.bin",
+        &id,
+        3500,
+        10_000,
+        &data[3500..8000],
+    ))
+    .await;
+    conn.ok(&Req::fragment("/e/a.bin", &id, 8000, 10_000, &data[8000..]))
+        .await;
+    conn.close("/e/a.bin", &id).await;
+    let bogus = conn.ok(&Req::bits("/e/x", "Bogus")).await;
+    assert_eq!(bogus.status, 400);
+    assert_eq!(
+        conn.ok(&Req::get("/BITS-Sessions/Replies/x/responsefile.bin"))
+            .await
+            .status,
+        404
+    );
+
+    let events = fx.running.server.events();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "seq is 1, 2, 3, …"
+    );
+    let records = requests(&events);
+    let packets: Vec<Option<PacketType>> = records.iter().map(|r| r.packet).collect();
+    use PacketType::*;
+    assert_eq!(
+        packets,
+        vec![
+            Some(Ping),
+            Some(CreateSession),
+            Some(Fragment),
+            Some(Fragment),
+            Some(Fragment),
+            Some(CloseSession),
+            None,
+            None
+        ]
+    );
+    assert_eq!(records[6].packet_label.as_deref(), Some("Bogus"));
+    assert!(records[6].reason.is_some(), "a 400 carries its reason");
+    assert_eq!(records[7].method, "GET");
+    assert_eq!(records[7].sent, Sent::Status { status: 404 });
+    for r in &records[1..6] {
+        let session = r.session.expect("session on every session packet");
+        assert_eq!(session.id.to_string(), id);
+        assert_eq!(session.ordinal, Some(1));
+    }
+    let fragments: Vec<_> = records
+        .iter()
+        .filter(|r| r.packet == Some(Fragment))
+        .collect();
+    assert_eq!(
+        fragments
+            .iter()
+            .map(|r| (r.index, r.received, r.stored))
+            .collect::<Vec<_>>(),
+        vec![(1, 4000, 4000), (2, 4500, 4000), (3, 2000, 2000)]
+    );
+    let stored: u64 = fragments.iter().map(|r| r.stored).sum();
+
+    let committed = events
+        .iter()
+        .find_map(|e| match &e.what {
+            What::Committed {
+                session,
+                path,
+                size,
+                sha256,
+            } => Some((session.ordinal, path.clone(), *size, sha256.clone())),
+            _ => None,
+        })
+        .expect("a committed event");
+    let file = fx.stored("/e/a.bin").unwrap();
+    assert_eq!(committed.0, Some(1));
+    assert_eq!(committed.1, "e/a.bin");
+    assert_eq!(committed.2, file.len() as u64);
+    assert_eq!(
+        stored, committed.2,
+        "bytes stored per fragment add up to the file"
+    );
+    assert_eq!(committed.3, hex(&Sha256::digest(&file)));
+    // The created event comes before the Create-Session's own record.
+    let created = events
+        .iter()
+        .position(|e| matches!(e.what, What::SessionCreated { .. }))
+        .unwrap();
+    let create_record = events
+        .iter()
+        .position(|e| e.request().is_some_and(|r| r.packet == Some(CreateSession)))
+        .unwrap();
+    assert!(created < create_record);
+}
+
+#[tokio::test]
+async fn a_faulted_request_records_what_the_core_answered_and_what_was_really_sent() {
+    let fx = start_with(with_rules(&[
+        "packet=fragment nth=1 fault=lose-ack how=reset",
+        "packet=fragment nth=2 fault=lose-request how=close",
+        "packet=fragment nth=3 fault=reset-mid-body after-bytes=2 keep=false",
+        "packet=ping fault=status status=503",
+    ]))
+    .await;
+    let mut conn = fx.connect().await;
+    let id = conn.create("/f.bin").await;
+    assert!(
+        conn.send(&Req::fragment("/f.bin", &id, 0, 10, b"01234"))
+            .await
+            .is_err()
+    );
+    let mut conn = fx.connect().await;
+    assert!(
+        conn.send(&Req::fragment("/f.bin", &id, 5, 10, b"56789"))
+            .await
+            .is_err()
+    );
+    let mut conn = fx.connect().await;
+    assert!(
+        conn.send(&Req::fragment("/f.bin", &id, 5, 10, b"56789"))
+            .await
+            .is_err()
+    );
+    let mut conn = fx.connect().await;
+    assert_eq!(conn.ok(&Req::ping("/p")).await.status, 503);
+    let events = fx.running.server.events();
+    let records = requests(&events);
+    let shape: Vec<_> = records
+        .iter()
+        .map(|r| (r.packet, r.status, r.sent, r.stored, r.faults.len()))
+        .collect();
+    use PacketType::*;
+    assert_eq!(
+        shape,
+        vec![
+            (
+                Some(CreateSession),
+                Some(200),
+                Sent::Status { status: 200 },
+                0,
+                0
+            ),
+            (Some(Fragment), Some(200), Sent::Reset, 5, 1),
+            (Some(Fragment), None, Sent::Closed, 0, 1),
+            (Some(Fragment), None, Sent::Reset, 0, 1),
+            (Some(Ping), None, Sent::Status { status: 503 }, 0, 1),
+        ]
+    );
+    assert_eq!(records[3].received, 2, "the mid-body reset read 2 bytes");
+    assert!(
+        records[4]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("503"))
+    );
+    let json = serde_json::to_value(&events[events.len() - 1]).unwrap();
+    assert_eq!(json["event"], "request");
+    assert_eq!(json["sent"]["sent"], "status");
+    assert_eq!(json["faults"][0]["effect"]["kind"], "status");
+    assert_eq!(json["packet"], "Ping");
+}
+
+#[tokio::test]
+async fn sessions_that_end_without_a_commit_say_why() {
+    let fx = start_with(with_rules(&[
+        "packet=fragment session=3 fault=lose-session",
+    ]))
+    .await;
+    let mut conn = fx.connect().await;
+    // A premature close discards, a cancel cancels, a fault forgets.
+    let a = conn.create("/a.bin").await;
+    conn.ok(&Req::fragment("/a.bin", &a, 0, 10, b"01234")).await;
+    conn.close("/a.bin", &a).await;
+    let b = conn.create("/b.bin").await;
+    assert_eq!(conn.ok(&Req::cancel("/b.bin", &b)).await.status, 200);
+    let c = conn.create("/c.bin").await;
+    conn.ok(&Req::fragment("/c.bin", &c, 0, 10, b"01234")).await;
+    let gone: Vec<_> = fx
+        .running
+        .server
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.what {
+            What::SessionGone {
+                session,
+                why,
+                kept_file,
+            } => Some((session.ordinal, why, kept_file)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        gone,
+        vec![
+            (Some(1), Gone::Discarded, false),
+            (Some(2), Gone::Cancelled, false),
+            (Some(3), Gone::Forgotten, false),
+        ]
+    );
+    assert!(fx.temp_files().is_empty());
+}
+
+#[tokio::test]
+async fn waiting_for_events_wakes_on_the_next_one_and_gives_up_after_the_timeout() {
+    let fx = start().await;
+    let server = std::sync::Arc::clone(&fx.running.server);
+    let none = server.wait_for_events(0, Duration::from_millis(50)).await;
+    assert!(none.is_empty());
+    let waiting = tokio::spawn({
+        let server = std::sync::Arc::clone(&server);
+        async move { server.wait_for_events(0, Duration::from_secs(10)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    fx.connect().await.ok(&Req::ping("/w")).await;
+    let woke = waiting.await.unwrap();
+    assert_eq!(woke.len(), 1);
+    assert_eq!(
+        woke[0].request().and_then(|r| r.packet),
+        Some(PacketType::Ping)
+    );
+    let last = woke[0].seq;
+    assert!(
+        server
+            .wait_for_events(last, Duration::from_millis(20))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_an_event() {
+    let fx = start_with(with_rules(&["fault=refuse until=1h times=1"])).await;
+    let mut conn = fx.connect().await;
+    assert!(conn.send(&Req::ping("/r")).await.is_err());
+    eventually("the refusal is recorded", Duration::from_secs(5), || {
+        fx.running
+            .server
+            .events()
+            .iter()
+            .any(|e| matches!(e.what, What::Refused { .. }))
+    })
+    .await;
+    fx.assert_alive().await;
+}
