@@ -1,136 +1,13 @@
 //! The `bitsmock` binary: flags, the configuration merge as `serve` applies it, the start
 //! banner, signals and `profile show`. Every test runs the real binary and binds 127.0.0.1.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_bitsmock");
-
-/// Long enough for a loaded machine, short enough that a hang fails instead of stalling CI.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn bitsmock(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("NO_COLOR");
-    command
-}
-
-/// Runs to the end, killing it after [`PATIENCE`] (a server that should have refused to
-/// start would otherwise hang the test).
-fn run(mut command: Command) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bitsmock");
-    let status = wait(&mut child, PATIENCE);
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    child.stdout.take().map(|mut s| s.read_to_end(&mut stdout));
-    child.stderr.take().map(|mut s| s.read_to_end(&mut stderr));
-    Output {
-        status: status.unwrap_or_else(|| panic!("still running after {PATIENCE:?}; killed")),
-        stdout,
-        stderr,
-    }
-}
-
-/// The exit status, or `None` (and the process killed) if it took longer than `limit`.
-fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("wait for bitsmock") {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A running `bitsmock serve`, its banner read.
-struct Serve {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    banner: String,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Serve {
-    /// `bitsmock serve --dir TMP ARGS…`; give `--listen` in `args`.
-    fn start(args: &[&str]) -> Serve {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = bitsmock(&["serve", "--dir"])
-            .arg(dir.path().join("uploads"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run bitsmock serve");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut banner = String::new();
-        let _ = stdout.read_line(&mut banner);
-        let Some(addr) = banner
-            .strip_prefix("bitsmock listening on http://")
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|a| a.parse().ok())
-        else {
-            let _ = child.kill();
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .map(|mut s| s.read_to_string(&mut stderr));
-            panic!("no address in the banner {banner:?}; stderr: {stderr}");
-        };
-        Serve {
-            child,
-            stdout,
-            banner: banner.trim_end().to_owned(),
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -{name} failed");
-    }
-
-    /// Waits for the exit; returns its status, the rest of stdout, and stderr.
-    fn finish(mut self, limit: Duration) -> (Option<ExitStatus>, Vec<String>, String) {
-        let status = wait(&mut self.child, limit);
-        let rest = self.stdout.lines().map_while(Result::ok).collect();
-        let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .map(|mut s| s.read_to_string(&mut stderr));
-        (status, rest, stderr)
-    }
-
-    /// Stops it with SIGTERM; it must exit cleanly.
-    fn stop(self) -> (Vec<String>, String) {
-        self.signal("TERM");
-        let (status, rest, stderr) = self.finish(PATIENCE);
-        let status = status.expect("bitsmock exits after SIGTERM");
-        assert!(status.success(), "{status:?}; stderr: {stderr}");
-        (rest, stderr)
-    }
-}
+use support::serve::{PATIENCE, Serve, bitsmock, run, text};
 
 /// Sends a Ping to /x and returns the status code of the answer.
 fn ping(addr: SocketAddr) -> u16 {
@@ -271,9 +148,7 @@ fn the_banner_names_url_root_profile_rules_seed_and_time_scale() {
         "0.5",
     ]);
     let root = server
-        ._dir
-        .path()
-        .join("uploads")
+        .root()
         .canonicalize()
         .expect("the upload root exists");
     let wanted = format!(

@@ -6,80 +6,24 @@
 //! tiny scripted TCP server in this file. The other tests cover Close-Session retries,
 //! fragment shrinking, timeouts, upload-reply, `BITS-Host-Id`, bulk runs and the CLI.
 
+mod support;
+
+use bitsmock::Config;
 use bitsmock::client::{Options, UploadError, Uploader};
-use bitsmock::fault::profile::parse_rule_line;
-use bitsmock::{Config, Running};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tempfile::TempDir;
+use support::serve::{bitsmock, run, text};
+use support::{Fixture, PROTOCOL, source_in, start_rules_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
-const PROTOCOL: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";
-
-struct Bed {
-    running: Running,
-    dir: TempDir,
-    root: PathBuf,
-}
 
 /// A bitsmock server with these `--fault` rules.
-async fn bed(rules: &[&str], adjust: impl FnOnce(&mut Config)) -> Bed {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("root");
-    let mut config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        root: root.clone(),
-        rules: rules
-            .iter()
-            .enumerate()
-            .map(|(i, line)| parse_rule_line(line, "--fault", i + 1).expect("rule"))
-            .collect(),
-        header_read_timeout: Duration::from_secs(10),
-        body_read_timeout: Duration::from_secs(10),
-        ..Config::default()
-    };
-    adjust(&mut config);
-    let running = bitsmock::spawn(config).await.expect("server starts");
-    Bed { running, dir, root }
-}
-
-impl Bed {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.running.url())
-    }
-
-    fn stored(&self, path: &str) -> Option<Vec<u8>> {
-        let mut p = self.root.clone();
-        p.extend(path.split('/').filter(|s| !s.is_empty()));
-        std::fs::read(p).ok()
-    }
-
-    fn source(&self, size: usize) -> (PathBuf, Vec<u8>) {
-        source_in(self.dir.path(), size)
-    }
-
-    fn fired(&self) -> Vec<u64> {
-        self.running
-            .server
-            .fire_counts()
-            .into_iter()
-            .map(|(_, n)| n)
-            .collect()
-    }
-}
-
-fn source_in(dir: &Path, size: usize) -> (PathBuf, Vec<u8>) {
-    let data: Vec<u8> = (0..size as u64)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 ^ (i as u8))
-        .collect();
-    let path = dir.join(format!("source-{size}.bin"));
-    std::fs::write(&path, &data).expect("write source");
-    (path, data)
+async fn bed(rules: &[&str], adjust: impl FnOnce(&mut Config)) -> Fixture {
+    start_rules_with(rules, adjust).await
 }
 
 fn options() -> Options {
@@ -842,18 +786,16 @@ async fn many_uploads_run_at_once_with_latency_percentiles() {
 async fn cli(args: &[&str]) -> (i32, String, String) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_bitsmock"))
-            .arg("upload")
-            .args(&args)
-            .output()
+        let mut upload = bitsmock(&["upload"]);
+        upload.args(&args);
+        run(upload)
     })
     .await
-    .expect("join")
-    .expect("run bitsmock");
+    .expect("join");
     (
         out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        text(&out.stdout),
+        text(&out.stderr),
     )
 }
 

@@ -3,21 +3,11 @@
 
 mod support;
 
-use bitsmock::fault::profile::parse_rule_line;
 use bitsmock::journal::{Event, Sent, What};
 use bitsmock::proto::{Gone, PacketType};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use support::*;
-
-fn with_rules(lines: &[&str]) -> impl FnOnce(&mut bitsmock::Config) {
-    let rules: Vec<_> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, r)| parse_rule_line(r, "test", i + 1).expect("rule parses"))
-        .collect();
-    move |c| c.rules = rules
-}
 
 fn requests(events: &[Event]) -> Vec<&bitsmock::journal::Request> {
     events.iter().filter_map(Event::request).collect()
@@ -137,12 +127,12 @@ async fn every_request_has_one_record_in_order_and_stored_bytes_add_up_to_the_co
 
 #[tokio::test]
 async fn a_faulted_request_records_what_the_core_answered_and_what_was_really_sent() {
-    let fx = start_with(with_rules(&[
+    let fx = start_rules(&[
         "packet=fragment nth=1 fault=lose-ack how=reset",
         "packet=fragment nth=2 fault=lose-request how=close",
         "packet=fragment nth=3 fault=reset-mid-body after-bytes=2 keep=false",
         "packet=ping fault=status status=503",
-    ]))
+    ])
     .await;
     let mut conn = fx.connect().await;
     let id = conn.create("/f.bin").await;
@@ -204,10 +194,7 @@ async fn a_faulted_request_records_what_the_core_answered_and_what_was_really_se
 
 #[tokio::test]
 async fn sessions_that_end_without_a_commit_say_why() {
-    let fx = start_with(with_rules(&[
-        "packet=fragment session=3 fault=lose-session",
-    ]))
-    .await;
+    let fx = start_rules(&["packet=fragment session=3 fault=lose-session"]).await;
     let mut conn = fx.connect().await;
     // A premature close discards, a cancel cancels, a fault forgets.
     let a = conn.create("/a.bin").await;
@@ -271,7 +258,7 @@ async fn waiting_for_events_wakes_on_the_next_one_and_gives_up_after_the_timeout
 
 #[tokio::test]
 async fn a_refused_connection_is_an_event() {
-    let fx = start_with(with_rules(&["fault=refuse until=1h times=1"])).await;
+    let fx = start_rules(&["fault=refuse until=1h times=1"]).await;
     let mut conn = fx.connect().await;
     assert!(conn.send(&Req::ping("/r")).await.is_err());
     eventually("the refusal is recorded", Duration::from_secs(5), || {

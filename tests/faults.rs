@@ -3,45 +3,12 @@
 
 mod support;
 
-use bitsmock::Config;
-use bitsmock::fault::profile::parse_rule_line;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
+use support::serve::{Serve, bitsmock, run, text};
 use support::*;
 
 const T: &str = "/drop/f.bin";
-
-async fn start_rules(rules: &[&str]) -> Fixture {
-    start_rules_with(rules, |_| {}).await
-}
-
-async fn start_rules_with(rules: &[&str], adjust: impl FnOnce(&mut Config)) -> Fixture {
-    let rules: Vec<_> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| parse_rule_line(r, "test", i + 1).expect("rule parses"))
-        .collect();
-    start_with(move |c| {
-        c.rules = rules;
-        adjust(c);
-    })
-    .await
-}
-
-async fn create(conn: &mut Conn, target: &str) -> String {
-    let ack = conn.ok(&Req::create(target)).await;
-    assert_eq!(ack.status, 200, "{ack:?}");
-    ack.session_id().expect("session id").to_owned()
-}
-
-fn fired(f: &Fixture) -> Vec<u64> {
-    f.running
-        .server
-        .fire_counts()
-        .into_iter()
-        .map(|(_, n)| n)
-        .collect()
-}
 
 /// Sends a request and expects the connection to end without any response.
 async fn expect_no_answer(conn: &mut Conn, req: &Req) -> std::io::Error {
@@ -56,7 +23,7 @@ async fn a_lost_ack_after_close_leaves_the_fragment_written_and_a_resend_is_ackn
     let f = start_rules(&["packet=fragment nth=1 fault=lose-ack how=close"]).await;
     let data = data(3000, 1);
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     let e = expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 3000, &data[..1000])).await;
     assert_ne!(e.kind(), ErrorKind::TimedOut, "{e}");
     // The client resumes on a new connection from where it believes it is (0).
@@ -71,7 +38,7 @@ async fn a_lost_ack_after_close_leaves_the_fragment_written_and_a_resend_is_ackn
     assert_eq!(ack.received(), Some(3000));
     assert_eq!(conn.ok(&Req::close(T, &id)).await.status, 200);
     assert_same(&f.stored(T).unwrap(), &data, "stored file");
-    assert_eq!(fired(&f), vec![1]);
+    assert_eq!(f.fired(), vec![1]);
 }
 
 #[tokio::test]
@@ -79,7 +46,7 @@ async fn a_lost_ack_by_reset_is_a_tcp_reset_and_the_server_state_stays_right() {
     let f = start_rules(&["packet=fragment nth=2 fault=lose-ack how=reset"]).await;
     let data = data(2000, 2);
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     conn.ok(&Req::fragment(T, &id, 0, 2000, &data[..500])).await;
     let e = expect_no_answer(
         &mut conn,
@@ -103,7 +70,7 @@ async fn a_lost_ack_by_reset_is_a_tcp_reset_and_the_server_state_stays_right() {
 async fn a_hung_ack_says_nothing_for_the_hang_then_closes() {
     let f = start_rules(&["packet=fragment fault=lose-ack how=hang hang=300ms"]).await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     let started = Instant::now();
     expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 10, b"0123456789")).await;
     assert!(
@@ -122,7 +89,7 @@ async fn a_hung_ack_says_nothing_for_the_hang_then_closes() {
 async fn a_lost_ack_as_503_still_applied_the_packet() {
     let f = start_rules(&["packet=fragment nth=1 fault=lose-ack how=status status=503"]).await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     let ack = conn.ok(&Req::fragment(T, &id, 0, 8, b"abcd")).await;
     assert_eq!(ack.status, 503);
     assert_eq!(ack.header("BITS-Packet-Type"), Some("Ack"));
@@ -135,13 +102,13 @@ async fn a_lost_ack_as_503_still_applied_the_packet() {
 async fn a_lost_request_is_never_applied() {
     let f = start_rules(&["packet=fragment nth=1 fault=lose-request how=close"]).await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 8, b"abcd")).await;
     let mut conn = f.connect().await;
     // Had it been applied, this gap would not be one.
     let ack = conn.ok(&Req::fragment(T, &id, 4, 8, b"efgh")).await;
     assert_eq!((ack.status, ack.received()), (416, Some(0)));
-    assert_eq!(f.list_temp_sizes(), vec![0]);
+    assert_eq!(f.temp_sizes(), vec![0]);
 }
 
 #[tokio::test]
@@ -158,7 +125,7 @@ async fn a_mid_body_reset_keeping_bytes_acknowledges_them_later() {
         .await;
     let data = data(1000, 3);
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     let e = expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 1000, &data)).await;
     assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
     let mut conn = f.connect().await;
@@ -181,7 +148,7 @@ async fn a_mid_body_reset_discarding_bytes_acknowledges_none_of_them() {
             .await;
     let data = data(1000, 4);
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 1000, &data)).await;
     let mut conn = f.connect().await;
     let ack = conn
@@ -197,7 +164,7 @@ async fn a_mid_body_reset_discarding_bytes_acknowledges_none_of_them() {
 async fn a_forgotten_session_answers_its_packet_then_is_unknown_and_its_file_gone() {
     let f = start_rules(&["packet=fragment session=1 nth=1 fault=lose-session scope=this"]).await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     let ack = conn.ok(&Req::fragment(T, &id, 0, 8, b"abcd")).await;
     assert_eq!((ack.status, ack.received()), (200, Some(4)));
     let ack = conn.ok(&Req::fragment(T, &id, 4, 8, b"efgh")).await;
@@ -206,7 +173,7 @@ async fn a_forgotten_session_answers_its_packet_then_is_unknown_and_its_file_gon
     assert_eq!(ack.header("BITS-Error-Context"), Some("0x5"));
     assert!(!f.temp_path(&id).exists());
     // The client's recovery: a new session from byte 0.
-    let id2 = create(&mut conn, T).await;
+    let id2 = conn.create(T).await;
     conn.ok(&Req::fragment(T, &id2, 0, 8, b"abcdefgh")).await;
     assert_eq!(conn.ok(&Req::close(T, &id2)).await.status, 200);
     assert_eq!(f.stored(T).unwrap(), b"abcdefgh");
@@ -216,7 +183,7 @@ async fn a_forgotten_session_answers_its_packet_then_is_unknown_and_its_file_gon
 async fn a_forgotten_session_can_leave_its_temp_file_behind() {
     let f = start_rules(&["packet=fragment nth=1 fault=lose-session keep-file=true"]).await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     conn.ok(&Req::fragment(T, &id, 0, 8, b"abcd")).await;
     assert_eq!(conn.ok(&Req::close(T, &id)).await.status, 500);
     assert_eq!(std::fs::read(f.temp_path(&id)).unwrap(), b"abcd");
@@ -226,8 +193,8 @@ async fn a_forgotten_session_can_leave_its_temp_file_behind() {
 async fn a_simulated_restart_forgets_every_session() {
     let f = start_rules(&["packet=fragment session=2 fault=lose-session scope=all"]).await;
     let mut conn = f.connect().await;
-    let a = create(&mut conn, "/a.bin").await;
-    let b = create(&mut conn, "/b.bin").await;
+    let a = conn.create("/a.bin").await;
+    let b = conn.create("/b.bin").await;
     conn.ok(&Req::fragment("/b.bin", &b, 0, 8, b"abcd")).await;
     for (t, id) in [("/a.bin", &a), ("/b.bin", &b)] {
         let ack = conn.ok(&Req::fragment(t, id, 0, 8, b"abcd")).await;
@@ -245,7 +212,7 @@ async fn a_short_idle_timeout_expires_the_session_between_fragments() {
     let f =
         start_rules(&["packet=fragment nth=1 fault=lose-session scope=expire idle=100ms"]).await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     conn.ok(&Req::fragment(T, &id, 0, 8, b"abcd")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ack = conn.ok(&Req::fragment(T, &id, 4, 8, b"efgh")).await;
@@ -260,7 +227,7 @@ async fn an_injected_status_carries_its_bits_error_and_applies_nothing() {
     ])
     .await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     let ack = conn.ok(&Req::fragment(T, &id, 0, 8, b"abcd")).await;
     assert_eq!(ack.status, 500);
     assert_eq!(ack.header("BITS-Error-Code"), Some("0x80070112"));
@@ -285,7 +252,7 @@ async fn lying_acks_say_what_they_were_told_to_and_the_truth_still_holds() {
     ])
     .await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     let body = b"abcdefghij";
     let send =
         |first: u64| Req::fragment(T, &id, first, 10, &body[first as usize..first as usize + 1]);
@@ -316,14 +283,14 @@ async fn lying_acks_say_what_they_were_told_to_and_the_truth_still_holds() {
     // Whatever the Acks said, the server stored exactly seven bytes.
     let ack = conn.ok(&send(7)).await;
     assert_eq!((ack.status, ack.received()), (200, Some(8)));
-    assert_eq!(fired(&f), vec![1; 7]);
+    assert_eq!(f.fired(), vec![1; 7]);
 }
 
 #[tokio::test]
 async fn an_upload_reply_final_ack_can_lose_its_reply_url() {
     let f = start_rules(&["fault=lie lie=no-reply-url"]).await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, "/reply/r.bin").await;
+    let id = conn.create("/reply/r.bin").await;
     let ack = conn
         .ok(&Req::fragment("/reply/r.bin", &id, 0, 3, b"xyz"))
         .await;
@@ -359,7 +326,7 @@ async fn broken_responses_are_unreadable_and_close_the_connection() {
                 assert!(!raw.starts_with(b"HTTP/"), "{expect}");
             }
         }
-        f.assert_alive_after_faults().await;
+        assert_alive_after_faults(&f).await;
     }
 }
 
@@ -383,7 +350,7 @@ async fn a_throttled_body_read_takes_its_time_and_stores_everything() {
     let f = start_rules(&["packet=fragment fault=throttle read-rate=40KiB"]).await;
     let data = data(20 * 1024, 5);
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     let started = Instant::now();
     let ack = conn
         .ok(&Req::fragment(T, &id, 0, data.len() as u64, &data))
@@ -402,7 +369,7 @@ async fn a_throttled_body_read_takes_its_time_and_stores_everything() {
 async fn a_stall_waits_before_reading_the_body() {
     let f = start_rules(&["packet=fragment fault=stall delay=300ms"]).await;
     let mut conn = f.connect().await;
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     let started = Instant::now();
     let ack = conn.ok(&Req::fragment(T, &id, 0, 4, b"abcd")).await;
     assert_eq!(ack.received(), Some(4));
@@ -435,7 +402,7 @@ async fn an_outage_refuses_connections_inside_its_window_only() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut conn = f.connect().await;
     assert_eq!(conn.ok(&Req::ping("/x")).await.status, 200);
-    assert!(fired(&f)[0] >= 1);
+    assert!(f.fired()[0] >= 1);
 }
 
 #[tokio::test]
@@ -482,7 +449,7 @@ async fn negotiate_authenticates_the_connection_after_its_legs_and_can_demand_it
         .await;
     assert_eq!(ack.status, 200);
     // Connection-bound: later requests need no header...
-    let id = create(&mut conn, T).await;
+    let id = conn.create(T).await;
     assert_eq!(
         conn.ok(&Req::fragment(T, &id, 0, 8, b"abcd")).await.status,
         200
@@ -512,7 +479,7 @@ async fn fault_log(seed: u64) -> Vec<(usize, u64, String, u64, String)> {
     for s in 0..3 {
         let target = format!("/det/{s}.bin");
         let mut conn = f.connect().await;
-        let id = create(&mut conn, &target).await;
+        let id = conn.create(&target).await;
         let mut offset = 0u64;
         while offset < 4000 {
             let end = (offset + 400).min(4000);
@@ -554,22 +521,15 @@ async fn the_same_seed_and_client_give_the_same_faults_and_another_seed_others()
 
 #[tokio::test]
 async fn every_shipped_profile_passes_profile_check() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitsmock"))
-        .arg("profile")
-        .arg("check")
-        .args(
-            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles"))
-                .unwrap()
-                .map(|e| e.unwrap().path()),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut check = bitsmock(&["profile", "check"]);
+    check.args(
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 11);
+    let out = run(check);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 11);
 }
 
 #[tokio::test]
@@ -577,13 +537,11 @@ async fn a_bad_profile_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "name = \"x\"\ndescription = \"y\"\n\n[[rule]]\nfault = \"lose-ack\"\nhow = \"sometimes\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitsmock"))
-        .args(["profile", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let mut check = bitsmock(&["profile", "check"]);
+    check.arg(&path);
+    let out = run(check);
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out.stderr);
     assert!(
         stderr.starts_with(&format!("{}:6: ", path.display())),
         "{stderr}"
@@ -592,30 +550,15 @@ async fn a_bad_profile_is_reported_with_file_and_line() {
 
 #[tokio::test]
 async fn serve_logs_faults_and_prints_fire_counts_on_shutdown() {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bitsmock"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(dir.path())
-        .args([
-            "--fault",
-            "packet=ping nth=1 fault=delay delay=1ms name=tiny",
-        ])
-        .args(["--fault", "packet=ping every=2 fault=status status=503"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let mut conn = Conn::open(addr).await;
+    let server = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--fault",
+        "packet=ping nth=1 fault=delay delay=1ms name=tiny",
+        "--fault",
+        "packet=ping every=2 fault=status status=503",
+    ]);
+    let mut conn = Conn::open(server.addr).await;
     let statuses: Vec<u16> = {
         let mut v = Vec::new();
         for _ in 0..4 {
@@ -624,12 +567,7 @@ async fn serve_logs_faults_and_prints_fire_counts_on_shutdown() {
         v
     };
     assert_eq!(statuses, vec![200, 503, 200, 503]);
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    assert!(status.success());
-    let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
+    let (rest, log) = server.stop_with("INT");
     assert!(
         rest.iter().any(|l| l == "rule 1: tiny: fired 0 time(s)"),
         "{rest:?}"
@@ -638,39 +576,14 @@ async fn serve_logs_faults_and_prints_fire_counts_on_shutdown() {
         rest.iter().any(|l| l == "rule 2: rule 2: fired 2 time(s)"),
         "{rest:?}"
     );
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     assert!(
         log.contains("fault") && log.contains("answered 503"),
         "{log}"
     );
 }
 
-trait FaultFixture {
-    fn list_temp_sizes(&self) -> Vec<u64>;
-    async fn assert_alive_after_faults(&self);
-}
-
-impl FaultFixture for Fixture {
-    fn list_temp_sizes(&self) -> Vec<u64> {
-        let dir = self.root.join("BITS-Sessions").join("Requests");
-        let mut sizes: Vec<u64> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if sizes.is_empty() {
-            sizes.push(0);
-        }
-        sizes
-    }
-
-    /// Only the first Ping is broken; a new connection gets a clean answer.
-    async fn assert_alive_after_faults(&self) {
-        let mut conn = self.connect().await;
-        let _ = conn.send(&Req::ping("/again")).await;
-    }
+/// Only the first Ping is broken; a new connection gets a clean answer.
+async fn assert_alive_after_faults(f: &Fixture) {
+    let mut conn = f.connect().await;
+    let _ = conn.send(&Req::ping("/again")).await;
 }

@@ -4,29 +4,8 @@
 
 mod support;
 
-use bitsmock::Config;
-use bitsmock::fault::profile::parse_rule_line;
-use std::net::SocketAddr;
-use std::time::Duration;
+use support::serve::Serve;
 use support::*;
-
-fn rules(lines: &[&str]) -> Vec<bitsmock::fault::Rule> {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, r)| parse_rule_line(r, "test", i + 1).expect("rule parses"))
-        .collect()
-}
-
-fn config_at(root: &std::path::Path) -> Config {
-    Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        root: root.to_path_buf(),
-        header_read_timeout: Duration::from_secs(10),
-        body_read_timeout: Duration::from_secs(10),
-        ..Config::default()
-    }
-}
 
 #[tokio::test]
 async fn a_second_server_on_the_same_upload_root_refuses_to_start_and_names_the_root() {
@@ -122,10 +101,8 @@ async fn two_servers_with_the_same_seed_hand_out_different_session_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rule_on_session_5_fires_once_on_the_fifth_session_created_among_16_concurrent_clients() {
     for round in 0..3 {
-        let fx = start_with(|c| {
-            c.rules = rules(&["session=5 packet=create-session fault=delay delay=1ms name=fifth"])
-        })
-        .await;
+        let fx = start_rules(&["session=5 packet=create-session fault=delay delay=1ms name=fifth"])
+            .await;
         let addr = fx.addr();
         let clients: Vec<_> = (0..16)
             .map(|i| {
@@ -246,32 +223,24 @@ fn nix_is_root() -> bool {
 
 #[tokio::test]
 async fn the_request_log_has_one_truthful_line_per_request_whatever_a_fault_did() {
-    use std::io::{BufRead, BufReader, Read};
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bitsmock"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(dir.path())
-        .args(["--fault", "packet=ping every=2 fault=status status=503"])
-        .args(["--fault", "packet=fragment nth=1 fault=lose-ack how=reset"])
-        .args(["--fault", "packet=fragment nth=2 fault=lie lie=behind by=1"])
-        .args([
+    let server = Serve::start_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--fault",
+            "packet=ping every=2 fault=status status=503",
+            "--fault",
+            "packet=fragment nth=1 fault=lose-ack how=reset",
+            "--fault",
+            "packet=fragment nth=2 fault=lie lie=behind by=1",
             "--fault",
             "packet=close-session nth=1 fault=lose-request how=close",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+        ],
+        |command| {
+            command.env("RUST_LOG", "info");
+        },
+    );
+    let addr = server.addr;
 
     let mut conn = Conn::open(addr).await;
     assert_eq!(conn.ok(&Req::ping("/p")).await.status, 200);
@@ -294,17 +263,7 @@ async fn the_request_log_has_one_truthful_line_per_request_whatever_a_fault_did(
         .send(&Req::new("BITS_POST", "/log/x").header("BITS-Packet-Type", "Bogus"))
         .await;
 
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let (_, log) = server.stop_with("INT");
     let requests: Vec<&str> = log.lines().filter(|l| l.contains(" request ")).collect();
     // 2 pings, create, 4 fragments (lost, lied, last), 2 closes, the bogus one.
     assert_eq!(requests.len(), 9, "one line per request:\n{log}");

@@ -10,16 +10,18 @@
 //! Delay-heavy profiles run with a small `time_scale`. Run with `--nocapture` to see the
 //! per-profile retry figures quoted in docs/client.md.
 
+mod support;
+
+use bitsmock::Config;
 use bitsmock::client::{Counts, Credentials, Options, Summary, UploadError, Uploader};
 use bitsmock::config::Settings;
 use bitsmock::fault::Profile;
 use bitsmock::fault::shipped;
-use bitsmock::{Config, Running};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tempfile::TempDir;
+use support::{Fixture, rules, start_from};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -28,53 +30,47 @@ const BIG: u64 = 16 * MIB + 3;
 
 /// A server running a shipped profile, with its own upload root and source files.
 struct Bed {
-    running: Running,
+    fx: Fixture,
     profile: Profile,
-    dir: TempDir,
-    root: PathBuf,
 }
 
 /// Starts a server as `bitsmock serve --profile NAME --time-scale SCALE` would, then lets the
 /// test adjust the config.
 async fn bed(name: &str, time_scale: f64, adjust: impl FnOnce(&mut Config)) -> Bed {
     let profile = shipped::load(name).unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("root");
-    // The one merge `serve` uses; the seed is pinned so an unseeded profile stays reproducible.
-    let flags = Settings {
-        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        root: Some(root.clone()),
-        seed: Some(profile.seed.unwrap_or(0)),
-        time_scale: Some(time_scale),
-        header_read_timeout: Some(Duration::from_secs(10)),
-        body_read_timeout: Some(Duration::from_secs(10)),
-        ..Settings::default()
-    };
-    let mut config = Config::from_parts(Some(&profile), flags).unwrap_or_else(|e| panic!("{e}"));
-    adjust(&mut config);
-    let running = bitsmock::spawn(config).await.expect("server starts");
-    Bed {
-        running,
-        profile,
-        dir,
-        root,
-    }
+    let fx = start_from(|root| {
+        // The one merge `serve` uses; the seed is pinned so an unseeded profile stays
+        // reproducible.
+        let flags = Settings {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            root: Some(root.to_path_buf()),
+            seed: Some(profile.seed.unwrap_or(0)),
+            time_scale: Some(time_scale),
+            header_read_timeout: Some(Duration::from_secs(10)),
+            body_read_timeout: Some(Duration::from_secs(10)),
+            ..Settings::default()
+        };
+        let mut config =
+            Config::from_parts(Some(&profile), flags).unwrap_or_else(|e| panic!("{e}"));
+        adjust(&mut config);
+        config
+    })
+    .await;
+    Bed { fx, profile }
 }
 
 impl Bed {
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.running.url())
+        self.fx.url(path)
     }
 
     fn stored_path(&self, path: &str) -> PathBuf {
-        let mut p = self.root.clone();
-        p.extend(path.split('/').filter(|s| !s.is_empty()));
-        p
+        self.fx.stored_path(path)
     }
 
     /// A source file of `size` pseudo-random bytes (seeded by size and `seed`).
     fn source(&self, size: u64, seed: u64) -> PathBuf {
-        let path = self.dir.path().join(format!("src-{size}-{seed}.bin"));
+        let path = self.fx.dir.path().join(format!("src-{size}-{seed}.bin"));
         if !path.exists() {
             write_source(&path, size, seed);
         }
@@ -114,7 +110,7 @@ impl Bed {
 
     /// Every rule of the profile fired at least once (rules a test added come after them).
     fn assert_every_rule_fired(&self) {
-        let mut counts = self.running.server.fire_counts();
+        let mut counts = self.fx.running.server.fire_counts();
         assert!(counts.len() >= self.profile.rules.len());
         counts.truncate(self.profile.rules.len());
         for (name, fired) in &counts {
@@ -146,7 +142,8 @@ impl Bed {
             total.offset_corrections,
             total.protocol_errors,
             total.auth_challenges,
-            self.running
+            self.fx
+                .running
                 .server
                 .fire_counts()
                 .iter()
@@ -156,7 +153,7 @@ impl Bed {
     }
 
     async fn stop(self) {
-        self.running.stop().await.expect("server stops");
+        self.fx.stop().await;
     }
 }
 
@@ -336,14 +333,9 @@ async fn an_outage_is_ridden_out() {
     // holds the first upload's 2nd Ack for 300 ms, so its 3rd fragment arrives on an open
     // connection inside the window and the new connections after it are refused.
     let bed = bed("outage", 0.2, |c| {
-        c.rules.push(
-            bitsmock::fault::profile::parse_rule_line(
-                "session=1 packet=fragment nth=2 fault=delay delay=1500ms",
-                "test",
-                1,
-            )
-            .expect("rule"),
-        );
+        c.rules.extend(rules(&[
+            "session=1 packet=fragment nth=2 fault=delay delay=1500ms",
+        ]));
     })
     .await;
     let client = patient();
@@ -538,8 +530,8 @@ async fn an_oversize_upload_fails_with_bg_e_too_large_and_leaves_nothing() {
     );
     assert_nothing_stored(&bed, path);
     // The client cancelled its session: no session and no temp file stays behind.
-    assert_eq!(bed.running.server.session_count(), 0);
-    let temps = bed.root.join("BITS-Sessions").join("Requests");
+    assert_eq!(bed.fx.running.server.session_count(), 0);
+    let temps = bed.fx.root.join("BITS-Sessions").join("Requests");
     let left = std::fs::read_dir(&temps).map_or(0, |d| d.count());
     assert_eq!(left, 0, "temp files left in {}", temps.display());
     bed.stop().await;
@@ -565,24 +557,12 @@ async fn a_413_at_the_minimum_fragment_size_is_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fatal_statuses_stop_at_once() {
     let bed = bed("clean", 1.0, |c| {
-        let rule = |line: &str, n: usize| {
-            bitsmock::fault::profile::parse_rule_line(line, "test", n).expect("rule")
-        };
-        c.rules = vec![
-            rule(
-                "path=/f400/* packet=fragment fault=status status=400 code=0x80070057",
-                1,
-            ),
-            rule(
-                "path=/f403/* packet=create-session fault=status status=403 code=0x80070005",
-                2,
-            ),
-            rule(
-                "path=/f404/* packet=create-session fault=status status=404",
-                3,
-            ),
-            rule("path=/f501/* fault=status status=501 code=0x80070005", 4),
-        ];
+        c.rules = rules(&[
+            "path=/f400/* packet=fragment fault=status status=400 code=0x80070057",
+            "path=/f403/* packet=create-session fault=status status=403 code=0x80070005",
+            "path=/f404/* packet=create-session fault=status status=404",
+            "path=/f501/* fault=status status=501 code=0x80070005",
+        ]);
     })
     .await;
     let source = bed.source(50_000, 1);
@@ -603,7 +583,7 @@ async fn fatal_statuses_stop_at_once() {
         assert_nothing_stored(&bed, &path);
     }
     // Each fatal answer ended its upload at once: one firing per upload.
-    let counts = bed.running.server.fire_counts();
+    let counts = bed.fx.running.server.fire_counts();
     assert!(counts.iter().all(|(_, n)| *n == 1), "{counts:?}");
     bed.stop().await;
 }

@@ -1,4 +1,5 @@
-//! Shared helpers for the loopback integration tests: a server fixture on `127.0.0.1:0`, a
+//! Shared helpers for the integration tests: an in-process server fixture on `127.0.0.1:0`
+//! (optionally with `--fault` rules), the real binary as a child process ([`serve`]), a
 //! tiny raw HTTP/1.1 client over a kept-alive tokio `TcpStream` (so tests can send bytes no
 //! well-behaved client library would), BITS packet builders, and a full-upload helper.
 //!
@@ -7,6 +8,10 @@
 
 #![allow(dead_code)]
 
+pub mod serve;
+
+use bitsmock::fault::Rule;
+use bitsmock::fault::profile::parse_rule_line;
 use bitsmock::{Config, Running};
 use std::io;
 use std::net::SocketAddr;
@@ -45,23 +50,78 @@ pub async fn start() -> Fixture {
 
 /// Starts a server after letting the test adjust the config.
 pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Fixture {
+    start_from(|root| {
+        let mut config = config_at(root);
+        adjust(&mut config);
+        config
+    })
+    .await
+}
+
+/// Starts a server with these `--fault` rules.
+pub async fn start_rules(lines: &[&str]) -> Fixture {
+    start_rules_with(lines, |_| {}).await
+}
+
+/// Starts a server with these `--fault` rules, then lets the test adjust the config.
+pub async fn start_rules_with(lines: &[&str], adjust: impl FnOnce(&mut Config)) -> Fixture {
+    let rules = rules(lines);
+    start_with(move |c| {
+        c.rules = rules;
+        adjust(c);
+    })
+    .await
+}
+
+/// Starts a server on the config `build` makes for the fixture's upload root.
+pub async fn start_from(build: impl FnOnce(&Path) -> Config) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("root");
-    let mut config = Config {
+    let running = bitsmock::spawn(build(&root)).await.expect("server starts");
+    Fixture { running, dir, root }
+}
+
+/// The test config: loopback on an ephemeral port, `root`, and read timeouts generous enough
+/// for a loaded machine.
+pub fn config_at(root: &Path) -> Config {
+    Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        root: root.clone(),
+        root: root.to_path_buf(),
         header_read_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(10),
         ..Config::default()
-    };
-    adjust(&mut config);
-    let running = bitsmock::spawn(config).await.expect("server starts");
-    Fixture { running, dir, root }
+    }
+}
+
+/// Rules in the `--fault` one-line syntax, numbered from 1.
+pub fn rules(lines: &[&str]) -> Vec<Rule> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            parse_rule_line(line, "--fault", i + 1).unwrap_or_else(|e| panic!("{line}: {e}"))
+        })
+        .collect()
 }
 
 impl Fixture {
     pub fn addr(&self) -> SocketAddr {
         self.running.addr
+    }
+
+    /// The server's URL for a plain `/a/b` path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.running.url())
+    }
+
+    /// How often each rule fired, in rule order.
+    pub fn fired(&self) -> Vec<u64> {
+        self.running
+            .server
+            .fire_counts()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect()
     }
 
     /// A fresh keep-alive connection.
@@ -98,6 +158,28 @@ impl Fixture {
         list(&self.root.join("BITS-Sessions").join("Requests"))
     }
 
+    /// A source file of `size` deterministic bytes in the private temp directory, and its bytes.
+    pub fn source(&self, size: usize) -> (PathBuf, Vec<u8>) {
+        source_in(self.dir.path(), size)
+    }
+
+    /// Sizes of the files in the temp-file directory; `[0]` when there are none.
+    pub fn temp_sizes(&self) -> Vec<u64> {
+        let dir = self.root.join("BITS-Sessions").join("Requests");
+        let mut sizes: Vec<u64> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if sizes.is_empty() {
+            sizes.push(0);
+        }
+        sizes
+    }
+
     /// Asserts the server still answers a Ping on a brand-new connection.
     pub async fn assert_alive(&self) {
         let mut conn = self.connect().await;
@@ -112,6 +194,16 @@ impl Fixture {
     pub async fn stop(self) {
         self.running.stop().await.expect("server stops cleanly");
     }
+}
+
+/// Writes `dir/source-SIZE.bin` with `size` deterministic bytes; returns its path and bytes.
+pub fn source_in(dir: &Path, size: usize) -> (PathBuf, Vec<u8>) {
+    let data: Vec<u8> = (0..size as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 ^ (i as u8))
+        .collect();
+    let path = dir.join(format!("source-{size}.bin"));
+    std::fs::write(&path, &data).expect("write source");
+    (path, data)
 }
 
 /// Sorted names of the entries of a directory (empty if it does not exist).
