@@ -120,44 +120,40 @@ async fn a_lost_create_session_ack_still_created_the_session() {
 }
 
 #[tokio::test]
-async fn a_mid_body_reset_keeping_bytes_acknowledges_them_later() {
-    let f = start_rules(&["packet=fragment nth=1 fault=reset-mid-body after-bytes=400 keep=true"])
-        .await;
-    let data = data(1000, 3);
-    let mut conn = f.connect().await;
-    let id = conn.create(T).await;
-    let e = expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 1000, &data)).await;
-    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
-    let mut conn = f.connect().await;
-    let ack = conn
-        .ok(&Req::fragment(T, &id, 600, 1000, &data[600..]))
-        .await;
-    assert_eq!((ack.status, ack.received()), (416, Some(400)));
-    let ack = conn
-        .ok(&Req::fragment(T, &id, 400, 1000, &data[400..]))
-        .await;
-    assert_eq!(ack.received(), Some(1000));
-    conn.ok(&Req::close(T, &id)).await;
-    assert_same(&f.stored(T).unwrap(), &data, "stored file");
-}
-
-#[tokio::test]
-async fn a_mid_body_reset_discarding_bytes_acknowledges_none_of_them() {
-    let f =
-        start_rules(&["packet=fragment nth=1 fault=reset-mid-body after-fraction=0.5 keep=false"])
+async fn a_mid_body_reset_acknowledges_later_the_bytes_it_kept_and_none_it_discarded() {
+    // (rule, data seed, where the resend probes, bytes kept)
+    for (rule, seed, probe, kept) in [
+        (
+            "packet=fragment nth=1 fault=reset-mid-body after-bytes=400 keep=true",
+            3,
+            600,
+            400,
+        ),
+        (
+            "packet=fragment nth=1 fault=reset-mid-body after-fraction=0.5 keep=false",
+            4,
+            500,
+            0,
+        ),
+    ] {
+        let f = start_rules(&[rule]).await;
+        let data = data(1000, seed);
+        let mut conn = f.connect().await;
+        let id = conn.create(T).await;
+        let e = expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 1000, &data)).await;
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{rule}: {e}");
+        let mut conn = f.connect().await;
+        let ack = conn
+            .ok(&Req::fragment(T, &id, probe, 1000, &data[probe as usize..]))
             .await;
-    let data = data(1000, 4);
-    let mut conn = f.connect().await;
-    let id = conn.create(T).await;
-    expect_no_answer(&mut conn, &Req::fragment(T, &id, 0, 1000, &data)).await;
-    let mut conn = f.connect().await;
-    let ack = conn
-        .ok(&Req::fragment(T, &id, 500, 1000, &data[500..]))
-        .await;
-    assert_eq!((ack.status, ack.received()), (416, Some(0)));
-    conn.ok(&Req::fragment(T, &id, 0, 1000, &data)).await;
-    conn.ok(&Req::close(T, &id)).await;
-    assert_same(&f.stored(T).unwrap(), &data, "stored file");
+        assert_eq!((ack.status, ack.received()), (416, Some(kept)), "{rule}");
+        let ack = conn
+            .ok(&Req::fragment(T, &id, kept, 1000, &data[kept as usize..]))
+            .await;
+        assert_eq!(ack.received(), Some(1000), "{rule}");
+        conn.ok(&Req::close(T, &id)).await;
+        assert_same(&f.stored(T).unwrap(), &data, rule);
+    }
 }
 
 #[tokio::test]

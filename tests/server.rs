@@ -241,7 +241,7 @@ async fn create_session_without_a_common_protocol_is_400_invalid_arg() {
             req = req.header("BITS-Supported-Protocols", list);
         }
         let ack = conn.ok(&req).await;
-        assert_error(&ack, 400, INVALID_ARG, &[]);
+        assert_error_in(&format!("protocols {list:?}"), &ack, 400, INVALID_ARG, &[]);
     }
     assert_eq!(fx.running.server.session_count(), 0);
     fx.stop().await;
@@ -271,8 +271,9 @@ async fn missing_content_length_is_411_invalid_arg_on_every_packet() {
         ),
     ];
     for (req, others) in cases {
+        let case = format!("{} {} without Content-Length", req.method, req.target);
         let ack = conn.ok(&req.without_length()).await;
-        assert_error(&ack, 411, INVALID_ARG, others);
+        assert_error_in(&case, &ack, 411, INVALID_ARG, others);
     }
     // A chunked fragment has no Content-Length either; its body is drained and the
     // connection stays usable.
@@ -309,10 +310,16 @@ async fn a_body_on_ping_create_close_or_cancel_is_400_and_the_connection_survive
         ),
     ];
     for (req, others) in cases {
+        let case = format!("{} with a body", req.header_value("BITS-Packet-Type"));
         let ack = conn.ok(&req.body(b"hello".to_vec())).await;
-        assert_error(&ack, 400, INVALID_ARG, others);
+        assert_error_in(&case, &ack, 400, INVALID_ARG, others);
         // Same keep-alive connection: the body was consumed, the next request parses.
-        assert_ack(&conn.ok(&Req::ping("/")).await, 200, &[]);
+        assert_ack_in(
+            &format!("Ping after {case}"),
+            &conn.ok(&Req::ping("/")).await,
+            200,
+            &[],
+        );
     }
     // The rejected Close and Cancel left the session alone.
     let ack = conn.fragment("/drop/a.bin", &session, b"abc", 0, 3).await;
@@ -336,7 +343,13 @@ async fn unknown_or_missing_packet_types_are_400_invalid_arg() {
         "BITS_POST",
     ] {
         let ack = conn.ok(&Req::bits("/drop/a.bin", kind)).await;
-        assert_error(&ack, 400, INVALID_ARG, &[]);
+        assert_error_in(
+            &format!("packet type {kind:?}"),
+            &ack,
+            400,
+            INVALID_ARG,
+            &[],
+        );
     }
     let ack = conn.ok(&Req::new("BITS_POST", "/drop/a.bin")).await;
     assert_error(&ack, 400, INVALID_ARG, &[]);
@@ -385,9 +398,10 @@ async fn unknown_sessions_are_500_session_not_found_with_context_5() {
         Req::cancel("/drop/a.bin", UNKNOWN_SESSION),
     ];
     for req in &reqs {
+        let case = req.header_value("BITS-Packet-Type");
         let ack = conn.ok(req).await;
-        assert_error(&ack, 500, SESSION_NOT_FOUND, &["BITS-Session-Id"]);
-        assert_eq!(ack.session_id(), Some(UNKNOWN_SESSION));
+        assert_error_in(case, &ack, 500, SESSION_NOT_FOUND, &["BITS-Session-Id"]);
+        assert_eq!(ack.session_id(), Some(UNKNOWN_SESSION), "{case}");
     }
     // Malformed ids are echoed when printable; missing ones are not invented.
     let ack = conn
@@ -419,8 +433,9 @@ async fn unknown_sessions_are_500_session_not_found_with_context_5() {
             Req::close(target, id),
             Req::cancel(target, id),
         ] {
+            let case = format!("{} to {target}", req.header_value("BITS-Packet-Type"));
             let ack = conn.ok(&req).await;
-            assert_error(&ack, 500, SESSION_NOT_FOUND, &["BITS-Session-Id"]);
+            assert_error_in(&case, &ack, 500, SESSION_NOT_FOUND, &["BITS-Session-Id"]);
         }
     }
     fx.stop().await;
@@ -550,65 +565,70 @@ async fn an_overlapping_fragment_in_tail_mode_writes_only_the_new_tail() {
 }
 
 #[tokio::test]
-async fn a_fragment_entirely_already_stored_is_200_with_the_expected_offset_in_tail_mode() {
-    let fx = start().await;
-    let mut conn = fx.connect().await;
-    let payload = data(3000, 5);
-    let target = "/drop/old.bin";
-    let session = conn.create(target).await;
-    conn.fragment(target, &session, &payload, 0, 1000).await;
-    for (first, len) in [(0, 1000), (200, 500), (999, 1), (0, 1)] {
-        let ack = conn
-            .ok(&Req::fragment(
-                target,
-                &session,
-                first,
-                3000,
-                &vec![0xAB; len],
-            ))
-            .await;
-        assert_ack(
-            &ack,
-            200,
-            &["BITS-Session-Id", "BITS-Received-Content-Range"],
-        );
-        assert_eq!(ack.received(), Some(1000), "{first}+{len}");
+async fn resent_bytes_are_200_in_tail_mode_and_416_in_strict_mode_with_the_expected_offset() {
+    // Tail mode (the default) acknowledges fragments entirely already stored; strict mode
+    // refuses any fragment that does not start at the stored length, overlapping or old.
+    struct Case {
+        name: &'static str,
+        overlap: Overlap,
+        resent: &'static [(u64, usize)],
+        status: u16,
+        fill: u8,
+        seed: u64,
+        rest_in: usize,
     }
-    conn.send_from(target, &session, &payload, 1000, 1000).await;
-    conn.close(target, &session).await;
-    assert_same(&fx.stored(target).unwrap(), &payload, "old data resent");
-    fx.stop().await;
-}
-
-#[tokio::test]
-async fn overlapping_or_old_fragments_in_strict_mode_are_416_with_the_expected_offset() {
-    let fx = start_with(|c| c.vdir.overlap = Overlap::Strict).await;
-    let mut conn = fx.connect().await;
-    let payload = data(3000, 6);
-    let target = "/drop/strict.bin";
-    let session = conn.create(target).await;
-    conn.fragment(target, &session, &payload, 0, 1000).await;
-    for (first, len) in [(500, 1000), (0, 1000), (0, 3000), (999, 2)] {
-        let ack = conn
-            .ok(&Req::fragment(
-                target,
-                &session,
-                first,
-                3000,
-                &vec![0xCD; len],
-            ))
+    let cases = [
+        Case {
+            name: "tail mode, entirely stored",
+            overlap: Overlap::Tail,
+            resent: &[(0, 1000), (200, 500), (999, 1), (0, 1)],
+            status: 200,
+            fill: 0xAB,
+            seed: 5,
+            rest_in: 1000,
+        },
+        Case {
+            name: "strict mode, overlapping or old",
+            overlap: Overlap::Strict,
+            resent: &[(500, 1000), (0, 1000), (0, 3000), (999, 2)],
+            status: 416,
+            fill: 0xCD,
+            seed: 6,
+            rest_in: 700,
+        },
+    ];
+    for case in cases {
+        let name = case.name;
+        let fx = start_with(|c| c.vdir.overlap = case.overlap).await;
+        let mut conn = fx.connect().await;
+        let payload = data(3000, case.seed);
+        let target = "/drop/resent.bin";
+        let session = conn.create(target).await;
+        conn.fragment(target, &session, &payload, 0, 1000).await;
+        for &(first, len) in case.resent {
+            let ack = conn
+                .ok(&Req::fragment(
+                    target,
+                    &session,
+                    first,
+                    3000,
+                    &vec![case.fill; len],
+                ))
+                .await;
+            assert_ack_in(
+                &format!("{name}, {first}+{len}"),
+                &ack,
+                case.status,
+                &["BITS-Session-Id", "BITS-Received-Content-Range"],
+            );
+            assert_eq!(ack.received(), Some(1000), "{name}, {first}+{len}");
+        }
+        conn.send_from(target, &session, &payload, 1000, case.rest_in)
             .await;
-        assert_ack(
-            &ack,
-            416,
-            &["BITS-Session-Id", "BITS-Received-Content-Range"],
-        );
-        assert_eq!(ack.received(), Some(1000), "{first}+{len}");
+        conn.close(target, &session).await;
+        assert_same(&fx.stored(target).unwrap(), &payload, name);
+        fx.stop().await;
     }
-    conn.send_from(target, &session, &payload, 1000, 700).await;
-    conn.close(target, &session).await;
-    assert_same(&fx.stored(target).unwrap(), &payload, "strict mode");
-    fx.stop().await;
 }
 
 #[tokio::test]
@@ -629,7 +649,13 @@ async fn a_changed_total_is_400_invalid_arg_and_changes_nothing() {
                 &payload[1000..1499],
             ))
             .await;
-        assert_error(&ack, 400, INVALID_ARG, &["BITS-Session-Id"]);
+        assert_error_in(
+            &format!("total {total}"),
+            &ack,
+            400,
+            INVALID_ARG,
+            &["BITS-Session-Id"],
+        );
     }
     conn.send_from(target, &session, &payload, 1000, 1000).await;
     conn.close(target, &session).await;
@@ -651,7 +677,13 @@ async fn a_content_length_different_from_the_range_length_is_400_invalid_arg() {
             .header("Content-Range", "bytes 0-9/100")
             .body(payload[..len].to_vec());
         let ack = conn.ok(&req).await;
-        assert_error(&ack, 400, INVALID_ARG, &["BITS-Session-Id"]);
+        assert_error_in(
+            &format!("Content-Length {len}"),
+            &ack,
+            400,
+            INVALID_ARG,
+            &["BITS-Session-Id"],
+        );
     }
     // The bodies were drained on the same connection and nothing was stored.
     let ack = conn.fragment(target, &session, &payload, 5, 5).await;
@@ -739,7 +771,13 @@ async fn a_content_encoding_other_than_identity_is_400_invalid_arg() {
             .ok(&Req::fragment(target, &session, 0, 20, &payload[..10])
                 .header("Content-Encoding", encoding))
             .await;
-        assert_error(&ack, 400, INVALID_ARG, &["BITS-Session-Id"]);
+        assert_error_in(
+            &format!("Content-Encoding {encoding}"),
+            &ack,
+            400,
+            INVALID_ARG,
+            &["BITS-Session-Id"],
+        );
     }
     for (encoding, first) in [("identity", 0usize), ("IDENTITY", 10)] {
         let ack = conn
@@ -1261,7 +1299,7 @@ async fn a_destination_that_is_a_directory_is_400_invalid_arg() {
     let mut conn = fx.connect().await;
     for target in ["/drop/dir.bin", "/drop", "/drop/", "/"] {
         let ack = conn.ok(&Req::create(target)).await;
-        assert_error(&ack, 400, INVALID_ARG, &[]);
+        assert_error_in(target, &ack, 400, INVALID_ARG, &[]);
     }
     assert!(fx.root.join("drop").join("dir.bin").is_dir());
     fx.stop().await;
@@ -1310,7 +1348,7 @@ async fn traversal_targets_are_400_invalid_arg_and_create_nothing_outside_the_ro
             accepted.push(target);
             continue;
         }
-        assert_error(&ack, 400, INVALID_ARG, &[]);
+        assert_error_in(target, &ack, 400, INVALID_ARG, &[]);
         // A fragment with a made-up session to such a target is rejected just the same.
         let ack = conn
             .ok(&Req::fragment(target, UNKNOWN_SESSION, 0, 5, b"pwned"))

@@ -331,6 +331,14 @@ impl Req {
         Req::new("GET", target)
     }
 
+    /// The first value of a header this request sends (empty if none), e.g. to name a case.
+    pub fn header_value(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Req {
         if name.eq_ignore_ascii_case("Content-Length") {
             self.auto_length = false;
@@ -655,26 +663,37 @@ const ACK_HEADERS: [&str; 10] = [
 /// `BITS-Packet-Type: Ack` and a single `Content-Length: 0` with an empty body.
 #[track_caller]
 pub fn assert_ack(ack: &Resp, status: u16, present: &[&str]) {
-    assert_eq!(ack.status, status, "status of {ack:?}");
+    assert_ack_in("", ack, status, present);
+}
+
+/// [`assert_ack`] for one case of a table: every message starts with the case's name.
+#[track_caller]
+pub fn assert_ack_in(case: &str, ack: &Resp, status: u16, present: &[&str]) {
+    let case = if case.is_empty() {
+        String::new()
+    } else {
+        format!("{case}: ")
+    };
+    assert_eq!(ack.status, status, "{case}status of {ack:?}");
     assert_eq!(
         ack.all("BITS-Packet-Type"),
         ["Ack"],
-        "packet type of {ack:?}"
+        "{case}packet type of {ack:?}"
     );
     assert_eq!(
         ack.all("Content-Length"),
         ["0"],
-        "Content-Length of {ack:?}"
+        "{case}Content-Length of {ack:?}"
     );
-    assert!(ack.body.is_empty(), "Ack body must be empty: {ack:?}");
-    assert!(ack.header("Transfer-Encoding").is_none(), "{ack:?}");
+    assert!(ack.body.is_empty(), "{case}Ack body must be empty: {ack:?}");
+    assert!(ack.header("Transfer-Encoding").is_none(), "{case}{ack:?}");
     for name in ACK_HEADERS {
         let wanted = present.iter().any(|p| p.eq_ignore_ascii_case(name));
         let count = ack.all(name).len();
         assert_eq!(
             count,
             usize::from(wanted),
-            "{name} should be {} on {ack:?}",
+            "{case}{name} should be {} on {ack:?}",
             if wanted { "present once" } else { "absent" }
         );
     }
@@ -684,7 +703,7 @@ pub fn assert_ack(ack: &Resp, status: u16, present: &[&str]) {
             assert!(
                 lower == "bits-packet-type"
                     || ACK_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)),
-                "unexpected header {name} on {ack:?}"
+                "{case}unexpected header {name} on {ack:?}"
             );
         }
     }
@@ -694,11 +713,21 @@ pub fn assert_ack(ack: &Resp, status: u16, present: &[&str]) {
 /// listed other headers.
 #[track_caller]
 pub fn assert_error(ack: &Resp, status: u16, code: &str, others: &[&str]) {
+    assert_error_in("", ack, status, code, others);
+}
+
+/// [`assert_error`] for one case of a table: every message starts with the case's name.
+#[track_caller]
+pub fn assert_error_in(case: &str, ack: &Resp, status: u16, code: &str, others: &[&str]) {
     let mut present = vec!["BITS-Error-Code", "BITS-Error-Context"];
     present.extend_from_slice(others);
-    assert_ack(ack, status, &present);
-    assert_eq!(ack.header("BITS-Error-Code"), Some(code), "{ack:?}");
-    assert_eq!(ack.header("BITS-Error-Context"), Some("0x5"), "{ack:?}");
+    assert_ack_in(case, ack, status, &present);
+    assert_eq!(ack.header("BITS-Error-Code"), Some(code), "{case}: {ack:?}");
+    assert_eq!(
+        ack.header("BITS-Error-Context"),
+        Some("0x5"),
+        "{case}: {ack:?}"
+    );
 }
 
 /// Asserts a braced GUID like `{6B1D0C52-2F7A-4E0B-9C1E-5A3D2B7F9E01}`.
