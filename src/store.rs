@@ -61,6 +61,14 @@ impl Store {
         })
     }
 
+    /// Gives up the root's lock (a stopped server), so another server may open the root.
+    pub fn release(&self) {
+        self.locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
     /// Re-creates the session area (and its lock) if something deleted it.
     fn restore(&self) -> io::Result<()> {
         std::fs::create_dir_all(&self.requests)?;
@@ -313,6 +321,9 @@ mod tests {
             "{e}"
         );
         drop(first);
+        let second = Store::open(dir.path()).unwrap();
+        // Released explicitly while the store value lives on.
+        second.release();
         Store::open(dir.path()).unwrap();
     }
 

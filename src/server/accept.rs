@@ -74,12 +74,17 @@ impl Server {
         }
         drop(listener);
         sweeper.abort();
+        // An aborted task drops its future later; wait, so nothing touches the root after this.
+        let _ = sweeper.await;
         if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!("shutdown grace period over; dropping open connections");
         }
+        // The root is free for the next server as soon as this one returns, not whenever the
+        // last connection task happens to drop its handle on the server.
+        self.store.release();
         Ok(())
     }
 
