@@ -31,6 +31,11 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Read buffer size, which bounds the size of a request head.
     pub max_head_bytes: usize,
+    /// Hash every upload as it streams in, so each `committed` event carries its SHA-256.
+    /// Off by default: on a small machine SHA-256 runs about as fast as the whole upload
+    /// path and would cost a third of the throughput (benches/README.md). Upload-reply
+    /// sessions are hashed either way (their reply names the digest).
+    pub sha256: bool,
     /// Fault rules, in order (from a profile and/or `--fault`); empty = a correct server.
     pub rules: Vec<Rule>,
     /// Multiplies every duration in the rules (delays, hangs, windows, idle timeouts).
@@ -51,6 +56,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_head_bytes: 64 * 1024,
+            sha256: false,
             rules: Vec::new(),
             time_scale: 1.0,
             profile_name: None,
@@ -72,6 +78,8 @@ pub struct Settings {
     pub max_fragment_size: Option<u64>,
     pub session_timeout: Option<Duration>,
     pub allow_overwrites: Option<bool>,
+    /// Keep the SHA-256 of every upload (for the `committed` event).
+    pub sha256: Option<bool>,
     /// URL prefix of upload-reply destinations; `""` = none.
     pub reply_path: Option<String>,
     pub host_id: Option<String>,
@@ -100,6 +108,7 @@ impl Settings {
             max_fragment_size: self.max_fragment_size.or(lower.max_fragment_size),
             session_timeout: self.session_timeout.or(lower.session_timeout),
             allow_overwrites: self.allow_overwrites.or(lower.allow_overwrites),
+            sha256: self.sha256.or(lower.sha256),
             reply_path: self.reply_path.or(lower.reply_path),
             host_id: self.host_id.or(lower.host_id),
             host_id_fallback_timeout: self
@@ -200,6 +209,7 @@ impl Config {
                 .unwrap_or(defaults.header_read_timeout),
             body_read_timeout: s.body_read_timeout.unwrap_or(defaults.body_read_timeout),
             max_head_bytes: defaults.max_head_bytes,
+            sha256: s.sha256.unwrap_or(defaults.sha256),
             rules: s.rules,
             time_scale: s.time_scale.unwrap_or(defaults.time_scale),
             profile_name: profile.map(|p| p.name.clone()),

@@ -62,8 +62,9 @@ pub enum What {
         /// Relative to the upload root, `/`-separated.
         path: String,
         size: u64,
-        /// Lower-case hex.
-        sha256: String,
+        /// Lower-case hex; kept when the server hashes uploads (`--sha256`) and for
+        /// upload-reply sessions.
+        sha256: Option<String>,
     },
     /// The session ended without a committed file (premature close, cancel, expiry, a fault,
     /// a temp file that vanished); `why` says which.
@@ -239,7 +240,7 @@ pub fn trace(event: &Event) {
             size,
             sha256,
         } => {
-            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %path, size, %sha256, "committed")
+            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %path, size, sha256 = sha256.as_deref().unwrap_or("-"), "committed")
         }
         What::SessionGone {
             session,

@@ -199,6 +199,10 @@ struct ServeArgs {
     /// answers 409 when the destination exists).
     #[arg(long)]
     allow_overwrites: bool,
+    /// Hash every upload as it arrives, so the `committed` event carries its SHA-256 (costs
+    /// throughput on small machines; upload-reply sessions are hashed anyway).
+    #[arg(long)]
+    sha256: bool,
     /// URL prefix whose destinations are upload-reply jobs: their final fragment Ack carries
     /// BITS-Reply-URL, serving a JSON reply (name, size, sha256). Empty string: none
     /// [default: /reply/].
@@ -283,6 +287,7 @@ impl ServeArgs {
             session_timeout: self.session_timeout,
             // A switch can only turn the setting on; absent leaves it to the profile.
             allow_overwrites: self.allow_overwrites.then_some(true),
+            sha256: self.sha256.then_some(true),
             reply_path: self.reply_path,
             host_id: self.host_id,
             host_id_fallback_timeout: self.host_id_fallback_timeout,

@@ -19,7 +19,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn every_request_has_one_record_in_order_and_stored_bytes_add_up_to_the_committed_file() {
-    let fx = start().await;
+    let fx = start_with(|c| c.sha256 = true).await;
     let data = data(10_000, 9);
     let mut conn = fx.connect().await;
     assert_eq!(conn.ok(&Req::ping("/e/a.bin")).await.status, 200);
@@ -112,7 +112,7 @@ async fn every_request_has_one_record_in_order_and_stored_bytes_add_up_to_the_co
         stored, committed.2,
         "bytes stored per fragment add up to the file"
     );
-    assert_eq!(committed.3, hex(&Sha256::digest(&file)));
+    assert_eq!(committed.3, Some(hex(&Sha256::digest(&file))));
     // The created event comes before the Create-Session's own record.
     let created = events
         .iter()
@@ -270,4 +270,32 @@ async fn a_refused_connection_is_an_event() {
     })
     .await;
     fx.assert_alive().await;
+}
+
+#[tokio::test]
+async fn uploads_are_hashed_only_when_asked_or_when_their_reply_names_the_digest() {
+    let fx = start().await;
+    let mut conn = fx.connect().await;
+    conn.upload("/plain.bin", b"0123456789", 4).await;
+    conn.upload("/reply/r.bin", b"0123456789", 4).await;
+    let digests: Vec<_> = fx
+        .running
+        .server
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.what {
+            What::Committed { path, sha256, .. } => Some((path, sha256)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        digests,
+        vec![
+            ("plain.bin".to_owned(), None),
+            (
+                "reply/r.bin".to_owned(),
+                Some(hex(&Sha256::digest(b"0123456789")))
+            ),
+        ]
+    );
 }

@@ -217,6 +217,7 @@ fn server_settings(f: &mut Fields<'_>) -> Result<Settings, ProfileError> {
         )?,
         session_timeout: f.checked("session-timeout", Fields::duration, check::session_timeout)?,
         allow_overwrites: f.bool("allow-overwrites")?,
+        sha256: f.bool("sha256")?,
         reply_path: f.string("reply-path")?,
         host_id: f.checked("host-id", Fields::string, check::host_id)?,
         host_id_fallback_timeout: f.u64("host-id-fallback-timeout")?,

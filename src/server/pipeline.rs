@@ -177,7 +177,13 @@ impl Server {
             Some(sink) if self.store.still_there(&session_id, &sink.file) => sink,
             Some(_) => return self.vanished(session_id, body).await,
             None => match self.store.open_temp(&session_id, write.at == 0).await {
-                Temp::Open(file) => Sink::new(file, write.at),
+                Temp::Open(file) => {
+                    let reply = lock(&self.state)
+                        .table
+                        .get(&session_id)
+                        .is_some_and(|s| s.reply);
+                    Sink::new(file, write.at, self.config.sha256 || reply)
+                }
                 Temp::Vanished => return self.vanished(session_id, body).await,
                 Temp::Failed(e) => {
                     tracing::warn!(session = %session_id, error = %e, "cannot open the temp file");
@@ -279,15 +285,14 @@ impl Server {
         };
         let mut follow = Follow::default();
         if close.commit && outcome == CloseOutcome::Done {
+            // Only a digest already at hand is reported: hashing the file here would hold
+            // up the Ack.
             let digest = match sink.as_ref().and_then(|s| s.digest_of(size)) {
-                Some(digest) => digest,
-                None if close.empty => {
-                    super::sessions::hex(&<sha2::Sha256 as sha2::Digest>::digest([]))
-                }
-                None => {
-                    let path = self.store.destination_path(&close.destination);
-                    self.hash_file(path).await
-                }
+                Some(digest) => Some(digest),
+                None if close.empty => Some(super::sessions::hex(
+                    &<sha2::Sha256 as sha2::Digest>::digest([]),
+                )),
+                None => entry.reply.as_ref().map(|r| r.sha256.clone()),
             };
             let path = close.destination.to_string();
             follow.committed = Some((path.trim_start_matches('/').to_owned(), size, digest));

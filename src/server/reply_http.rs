@@ -84,6 +84,7 @@ impl Server {
         let name = destination.file_name().to_owned();
         Reply {
             body: reply::document(&name, size, &digest),
+            sha256: digest.clone(),
             last_modified: httpdate::fmt_http_date(SystemTime::now()),
         }
     }

@@ -42,10 +42,11 @@ pub(super) struct Sink {
 }
 
 impl Sink {
-    pub fn new(file: std::fs::File, at: u64) -> Sink {
+    /// `hash`: keep a digest (from byte 0 only; a reopened file is hashed when needed).
+    pub fn new(file: std::fs::File, at: u64, hash: bool) -> Sink {
         Sink {
             file,
-            digest: (at == 0).then(Sha256::new),
+            digest: (hash && at == 0).then(Sha256::new),
             hashed: 0,
         }
     }
@@ -62,6 +63,8 @@ impl Sink {
 #[derive(Clone)]
 pub(super) struct Reply {
     pub body: bytes::Bytes,
+    /// The upload's SHA-256, as the reply document names it.
+    pub sha256: String,
     pub last_modified: String,
 }
 
@@ -79,8 +82,8 @@ pub(super) struct Decision {
 pub(super) struct Follow {
     /// Keep the temp files of forgotten sessions (a fault's `keep-file`).
     pub keep_file: bool,
-    /// Path (relative to the root), size and SHA-256 of a file just committed.
-    pub committed: Option<(String, u64, String)>,
+    /// Path (relative to the root), size and SHA-256 (if kept) of a file just committed.
+    pub committed: Option<(String, u64, Option<String>)>,
 }
 
 impl Server {
