@@ -108,7 +108,10 @@ impl Server {
     pub async fn wait_for_events(&self, seq: u64, timeout: Duration) -> Vec<Event> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Registered before looking, so an event recorded in between still wakes us.
             let notified = self.recorded.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let events = self.events_since(seq);
             if !events.is_empty() {
                 return events;
