@@ -240,14 +240,14 @@ pub fn trace(event: &Event) {
             size,
             sha256,
         } => {
-            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %path, size, sha256 = sha256.as_deref().unwrap_or("-"), "committed")
+            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %path, size, sha256 = %sha256.as_deref().unwrap_or("-"), "committed")
         }
         What::SessionGone {
             session,
             why,
             kept_file,
         } => {
-            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, why = ?why, kept_file, "session gone")
+            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %why, kept_file, "session gone")
         }
         What::ReplyServed {
             session,
@@ -318,5 +318,21 @@ mod tests {
         assert_eq!(json["event"], "refused");
         assert_eq!(json["conn"], 3);
         assert_eq!(json["fault"]["effect"]["kind"], "refused");
+        let gone = What::SessionGone {
+            session: SessionRef {
+                id: SessionId::from_bytes([0xAB; 16]),
+                ordinal: Some(2),
+            },
+            why: Gone::Cancelled,
+            kept_file: false,
+        };
+        let json = serde_json::to_value(j.push(2.0, gone)).unwrap();
+        assert_eq!(json["event"], "session-gone");
+        assert_eq!(json["why"], "cancelled");
+        assert_eq!(json["session"]["ordinal"], 2);
+        assert_eq!(
+            json["session"]["id"],
+            "{ABABABAB-ABAB-4BAB-ABAB-ABABABABABAB}"
+        );
     }
 }

@@ -125,8 +125,7 @@ pub enum Change {
 }
 
 /// Why a session left the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gone {
     /// Close-Session committed its file.
     Committed,
@@ -140,6 +139,33 @@ pub enum Gone {
     Expired,
     /// Forgotten on purpose: a fault or a simulated restart.
     Forgotten,
+}
+
+impl Gone {
+    /// The name logs and journals use (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gone::Committed => "committed",
+            Gone::Discarded => "discarded",
+            Gone::Vanished => "vanished",
+            Gone::Cancelled => "cancelled",
+            Gone::Expired => "expired",
+            Gone::Forgotten => "forgotten",
+        }
+    }
+}
+
+/// As [`Gone::as_str`], so logs and journals use one name table.
+impl serde::Serialize for Gone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Gone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What the server must do for a packet.
