@@ -149,6 +149,9 @@ impl Server {
         // mid-body reset, just the prefix the fault lets through).
         match cut {
             Some((after, _)) => {
+                // The core's answer is never sent, but the record says what it was.
+                record.status = Some(ack.status);
+                record.reason = reason(&ack);
                 body::drain(body, after).await;
                 Applied::Cut
             }
