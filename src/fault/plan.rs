@@ -42,7 +42,8 @@ pub struct Facts<'a> {
 /// A fault that fired, for the log and the journal.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Firing {
-    /// 0-based position of the rule in the rule list.
+    /// The rule's id: its 0-based position in the rule set the server started with (or was
+    /// last given), counting on for rules armed later.
     pub rule: usize,
     pub name: String,
     pub packet: Option<PacketType>,
@@ -241,7 +242,7 @@ pub struct Plan {
 /// Authentication progress of one connection, per auth rule.
 #[derive(Debug, Clone, Default)]
 pub struct ConnAuth {
-    rules: HashMap<usize, AuthProgress>,
+    rules: HashMap<u64, AuthProgress>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -255,6 +256,11 @@ struct AuthProgress {
 #[derive(Debug, Clone)]
 pub struct Faults {
     rules: Vec<Rule>,
+    /// Each rule's id: its position in the rule set it came with (0, 1, …), then counting
+    /// on for rules armed later. Decisions are keyed by id, so removing one rule does not
+    /// shift the others' decisions.
+    ids: Vec<u64>,
+    next_id: u64,
     seed: u64,
     time_scale: f64,
     error_header: ErrorHeader,
@@ -270,6 +276,8 @@ impl Faults {
         let n = rules.len();
         Faults {
             rules,
+            ids: (0..n as u64).collect(),
+            next_id: n as u64,
             seed,
             time_scale: if time_scale.is_finite() && time_scale >= 0.0 {
                 time_scale
@@ -296,6 +304,50 @@ impl Faults {
         &self.fires
     }
 
+    /// Each rule's id, in rule order.
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+
+    /// Replaces every rule, as if the server had started with these: ids from 0, no
+    /// matches or fires counted, packet counters of sessions kept.
+    pub fn replace(&mut self, rules: Vec<Rule>) {
+        let n = rules.len();
+        self.rules = rules;
+        self.ids = (0..n as u64).collect();
+        self.next_id = n as u64;
+        self.matches = vec![0; n];
+        self.fires = vec![0; n];
+    }
+
+    /// Adds a rule after the others; returns its id.
+    pub fn push(&mut self, rule: Rule) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.rules.push(rule);
+        self.ids.push(id);
+        self.matches.push(0);
+        self.fires.push(0);
+        id
+    }
+
+    /// Removes the rule with this id; false if there is none.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let Some(i) = self.ids.iter().position(|&x| x == id) else {
+            return false;
+        };
+        self.rules.remove(i);
+        self.ids.remove(i);
+        self.matches.remove(i);
+        self.fires.remove(i);
+        true
+    }
+
+    /// Forgets every session's packet counters (the sessions are gone and ordinals restart).
+    pub fn forget_sessions(&mut self) {
+        self.packets.clear();
+    }
+
     /// Decides whether a new connection is refused (fault `refuse`).
     pub fn refuse(&mut self, since_start: Duration) -> Option<Firing> {
         for i in 0..self.rules.len() {
@@ -308,7 +360,7 @@ impl Faults {
                 let _ = rng.random::<u64>();
                 self.fires[i] += 1;
                 return Some(Firing {
-                    rule: i,
+                    rule: self.ids[i] as usize,
                     name: self.rules[i].name.clone(),
                     packet: None,
                     session: 0,
@@ -417,7 +469,7 @@ impl Faults {
                     plan.action = Action::After(Outcome::Broken(*broken, rng.random()));
                     Some(Effect::Broken { broken: *broken })
                 }
-                Fault::Auth(auth) => match challenge(auth, i, facts, conn) {
+                Fault::Auth(auth) => match challenge(auth, self.ids[i], facts, conn) {
                     Some(rendered) => {
                         plan.action = Action::Instead(Outcome::Respond(rendered));
                         Some(Effect::Challenged {
@@ -431,7 +483,7 @@ impl Faults {
             if let Some(effect) = effect {
                 self.fires[i] += 1;
                 plan.firings.push(Firing {
-                    rule: i,
+                    rule: self.ids[i] as usize,
                     name: self.rules[i].name.clone(),
                     packet: Some(facts.packet),
                     session: facts.session,
@@ -510,7 +562,7 @@ impl Faults {
         if rule.times.is_some_and(|t| self.fires[i] >= t) {
             return None;
         }
-        let mut rng = decision_rng(self.seed, i as u64, session, index, m);
+        let mut rng = decision_rng(self.seed, self.ids[i], session, index, m);
         if let Some(p) = rule.trigger.probability
             && rng.random::<f64>() >= p
         {
@@ -557,7 +609,7 @@ impl Faults {
 }
 
 /// Decides whether an auth rule challenges this request; `None` lets it through.
-fn challenge(auth: &Auth, rule: usize, facts: &Facts<'_>, conn: &mut ConnAuth) -> Option<Rendered> {
+fn challenge(auth: &Auth, rule: u64, facts: &Facts<'_>, conn: &mut ConnAuth) -> Option<Rendered> {
     let progress = conn.rules.entry(rule).or_default();
     let offered = facts.authorization.and_then(|a| {
         let (scheme, token) = a.trim().split_once(' ').unwrap_or((a.trim(), ""));
@@ -797,6 +849,48 @@ mod tests {
             }
         }
         fired
+    }
+
+    #[test]
+    fn removing_a_rule_leaves_the_other_rules_decisions_alone() {
+        let lines = [
+            "packet=fragment probability=0.5 fault=lose-ack how=close",
+            "packet=fragment probability=0.5 fault=delay delay=1ms",
+        ];
+        let mut both = faults(&lines, 3);
+        let mut second = faults(&lines, 3);
+        assert!(second.remove(0));
+        assert!(!second.remove(0), "ids are not reused");
+        assert_eq!(second.ids(), &[1]);
+        let delays = |f: &mut Faults| {
+            run(f)
+                .into_iter()
+                .filter(|(_, _, _, e)| matches!(e, Effect::Delayed { .. }))
+                .map(|(s, _, i, _)| (s, i))
+                .collect::<Vec<_>>()
+        };
+        // Rule 1 may be pre-empted by rule 0 only for fate faults; a delay always combines.
+        assert_eq!(delays(&mut both), delays(&mut second));
+        assert!(!delays(&mut second).is_empty());
+    }
+
+    #[test]
+    fn armed_rules_get_fresh_ids_and_a_replaced_set_starts_over() {
+        let mut f = faults(&["packet=ping fault=status status=503"], 0);
+        let id = f.push(parse_rule_line("packet=ping fault=delay delay=1ms", "t", 2).unwrap());
+        assert_eq!((id, f.ids()), (1, &[0u64, 1][..]));
+        f.plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default());
+        assert_eq!(f.fire_counts(), &[1, 1]);
+        let rule = parse_rule_line("packet=ping fault=status status=500", "t", 1).unwrap();
+        f.replace(vec![rule]);
+        assert_eq!((f.ids(), f.fire_counts()), (&[0u64][..], &[0u64][..]));
+        assert_eq!(
+            f.push(parse_rule_line("fault=delay delay=1ms", "t", 2).unwrap()),
+            1
+        );
+        let plan = f.plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default());
+        assert_eq!(plan.firings.len(), 2);
+        assert_eq!(plan.firings[0].effect, Effect::Status { status: 500 });
     }
 
     #[test]
