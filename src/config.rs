@@ -42,6 +42,11 @@ pub struct Config {
     pub time_scale: f64,
     /// The profile the rules came from, for the start banner and logs.
     pub profile_name: Option<String>,
+    /// Write every event to this file as NDJSON (docs/journal.md).
+    pub journal: Option<PathBuf>,
+    /// Add `X-Bitsmock-Fault` to answers a fault shaped (it changes the wire, so off by
+    /// default).
+    pub mark_faults: bool,
 }
 
 impl Default for Config {
@@ -60,7 +65,42 @@ impl Default for Config {
             rules: Vec::new(),
             time_scale: 1.0,
             profile_name: None,
+            journal: None,
+            mark_faults: false,
         }
+    }
+}
+
+impl Config {
+    /// The settings as JSON, for the journal's first line and the control API's `/config`.
+    pub fn summary(&self) -> serde_json::Value {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let reply_path = if self.vdir.reply_prefix.is_empty() {
+            String::new()
+        } else {
+            format!("/{}/", self.vdir.reply_prefix.join("/"))
+        };
+        serde_json::json!({
+            "listen": self.listen.to_string(),
+            "root": self.root.display().to_string(),
+            "seed": self.seed,
+            "time_scale": self.time_scale,
+            "profile": self.profile_name,
+            "max_upload_size": self.vdir.max_upload_size,
+            "max_fragment_size": self.vdir.max_fragment_size,
+            "session_timeout_ms": ms(self.vdir.session_timeout),
+            "allow_overwrites": self.vdir.allow_overwrites,
+            "reply_path": reply_path,
+            "host_id": self.vdir.host_id,
+            "host_id_fallback_timeout": self.vdir.host_id_fallback_timeout,
+            "overlap": OVERLAP.name(self.vdir.overlap),
+            "error_header": ERROR_HEADER.name(self.vdir.error_header),
+            "header_timeout_ms": ms(self.header_read_timeout),
+            "body_timeout_ms": ms(self.body_read_timeout),
+            "max_head_bytes": self.max_head_bytes,
+            "sha256": self.sha256,
+            "mark_faults": self.mark_faults,
+        })
     }
 }
 
@@ -213,6 +253,8 @@ impl Config {
             rules: s.rules,
             time_scale: s.time_scale.unwrap_or(defaults.time_scale),
             profile_name: profile.map(|p| p.name.clone()),
+            journal: None,
+            mark_faults: false,
         })
     }
 }

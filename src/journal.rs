@@ -11,11 +11,16 @@
 use crate::fault::Firing;
 use crate::proto::{ContentRange, Gone, PacketType, SessionId};
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 
 /// Events kept in memory; older ones are dropped so a long run cannot grow without bound.
 pub const KEPT: usize = 100_000;
+
+/// The version of the event format; bumped when a field changes meaning or disappears.
+pub const SCHEMA: u32 = 1;
 
 /// One thing that happened, numbered.
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +55,30 @@ pub struct SessionRef {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum What {
+    /// The first event of a server: everything needed to replay the run.
+    Started {
+        schema: u32,
+        version: String,
+        seed: u64,
+        profile: Option<String>,
+        time_scale: f64,
+        /// The rules in order, each with its id.
+        rules: Vec<RuleState>,
+        /// Every setting (`Config::summary`).
+        settings: serde_json::Value,
+    },
+    /// The rules were replaced, armed, removed or reset while running.
+    RulesChanged {
+        rules: Vec<RuleState>,
+    },
+    /// The control API reset the server (sessions dropped, rules back to the start's).
+    Reset {
+        uploads_cleared: bool,
+    },
+    /// The last event of a server: each rule's fire count.
+    Stopped {
+        rules: Vec<RuleState>,
+    },
     Request(Request),
     SessionCreated {
         session: SessionRef,
@@ -86,6 +115,18 @@ pub enum What {
         peer: SocketAddr,
         fault: Firing,
     },
+}
+
+/// A rule as events and the control API show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleState {
+    pub id: u64,
+    pub name: String,
+    /// Where it was defined (`profiles/lost-acks.toml:12`, `--fault:1`, `admin`).
+    pub origin: String,
+    /// The fault's name (`lose-ack`, …).
+    pub fault: String,
+    pub fired: u64,
 }
 
 /// One request, whatever happened to it.
@@ -149,26 +190,109 @@ impl std::fmt::Display for Sent {
     }
 }
 
+/// Running totals over the events, for metrics. Derived from the events as they are kept, so
+/// they can never disagree with the journal.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// Requests by packet type (or `GET`, `HEAD`, or the unparsed `BITS-Packet-Type`) and by
+    /// what was sent (a status, `closed`, `reset`, `hung`, `broken`).
+    pub requests: BTreeMap<(String, String), u64>,
+    pub bytes_received: u64,
+    pub bytes_stored: u64,
+    pub sessions_created: u64,
+    pub committed: u64,
+    pub bytes_committed: u64,
+    /// Sessions gone without a commit, by why.
+    pub gone: BTreeMap<String, u64>,
+    pub refused: u64,
+}
+
+impl Tally {
+    fn count(&mut self, what: &What) {
+        match what {
+            What::Request(r) => {
+                let packet = match (r.packet, &r.packet_label) {
+                    (Some(p), _) => p.as_str().to_owned(),
+                    (None, Some(label)) => label.clone(),
+                    (None, None) => r.method.clone(),
+                };
+                *self
+                    .requests
+                    .entry((packet, r.sent.to_string()))
+                    .or_default() += 1;
+                self.bytes_received += r.received;
+                self.bytes_stored += r.stored;
+            }
+            What::SessionCreated { .. } => self.sessions_created += 1,
+            What::Committed { size, .. } => {
+                self.committed += 1;
+                self.bytes_committed += size;
+            }
+            What::SessionGone { why, .. } => *self.gone.entry(why.to_string()).or_default() += 1,
+            What::Refused { .. } => self.refused += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Where events go besides the memory ring: an NDJSON file (`--journal`).
+pub trait Sink: Send + Sync {
+    /// Called for every event, in order, under the journal's lock: keep it short.
+    fn record(&self, event: &Event);
+}
+
 /// The most recent events, in order.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Journal {
     events: VecDeque<Event>,
     last_seq: u64,
+    tally: Tally,
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("events", &self.events.len())
+            .field("last_seq", &self.last_seq)
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
 }
 
 impl Journal {
-    /// Numbers an event, keeps it, and returns the kept copy.
+    /// Numbers an event, keeps it, hands it to the sinks, and returns the kept copy.
     pub fn push(&mut self, at_ms: f64, what: What) -> &Event {
         if self.events.len() == KEPT {
             self.events.pop_front();
         }
         self.last_seq += 1;
+        self.tally.count(&what);
         self.events.push_back(Event {
             seq: self.last_seq,
             at_ms,
             what,
         });
-        self.events.back().expect("just pushed")
+        let event = self.events.back().expect("just pushed");
+        for sink in &self.sinks {
+            sink.record(event);
+        }
+        event
+    }
+
+    pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
+    }
+
+    /// Drops the kept events and the totals; sequence numbers go on (a waiting reader's
+    /// `since` stays meaningful).
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.tally = Tally::default();
+    }
+
+    pub fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     /// Events with a sequence number above `seq`, oldest first.
@@ -190,6 +314,74 @@ impl Journal {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
+}
+
+/// The NDJSON file sink: one JSON object per line, written and flushed per line by a thread
+/// of its own, so a slow disk never holds up a request.
+pub struct FileSink {
+    lines: std::sync::Mutex<Option<std::sync::mpsc::Sender<String>>>,
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<io::Result<()>>>>,
+}
+
+impl FileSink {
+    /// Creates (truncates) the file.
+    pub fn create(path: &Path) -> io::Result<FileSink> {
+        let file = std::fs::File::create(path)?;
+        let (send, receive) = std::sync::mpsc::channel::<String>();
+        let shown = path.display().to_string();
+        let writer = std::thread::Builder::new()
+            .name("bitsmock-journal".into())
+            .spawn(move || {
+                let mut out = io::BufWriter::new(file);
+                for line in receive {
+                    let written = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+                    if let Err(e) = written {
+                        tracing::error!(journal = %shown, error = %e, "cannot write the journal");
+                        return Err(e);
+                    }
+                }
+                out.flush()
+            })?;
+        Ok(FileSink {
+            lines: std::sync::Mutex::new(Some(send)),
+            writer: std::sync::Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Waits until every line recorded so far is in the file, and closes it.
+    pub fn finish(&self) -> io::Result<()> {
+        drop(lock(&self.lines).take());
+        match lock(&self.writer).take() {
+            Some(writer) => writer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("journal writer panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Sink for FileSink {
+    fn record(&self, event: &Event) {
+        let Ok(mut line) = serde_json::to_string(event) else {
+            return;
+        };
+        line.push('\n');
+        if let Some(lines) = lock(&self.lines).as_ref() {
+            let _ = lines.send(line);
+        }
+    }
+}
+
+impl Sink for std::sync::Arc<FileSink> {
+    fn record(&self, event: &Event) {
+        FileSink::record(self, event);
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The `tracing` sink: one line per event, `key=value` fields a person can grep.
@@ -256,6 +448,27 @@ pub fn trace(event: &Event) {
         } => {
             tracing::info!(seq, session = %session.id, ordinal = session.ordinal, status, bytes, "reply served")
         }
+        What::Started {
+            seed,
+            profile,
+            rules,
+            ..
+        } => tracing::info!(
+            seq,
+            seed,
+            profile = profile.as_deref().unwrap_or("none"),
+            rules = rules.len(),
+            "started"
+        ),
+        What::RulesChanged { rules } => {
+            let names: Vec<_> = rules
+                .iter()
+                .map(|r| format!("{}: {}", r.id, r.name))
+                .collect();
+            tracing::info!(seq, rules = %names.join(", "), "rules changed")
+        }
+        What::Reset { uploads_cleared } => tracing::info!(seq, uploads_cleared, "reset"),
+        What::Stopped { .. } => tracing::debug!(seq, "stopped"),
         What::Refused { conn, peer, fault } => {
             tracing::info!(seq, conn, %peer, rule = fault.rule + 1, name = %fault.name, "connection refused by fault")
         }

@@ -54,6 +54,11 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
+    /// Waits until the server stops by itself (`Server::shutdown`, `POST /shutdown`).
+    pub async fn stopped(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+
     /// Shuts the server down gracefully and waits for it.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.stop.send(());

@@ -61,6 +61,32 @@ impl Store {
         })
     }
 
+    /// Deletes everything in the upload root but the session area (`POST /reset?uploads=true`).
+    pub async fn clear_uploads(&self) {
+        let root = self.root.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name() == RESERVED_SEGMENT {
+                    continue;
+                }
+                let path = entry.path();
+                // symlink_metadata: a symlink is removed, never followed out of the root.
+                let removed = match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+                    Ok(_) => std::fs::remove_file(&path),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = removed {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot clear an upload");
+                }
+            }
+        })
+        .await;
+    }
+
     /// Gives up the root's lock (a stopped server), so another server may open the root.
     pub fn release(&self) {
         self.locks

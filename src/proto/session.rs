@@ -367,6 +367,12 @@ impl Table {
         self.remove(id, Gone::Vanished).is_some()
     }
 
+    /// Forgets every session and numbers the next one 1 again (a reset between tests).
+    pub fn reset(&mut self) {
+        self.clear();
+        self.created = 0;
+    }
+
     /// Forgets every session, like a server restart; returns their ids.
     pub fn clear(&mut self) -> Vec<SessionId> {
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();

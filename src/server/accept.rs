@@ -63,13 +63,17 @@ impl Server {
                     let conn = Conn::new(id, peer, local);
                     let stream = FaultIo::new(stream, Arc::clone(&conn.control));
                     let served = graceful.watch(self.connection(stream, conn));
+                    let server = Arc::clone(&self);
+                    server.open_connections.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
                         if let Err(e) = served.await {
                             tracing::debug!(%peer, error = %e, "connection ended");
                         }
+                        server.open_connections.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
                 () = &mut shutdown => break,
+                () = self.stopping.notified() => break,
             }
         }
         drop(listener);
@@ -82,6 +86,7 @@ impl Server {
         {
             tracing::warn!("shutdown grace period over; dropping open connections");
         }
+        self.stopped();
         // The root is free for the next server as soon as this one returns, not whenever the
         // last connection task happens to drop its handle on the server.
         self.store.release();

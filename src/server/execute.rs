@@ -40,7 +40,13 @@ impl Server {
                 let sent = Sent::Status {
                     status: rendered.status,
                 };
-                (Ok(to_response(&rendered)), sent)
+                let mut response = to_response(&rendered);
+                if self.config.mark_faults
+                    && let Some(mark) = mark(&record)
+                {
+                    response.headers_mut().insert(MARK_HEADER, mark);
+                }
+                (Ok(response), sent)
             }
             Wire::Raw { bytes, shaped } => {
                 conn.control.replace_response(bytes);
@@ -64,6 +70,25 @@ impl Server {
         self.emit(What::Request(record));
         answer
     }
+}
+
+/// Names the rules that shaped an answer (`--mark-faults`).
+pub const MARK_HEADER: &str = "x-bitsmock-fault";
+
+/// `rule 2 (lost ack); rule 5 (slow)`: the rules that fired for this request, if any.
+fn mark(record: &Request) -> Option<http::HeaderValue> {
+    if record.faults.is_empty() {
+        return None;
+    }
+    let text = record
+        .faults
+        .iter()
+        .map(|f| format!("rule {} ({})", f.rule + 1, f.name))
+        .collect::<Vec<_>>()
+        .join("; ");
+    // Rule names come from profiles; anything a header cannot carry is left out.
+    let text: String = text.chars().filter(|c| (' '..='~').contains(c)).collect();
+    http::HeaderValue::from_str(&text).ok()
 }
 
 /// Waits out a planned stall before the body is read.

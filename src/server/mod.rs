@@ -15,6 +15,7 @@
 
 mod accept;
 mod body;
+mod control;
 mod execute;
 mod pipeline;
 mod reply_http;
@@ -33,6 +34,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use control::{Gauges, Upload};
 pub use reply_http::to_response;
 
 /// A running server's state, shared by all connections.
@@ -47,7 +49,15 @@ pub struct Server {
     /// Woken whenever an event is recorded.
     recorded: tokio::sync::Notify,
     started: tokio::time::Instant,
+    /// Connections accepted so far, and those open now.
     connections: AtomicU64,
+    open_connections: AtomicU64,
+    /// Committed files, oldest first.
+    uploads: Mutex<std::collections::VecDeque<Upload>>,
+    /// Notified by [`Server::shutdown`].
+    stopping: tokio::sync::Notify,
+    /// The `--journal` file, finished when the server stops.
+    journal_file: Option<Arc<journal::FileSink>>,
 }
 
 impl Server {
@@ -61,19 +71,58 @@ impl Server {
             config.time_scale,
             config.vdir.error_header,
         );
-        Ok(Arc::new(Server {
+        let mut events = Journal::default();
+        let journal_file = match &config.journal {
+            Some(path) => {
+                let sink = Arc::new(journal::FileSink::create(path).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot write the journal {}: {e}", path.display()),
+                    )
+                })?);
+                events.add_sink(Box::new(Arc::clone(&sink)));
+                Some(sink)
+            }
+            None => None,
+        };
+        let server = Arc::new(Server {
             state: Mutex::new(State {
                 table: Table::new(),
                 faults,
             }),
-            journal: Mutex::new(Journal::default()),
+            journal: Mutex::new(events),
             recorded: tokio::sync::Notify::new(),
             started: tokio::time::Instant::now(),
             connections: AtomicU64::new(0),
+            open_connections: AtomicU64::new(0),
+            uploads: Mutex::new(std::collections::VecDeque::new()),
+            stopping: tokio::sync::Notify::new(),
+            journal_file,
             config,
             store,
             entries: Mutex::new(HashMap::new()),
-        }))
+        });
+        server.emit(What::Started {
+            schema: journal::SCHEMA,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            seed: server.config.seed,
+            profile: server.config.profile_name.clone(),
+            time_scale: server.config.time_scale,
+            rules: server.rules(),
+            settings: server.config.summary(),
+        });
+        Ok(server)
+    }
+
+    /// Records the last event (each rule's fire count) and closes the journal file.
+    pub(super) fn stopped(&self) {
+        let rules = self.rules();
+        self.emit(What::Stopped { rules });
+        if let Some(file) = &self.journal_file
+            && let Err(e) = file.finish()
+        {
+            tracing::error!(error = %e, "the journal file is incomplete");
+        }
     }
 
     pub fn config(&self) -> &Config {

@@ -209,6 +209,13 @@ impl Server {
                     }
                     match (why, follow.committed.take()) {
                         (Gone::Committed, Some((path, size, sha256))) => {
+                            self.remember_upload(super::Upload {
+                                path: path.clone(),
+                                size,
+                                sha256: sha256.clone(),
+                                session: id,
+                                ordinal,
+                            });
                             self.emit(What::Committed {
                                 session,
                                 path,
