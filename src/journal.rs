@@ -496,6 +496,62 @@ mod tests {
     }
 
     #[test]
+    fn what_was_sent_shows_as_the_status_or_how_the_connection_ended() {
+        let shown: Vec<String> = [
+            Sent::Status { status: 416 },
+            Sent::Broken,
+            Sent::Closed,
+            Sent::Reset,
+            Sent::Hung,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(shown, ["416", "broken", "closed", "reset", "hung"]);
+    }
+
+    #[test]
+    fn only_request_events_have_a_request_record() {
+        let mut j = Journal::default();
+        let first = j.push(0.0, refused(1)).clone();
+        assert!(first.request().is_none());
+        let record = Request {
+            conn: 1,
+            peer: SocketAddr::from(([127, 0, 0, 1], 2)),
+            method: "BITS_POST".into(),
+            path: "/a".into(),
+            packet: Some(PacketType::Ping),
+            packet_label: None,
+            session: None,
+            index: 0,
+            range: None,
+            received: 0,
+            stored: 0,
+            status: Some(200),
+            reason: None,
+            faults: Vec::new(),
+            sent: Sent::Status { status: 200 },
+            latency_ms: 0.1,
+        };
+        let event = j.push(1.0, What::Request(record)).clone();
+        assert_eq!(event.request().map(|r| r.path.as_str()), Some("/a"));
+        assert_eq!(
+            j.tally().requests[&("Ping".to_owned(), "200".to_owned())],
+            1
+        );
+        assert_eq!(j.tally().refused, 1);
+        assert!(!j.is_empty());
+        j.clear();
+        assert!(j.is_empty());
+        assert_eq!(j.tally().refused, 0);
+        assert_eq!(
+            j.push(2.0, refused(2)).seq,
+            3,
+            "numbers go on after a clear"
+        );
+    }
+
+    #[test]
     fn events_are_numbered_from_one_and_read_back_after_a_sequence_number() {
         let mut j = Journal::default();
         for n in 1..=5 {
@@ -542,6 +598,7 @@ mod tests {
         let json = serde_json::to_value(j.push(2.0, gone)).unwrap();
         assert_eq!(json["event"], "session-gone");
         assert_eq!(json["why"], "cancelled");
+        assert_eq!(Gone::Cancelled.to_string(), "cancelled");
         assert_eq!(json["session"]["ordinal"], 2);
         assert_eq!(
             json["session"]["id"],

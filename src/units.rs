@@ -90,6 +90,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn durations_show_in_the_largest_unit_below_them_with_at_most_three_decimals() {
+        let cases = [
+            (Duration::ZERO, "0ms"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::from_millis(999), "999ms"),
+            (Duration::from_millis(1000), "1s"),
+            (Duration::from_millis(1250), "1.25s"),
+            (Duration::from_secs(59), "59s"),
+            (Duration::from_secs(60), "1m"),
+            (Duration::from_secs(90), "1.5m"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(5400), "1.5h"),
+            (Duration::from_secs(86_400), "1d"),
+            (Duration::from_secs(14 * 86_400), "14d"),
+        ];
+        for (d, shown) in cases {
+            assert_eq!(show_duration(d), shown, "{d:?}");
+            assert_eq!(parse_duration(shown).unwrap(), d, "{shown} reads back");
+        }
+    }
+
+    #[test]
     fn sizes_accept_binary_and_decimal_units() {
         assert_eq!(parse_size("8MiB"), Ok(8 << 20));
         assert_eq!(parse_size("8M"), Ok(8 << 20));

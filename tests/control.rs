@@ -195,7 +195,8 @@ async fn shutdown_stops_the_server_like_ctrl_c() {
     fx.running.server.shutdown();
     tokio::time::timeout(Duration::from_secs(10), fx.running.stopped())
         .await
-        .expect("the server stopped");
+        .expect("the server stopped")
+        .expect("cleanly");
 }
 
 #[tokio::test]
