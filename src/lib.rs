@@ -19,8 +19,8 @@
 //! - `fuzzing` (cargo feature `fuzzing`): the property checks behind the fuzz targets and
 //!   their stable replay.
 //!
-//! Start a server inside a test with [`spawn`], point a client at [`Running::addr`], and
-//! stop it with [`Running::stop`].
+//! Start a server inside a test with [`MockServer::builder`] (or [`spawn`] for a hand-made
+//! [`Config`]), point a client at its URL, assert on its journal, and drop it.
 
 pub mod client;
 pub mod config;
@@ -28,6 +28,7 @@ pub mod fault;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod journal;
+pub mod mock;
 pub mod proto;
 pub mod reply;
 pub mod server;
@@ -35,6 +36,7 @@ pub mod store;
 pub mod units;
 
 pub use config::Config;
+pub use mock::MockServer;
 pub use server::Server;
 
 use std::net::SocketAddr;
