@@ -126,6 +126,8 @@ pub struct RuleState {
     pub origin: String,
     /// The fault's name (`lose-ack`, …).
     pub fault: String,
+    /// The rule in the `--fault` one-line syntax: parsing it gives the rule back.
+    pub line: String,
     pub fired: u64,
 }
 

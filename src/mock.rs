@@ -54,8 +54,11 @@ pub struct Builder {
     faults: Vec<String>,
     settings: Settings,
     dir: Option<PathBuf>,
-    adjust: Option<Box<dyn FnOnce(&mut Config) + Send>>,
+    adjust: Option<Adjust>,
 }
+
+/// A last change to the merged configuration.
+type Adjust = Box<dyn FnOnce(&mut Config) + Send>;
 
 impl Builder {
     /// A shipped profile name or a profile file.

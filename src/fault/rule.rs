@@ -3,6 +3,7 @@
 
 use crate::proto::PacketType;
 use crate::proto::range::ContentRange;
+use crate::units::show_duration;
 use std::fmt;
 use std::time::Duration;
 
@@ -338,10 +339,10 @@ fn write_trigger(f: &mut fmt::Formatter<'_>, t: &Trigger) -> fmt::Result {
         write!(f, " path={}", quoted(path))?;
     }
     if let Some(from) = t.from {
-        write!(f, " from={}", duration_text(from))?;
+        write!(f, " from={}", show_duration(from))?;
     }
     if let Some(until) = t.until {
-        write!(f, " until={}", duration_text(until))?;
+        write!(f, " until={}", show_duration(until))?;
     }
     Ok(())
 }
@@ -356,7 +357,7 @@ impl fmt::Display for Params<'_> {
             Fault::LoseAck(loss) | Fault::LoseRequest(loss) => match *loss {
                 Loss::Close => f.write_str(" how=close"),
                 Loss::Reset => f.write_str(" how=reset"),
-                Loss::Hang(d) => write!(f, " how=hang hang={}", duration_text(d)),
+                Loss::Hang(d) => write!(f, " how=hang hang={}", show_duration(d)),
                 Loss::Status(s) => write!(f, " how=status status={s}"),
             },
             Fault::ResetMidBody { after, keep } => {
@@ -370,7 +371,7 @@ impl fmt::Display for Params<'_> {
                 SessionLoss::This { keep_file } => write!(f, " scope=this keep-file={keep_file}"),
                 SessionLoss::All { keep_file } => write!(f, " scope=all keep-file={keep_file}"),
                 SessionLoss::Expire(idle) => {
-                    write!(f, " scope=expire idle={}", duration_text(idle))
+                    write!(f, " scope=expire idle={}", show_duration(idle))
                 }
             },
             Fault::Status {
@@ -419,7 +420,7 @@ impl fmt::Display for Params<'_> {
 }
 
 fn write_dist(f: &mut fmt::Formatter<'_>, dist: &Dist) -> fmt::Result {
-    let d = |d: Duration| duration_text(d);
+    let d = |d: Duration| show_duration(d);
     match *dist {
         Dist::Fixed(delay) => write!(f, " delay={}", d(delay)),
         Dist::Uniform { min, max } => {
@@ -458,31 +459,6 @@ fn quoted(text: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// A duration the profile parser reads back to the same nanosecond: whole units as integers
-/// (`2m`, `10s`), whole milliseconds under a second as `250ms`, anything else as decimal
-/// seconds (`1.5s`, `0.000001s`). Whole seconds beyond 2^53 go out as a bare integer, which a
-/// profile reads as seconds without passing through a float.
-fn duration_text(d: Duration) -> String {
-    const EXACT_IN_F64: u64 = 1 << 53;
-    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-    if nanos == 0 {
-        if secs > EXACT_IN_F64 {
-            return secs.to_string();
-        }
-        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-            if secs != 0 && secs % size == 0 {
-                return format!("{}{unit}", secs / size);
-            }
-        }
-        format!("{secs}s")
-    } else if secs == 0 && nanos % 1_000_000 == 0 {
-        format!("{}ms", nanos / 1_000_000)
-    } else {
-        let fraction = format!("{nanos:09}");
-        format!("{secs}.{}s", fraction.trim_end_matches('0'))
-    }
 }
 
 /// A fraction as the percentage `offset = "N%"` takes, by moving the decimal point of its
@@ -533,7 +509,7 @@ impl fmt::Display for SessionLoss {
             SessionLoss::Expire(idle) => write!(
                 f,
                 "gave the session an idle timeout of {}",
-                crate::units::show_duration(idle)
+                show_duration(idle)
             ),
         }
     }
@@ -704,24 +680,6 @@ mod tests {
              path=\"/drop/*.bin\" fault=auth scheme=basic user=\"bits\" \
              password=\"two \\\"words\\\"\" legs=1 again-after=8"
         );
-    }
-
-    #[test]
-    fn durations_show_in_the_largest_exact_unit() {
-        for (d, text) in [
-            (Duration::from_millis(250), "250ms"),
-            (Duration::from_millis(1500), "1.5s"),
-            (Duration::from_secs(10), "10s"),
-            (Duration::from_secs(120), "2m"),
-            (Duration::from_secs(7200), "2h"),
-            (Duration::from_secs(86_400 * 14), "14d"),
-            (Duration::ZERO, "0s"),
-            (Duration::from_nanos(1), "0.000000001s"),
-            (Duration::new(61, 5), "61.000000005s"),
-            (Duration::from_secs(u64::MAX), "18446744073709551615"),
-        ] {
-            assert_eq!(duration_text(d), text, "{d:?}");
-        }
     }
 
     #[test]
