@@ -897,6 +897,31 @@ mod tests {
     }
 
     #[test]
+    fn a_session_whose_file_was_lost_is_gone_as_vanished() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.table.take_changes();
+        assert!(f.table.lose_file(&sid(1)));
+        assert!(!f.table.lose_file(&sid(1)));
+        assert_eq!(
+            f.table.take_changes(),
+            vec![Change::Gone {
+                id: sid(1),
+                ordinal: 1,
+                why: Gone::Vanished
+            }]
+        );
+        f.create("/drop/b.bin", sid(2));
+        f.table.reset();
+        assert_eq!(
+            f.table.created(),
+            0,
+            "a reset numbers sessions from 1 again"
+        );
+        assert!(f.table.is_empty());
+    }
+
+    #[test]
     fn closing_a_session_no_fragment_touched_is_an_empty_commit() {
         let mut f = Fixture::new();
         f.create(PLAIN, sid(1));
