@@ -2,8 +2,8 @@
 # CI step: a bounded fuzzing pass over every target (called by .ci/run).
 #
 # Installs cargo-fuzz when missing, builds all targets (nightly when installed, otherwise
-# stable with RUSTC_BOOTSTRAP=1) and runs each for FUZZ_SECONDS (default 45 s: six targets,
-# about 4.5 minutes of fuzzing). A crash fails the step; fuzz/run.sh prints the panic and
+# stable with RUSTC_BOOTSTRAP=1) and runs each for FUZZ_SECONDS (default 45 s: seven targets,
+# about 5.25 minutes of fuzzing). A crash fails the step; fuzz/run.sh prints the panic and
 # the artifact's path (fuzz/artifacts/<target>/crash-...). To turn it into a regression,
 # see fuzz/README.md.
 set -euo pipefail

@@ -223,6 +223,57 @@ FOUND_SESSION_MACHINE = {
 }
 
 
+# Journal lines from a real run (`Config::journal`, seed 7, rules: refuse once, ping 503
+# once, lose the second fragment's Ack, delay Close-Session; a reply fetched; rules swapped;
+# a reset), one event kind of each. `journal` seeds: the whole run, its faulted requests,
+# and a damaged file (blank, truncated and non-object lines, a kind and fields from a
+# "newer" bitsmock, control characters, CRLF, no final newline).
+JOURNAL_RUN = [
+    "{\"seq\":1,\"at_ms\":0.06072399999999999,\"event\":\"started\",\"schema\":1,\"version\":\"0.1.0\",\"seed\":7,\"profile\":null,\"time_scale\":1.0,\"rules\":[{\"id\":0,\"name\":\"rule 1\",\"origin\":\"--fault:1\",\"fault\":\"refuse\",\"fired\":0},{\"id\":1,\"name\":\"rule 2\",\"origin\":\"--fault:2\",\"fault\":\"status\",\"fired\":0},{\"id\":2,\"name\":\"rule 3\",\"origin\":\"--fault:3\",\"fault\":\"lose-ack\",\"fired\":0},{\"id\":3,\"name\":\"rule 4\",\"origin\":\"--fault:4\",\"fault\":\"delay\",\"fired\":0}],\"settings\":{\"allow_overwrites\":false,\"body_timeout_ms\":10000,\"error_header\":\"code\",\"header_timeout_ms\":10000,\"host_id\":null,\"host_id_fallback_timeout\":null,\"listen\":\"127.0.0.1:0\",\"mark_faults\":false,\"max_fragment_size\":33554432,\"max_head_bytes\":65536,\"max_upload_size\":null,\"overlap\":\"tail\",\"profile\":null,\"reply_path\":\"/reply/\",\"root\":\"/tmp/.tmpGADXmS/root\",\"seed\":7,\"session_timeout_ms\":1209600000,\"sha256\":true,\"time_scale\":1.0}}",
+    "{\"seq\":2,\"at_ms\":0.505027,\"event\":\"refused\",\"conn\":1,\"peer\":\"127.0.0.1:48598\",\"fault\":{\"rule\":0,\"name\":\"rule 1\",\"packet\":null,\"session\":0,\"index\":0,\"range\":null,\"effect\":{\"kind\":\"refused\"}}}",
+    "{\"seq\":3,\"at_ms\":1.0300820000000002,\"event\":\"request\",\"conn\":2,\"peer\":\"127.0.0.1:48600\",\"method\":\"BITS_POST\",\"path\":\"/a/b.bin\",\"packet\":\"Ping\",\"packet_label\":null,\"session\":null,\"index\":0,\"range\":null,\"received\":0,\"stored\":0,\"status\":null,\"reason\":\"fault: answered 503\",\"faults\":[{\"rule\":1,\"name\":\"rule 2\",\"packet\":\"Ping\",\"session\":0,\"index\":0,\"range\":null,\"effect\":{\"kind\":\"status\",\"status\":503}}],\"sent\":{\"sent\":\"status\",\"status\":503},\"latency_ms\":0.081122}",
+    "{\"seq\":4,\"at_ms\":1.6923540000000001,\"event\":\"session-created\",\"session\":{\"id\":\"{BB53324C-F162-4F0F-AB06-9B4B85E5D0A3}\",\"ordinal\":1},\"destination\":\"/a/b.bin\",\"reply\":false}",
+    "{\"seq\":5,\"at_ms\":1.739201,\"event\":\"request\",\"conn\":2,\"peer\":\"127.0.0.1:48600\",\"method\":\"BITS_POST\",\"path\":\"/a/b.bin\",\"packet\":\"Create-Session\",\"packet_label\":null,\"session\":{\"id\":\"{BB53324C-F162-4F0F-AB06-9B4B85E5D0A3}\",\"ordinal\":1},\"index\":1,\"range\":null,\"received\":0,\"stored\":0,\"status\":200,\"reason\":null,\"faults\":[],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":0.388318}",
+    "{\"seq\":6,\"at_ms\":3.051963,\"event\":\"request\",\"conn\":2,\"peer\":\"127.0.0.1:48600\",\"method\":\"BITS_POST\",\"path\":\"/a/b.bin\",\"packet\":\"Fragment\",\"packet_label\":null,\"session\":{\"id\":\"{BB53324C-F162-4F0F-AB06-9B4B85E5D0A3}\",\"ordinal\":1},\"index\":1,\"range\":\"0-1999/5000\",\"received\":2000,\"stored\":2000,\"status\":200,\"reason\":null,\"faults\":[],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":1.058825}",
+    "{\"seq\":7,\"at_ms\":4.533261,\"event\":\"request\",\"conn\":2,\"peer\":\"127.0.0.1:48600\",\"method\":\"BITS_POST\",\"path\":\"/a/b.bin\",\"packet\":\"Fragment\",\"packet_label\":null,\"session\":{\"id\":\"{BB53324C-F162-4F0F-AB06-9B4B85E5D0A3}\",\"ordinal\":1},\"index\":2,\"range\":\"2000-3999/5000\",\"received\":2000,\"stored\":2000,\"status\":200,\"reason\":null,\"faults\":[{\"rule\":2,\"name\":\"rule 3\",\"packet\":\"Fragment\",\"session\":1,\"index\":2,\"range\":\"2000-3999/5000\",\"effect\":{\"kind\":\"lost-ack\",\"how\":{\"how\":\"reset\"}}}],\"sent\":{\"sent\":\"reset\"},\"latency_ms\":1.193258}",
+    "{\"seq\":8,\"at_ms\":5.251938,\"event\":\"request\",\"conn\":3,\"peer\":\"127.0.0.1:48606\",\"method\":\"BITS_POST\",\"path\":\"/a/b.bin\",\"packet\":\"Fragment\",\"packet_label\":null,\"session\":{\"id\":\"{BB53324C-F162-4F0F-AB06-9B4B85E5D0A3}\",\"ordinal\":1},\"index\":3,\"range\":\"4000-4999/5000\",\"received\":1000,\"stored\":1000,\"status\":200,\"reason\":null,\"faults\":[],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":0.195537}",
+    "{\"seq\":9,\"at_ms\":5.8810579999999995,\"event\":\"committed\",\"session\":{\"id\":\"{BB53324C-F162-4F0F-AB06-9B4B85E5D0A3}\",\"ordinal\":1},\"path\":\"a/b.bin\",\"size\":5000,\"sha256\":\"45148a6eb1c6f9a2d6d9cb7204edd1272b3c69eb1732e1fa1c6f9f324600930a\"}",
+    "{\"seq\":10,\"at_ms\":14.583516,\"event\":\"request\",\"conn\":3,\"peer\":\"127.0.0.1:48606\",\"method\":\"BITS_POST\",\"path\":\"/a/b.bin\",\"packet\":\"Close-Session\",\"packet_label\":null,\"session\":{\"id\":\"{BB53324C-F162-4F0F-AB06-9B4B85E5D0A3}\",\"ordinal\":1},\"index\":1,\"range\":null,\"received\":0,\"stored\":0,\"status\":200,\"reason\":null,\"faults\":[{\"rule\":3,\"name\":\"rule 4\",\"packet\":\"Close-Session\",\"session\":1,\"index\":1,\"range\":null,\"effect\":{\"kind\":\"delayed\",\"by\":5.0}}],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":8.935656}",
+    "{\"seq\":11,\"at_ms\":15.365973,\"event\":\"session-created\",\"session\":{\"id\":\"{53DFDD63-5CC7-451F-99C0-D6F139912EDE}\",\"ordinal\":2},\"destination\":\"/c.bin\",\"reply\":false}",
+    "{\"seq\":12,\"at_ms\":15.459899,\"event\":\"request\",\"conn\":3,\"peer\":\"127.0.0.1:48606\",\"method\":\"BITS_POST\",\"path\":\"/c.bin\",\"packet\":\"Create-Session\",\"packet_label\":null,\"session\":{\"id\":\"{53DFDD63-5CC7-451F-99C0-D6F139912EDE}\",\"ordinal\":2},\"index\":1,\"range\":null,\"received\":0,\"stored\":0,\"status\":200,\"reason\":null,\"faults\":[],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":0.29126599999999997}",
+    "{\"seq\":13,\"at_ms\":15.886919999999998,\"event\":\"session-gone\",\"session\":{\"id\":\"{53DFDD63-5CC7-451F-99C0-D6F139912EDE}\",\"ordinal\":2},\"why\":\"cancelled\",\"kept_file\":false}",
+    "{\"seq\":14,\"at_ms\":15.958694999999999,\"event\":\"request\",\"conn\":3,\"peer\":\"127.0.0.1:48606\",\"method\":\"BITS_POST\",\"path\":\"/c.bin\",\"packet\":\"Cancel-Session\",\"packet_label\":null,\"session\":{\"id\":\"{53DFDD63-5CC7-451F-99C0-D6F139912EDE}\",\"ordinal\":2},\"index\":1,\"range\":null,\"received\":0,\"stored\":0,\"status\":200,\"reason\":null,\"faults\":[],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":0.200666}",
+    "{\"seq\":15,\"at_ms\":16.317677999999997,\"event\":\"session-created\",\"session\":{\"id\":\"{DAAF4C96-BA96-46B0-B467-AAA3FFC4DC0D}\",\"ordinal\":3},\"destination\":\"/reply/r.bin\",\"reply\":true}",
+    "{\"seq\":16,\"at_ms\":16.387659,\"event\":\"request\",\"conn\":3,\"peer\":\"127.0.0.1:48606\",\"method\":\"BITS_POST\",\"path\":\"/reply/r.bin\",\"packet\":\"Create-Session\",\"packet_label\":null,\"session\":{\"id\":\"{DAAF4C96-BA96-46B0-B467-AAA3FFC4DC0D}\",\"ordinal\":3},\"index\":1,\"range\":null,\"received\":0,\"stored\":0,\"status\":200,\"reason\":null,\"faults\":[],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":0.184847}",
+    "{\"seq\":17,\"at_ms\":16.971704,\"event\":\"request\",\"conn\":3,\"peer\":\"127.0.0.1:48606\",\"method\":\"BITS_POST\",\"path\":\"/reply/r.bin\",\"packet\":\"Fragment\",\"packet_label\":null,\"session\":{\"id\":\"{DAAF4C96-BA96-46B0-B467-AAA3FFC4DC0D}\",\"ordinal\":3},\"index\":1,\"range\":\"0-9/10\",\"received\":10,\"stored\":10,\"status\":200,\"reason\":null,\"faults\":[],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":0.291597}",
+    "{\"seq\":18,\"at_ms\":22.994197,\"event\":\"reply-served\",\"session\":{\"id\":\"{DAAF4C96-BA96-46B0-B467-AAA3FFC4DC0D}\",\"ordinal\":3},\"status\":200,\"bytes\":102}",
+    "{\"seq\":19,\"at_ms\":23.082162,\"event\":\"request\",\"conn\":3,\"peer\":\"127.0.0.1:48606\",\"method\":\"GET\",\"path\":\"/BITS-Sessions/Replies/daaf4c96-ba96-46b0-b467-aaa3ffc4dc0d/responsefile.bin\",\"packet\":null,\"packet_label\":null,\"session\":{\"id\":\"{DAAF4C96-BA96-46B0-B467-AAA3FFC4DC0D}\",\"ordinal\":3},\"index\":0,\"range\":null,\"received\":0,\"stored\":0,\"status\":200,\"reason\":null,\"faults\":[],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":0.14655500000000002}",
+    "{\"seq\":20,\"at_ms\":23.724917,\"event\":\"committed\",\"session\":{\"id\":\"{DAAF4C96-BA96-46B0-B467-AAA3FFC4DC0D}\",\"ordinal\":3},\"path\":\"reply/r.bin\",\"size\":10,\"sha256\":\"84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882\"}",
+    "{\"seq\":21,\"at_ms\":30.050739,\"event\":\"request\",\"conn\":3,\"peer\":\"127.0.0.1:48606\",\"method\":\"BITS_POST\",\"path\":\"/reply/r.bin\",\"packet\":\"Close-Session\",\"packet_label\":null,\"session\":{\"id\":\"{DAAF4C96-BA96-46B0-B467-AAA3FFC4DC0D}\",\"ordinal\":3},\"index\":1,\"range\":null,\"received\":0,\"stored\":0,\"status\":200,\"reason\":null,\"faults\":[{\"rule\":3,\"name\":\"rule 4\",\"packet\":\"Close-Session\",\"session\":3,\"index\":1,\"range\":null,\"effect\":{\"kind\":\"delayed\",\"by\":5.0}}],\"sent\":{\"sent\":\"status\",\"status\":200},\"latency_ms\":6.6863779999999995}",
+    "{\"seq\":22,\"at_ms\":30.697342,\"event\":\"request\",\"conn\":3,\"peer\":\"127.0.0.1:48606\",\"method\":\"BITS_POST\",\"path\":\"/x\",\"packet\":null,\"packet_label\":\"Bogus\",\"session\":null,\"index\":0,\"range\":null,\"received\":0,\"stored\":0,\"status\":400,\"reason\":\"E_INVALIDARG (0x80070057)\",\"faults\":[],\"sent\":{\"sent\":\"status\",\"status\":400},\"latency_ms\":0.05348}",
+    "{\"seq\":23,\"at_ms\":31.114253,\"event\":\"rules-changed\",\"rules\":[{\"id\":0,\"name\":\"rule 1\",\"origin\":\"--fault:1\",\"fault\":\"lie\",\"fired\":0}]}",
+    "{\"seq\":24,\"at_ms\":31.213991,\"event\":\"reset\",\"uploads_cleared\":false}",
+    "{\"seq\":25,\"at_ms\":31.24545,\"event\":\"rules-changed\",\"rules\":[{\"id\":0,\"name\":\"rule 1\",\"origin\":\"--fault:1\",\"fault\":\"refuse\",\"fired\":0},{\"id\":1,\"name\":\"rule 2\",\"origin\":\"--fault:2\",\"fault\":\"status\",\"fired\":0},{\"id\":2,\"name\":\"rule 3\",\"origin\":\"--fault:3\",\"fault\":\"lose-ack\",\"fired\":0},{\"id\":3,\"name\":\"rule 4\",\"origin\":\"--fault:4\",\"fault\":\"delay\",\"fired\":0}]}",
+    "{\"seq\":26,\"at_ms\":31.510336,\"event\":\"stopped\",\"rules\":[{\"id\":0,\"name\":\"rule 1\",\"origin\":\"--fault:1\",\"fault\":\"refuse\",\"fired\":0},{\"id\":1,\"name\":\"rule 2\",\"origin\":\"--fault:2\",\"fault\":\"status\",\"fired\":0},{\"id\":2,\"name\":\"rule 3\",\"origin\":\"--fault:3\",\"fault\":\"lose-ack\",\"fired\":0},{\"id\":3,\"name\":\"rule 4\",\"origin\":\"--fault:4\",\"fault\":\"delay\",\"fired\":0}]}",
+]
+JOURNAL_DAMAGED = [
+    "{\"seq\":4,\"at_ms\":1.6923540000000001,\"event\":\"session-created\",\"session\":{\"id\":\"{BB53324C-F162-4F0F-AB06-9B4B85E5D0A3}\",\"ordinal\":1},\"destination\":\"/a/b.bin\",\"reply\":false}",
+    "",
+    "{\"seq\":6,\"at_ms\":3.051963,\"event\":\"request\",\"conn\":2,\"peer\":\"127.0.0.1:48600\",\"method\":\"BITS_POST\",\"path\":\"/a/b.bin\",\"pa",
+    "[1, 2, 3]",
+    "{\"seq\":30,\"at_ms\":40.5,\"event\":\"host-died\",\"host\":\"b\",\"after\":{\"n\":1}}",
+    "{\"seq\":31,\"at_ms\":41.0,\"event\":\"session-created\",\"session\":{\"id\":\"{BB53324C-F162-4F0F-AB06-9B4B85E5D0A3}\",\"ordinal\":1},\"destination\":\"/a\\nb\\u001b[2J\",\"reply\":false,\"tls\":true}\r",
+    "{\"seq\":32,\"at_ms\":42.0,\"event\":\"request\",\"conn\":4,\"packet\":\"Fragment\",\"faults\":[{\"name\":\"r\",\"effect\":{\"kind\":\"teleported\",\"to\":\"mars\"}}],\"sent\":{\"sent\":\"quantum\"},\"status\":200}",
+    "{\"seq\":33}",
+]
+
+
+def journal_seeds():
+    write("journal", "run", "".join(line + "\n" for line in JOURNAL_RUN))
+    write("journal", "faults", "".join(JOURNAL_RUN[i] + "\n" for i in (1, 2, 6, 9)))
+    write("journal", "damaged", "\n".join(JOURNAL_DAMAGED))
+
+
 def main():
     if SEEDS.exists():
         shutil.rmtree(SEEDS)
@@ -232,6 +283,7 @@ def main():
     range_seeds()
     profile_seeds(rng)
     connection_seeds()
+    journal_seeds()
     for i, n in enumerate([16, 64, 128, 256, 512, 1024, 2048, 4096]):
         write("session_machine", f"random-{i:02}", bytes(rng.randrange(256) for _ in range(n)))
     for name, data in FOUND_SESSION_MACHINE.items():

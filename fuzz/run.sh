@@ -55,6 +55,8 @@ max_len() {
     case "$1" in
         content_range) echo 128 ;;
         session_machine) echo 512 ;;
+        # A whole short run's journal (the `run` seed) is about 10 KiB.
+        journal) echo 16384 ;;
         *) echo 4096 ;;
     esac
 }

@@ -12,6 +12,8 @@
 //! - [`fault`]: profiles, the seeded plan for each request, and plan + Ack → wire answer. Pure.
 //! - [`server`]: hyper glue: accept, the request pipeline, the one executor of wire answers.
 //! - [`journal`]: the typed event stream (one record per request, one per session happening).
+//! - [`journal_view`]: a journal file read back for people (`bitsmock journal`): tolerant
+//!   NDJSON reading, filters, aligned rows. Pure.
 //! - [`store`]: session temp files, atomic commit, confinement under the upload root, its lock.
 //! - [`reply`]: the built-in server application for upload-reply jobs. Pure.
 //! - [`client`]: the reference BITS upload client (`bitsmock upload`), for tests and CLI.
@@ -28,6 +30,7 @@ pub mod fault;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod journal;
+pub mod journal_view;
 pub mod mock;
 pub mod proto;
 pub mod reply;

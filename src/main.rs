@@ -6,11 +6,12 @@ use bitsmock::client::{Credentials, Meter, Options, UploadError, Uploader};
 use bitsmock::config::{self, Names, Settings, check};
 use bitsmock::fault::profile::{self, parse_rule_line_at};
 use bitsmock::fault::shipped;
-use bitsmock::proto::{ErrorHeader, Overlap};
+use bitsmock::journal_view::{self, Filter, Layout, Lines, SessionMatch, packet_named};
+use bitsmock::proto::{ErrorHeader, Overlap, PacketType};
 use bitsmock::units::{parse_duration, parse_size};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,29 @@ enum Command {
     /// Fragments, Close-Session, retrying transient failures and resuming from the server's
     /// offset. Exit status: 0 uploaded, 1 failed, 2 bad arguments.
     Upload(Box<UploadArgs>),
+    /// Show a journal file (`serve --journal FILE`, docs/journal.md) for people: one aligned
+    /// row per event. Exit status: 0 shown, 1 unreadable file, 2 bad arguments.
+    Journal(JournalArgs),
+}
+
+#[derive(Args)]
+struct JournalArgs {
+    /// The NDJSON journal file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Only events of this session: its ordinal (1, 2, …) or its id (any case, braces
+    /// optional).
+    #[arg(long, value_name = "N|ID")]
+    session: Option<SessionMatch>,
+    /// Only requests a fault shaped, and refused connections.
+    #[arg(long)]
+    faults: bool,
+    /// Only requests of this packet type.
+    #[arg(long, value_name = "TYPE", value_parser = packet_named)]
+    packet: Option<PacketType>,
+    /// Keep reading as the file grows, until the server's `stopped` event (or Ctrl-C).
+    #[arg(long)]
+    follow: bool,
 }
 
 #[derive(Args)]
@@ -323,6 +347,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Upload(args) => upload(*args),
+        Command::Journal(args) => journal(args),
         Command::Serve(args) => match args.into_config() {
             Ok(config) => serve(config),
             Err(message) => {
@@ -577,4 +602,82 @@ fn failure_json(e: &UploadError) -> serde_json::Value {
         "hresult": e.hresult().map(|c| format!("0x{c:08X}")),
         "status": e.status(),
     })
+}
+
+/// `bitsmock journal`: the whole file with columns fitted to it, or, with `--follow`, rows
+/// as lines arrive (fixed columns, since later rows are not known yet).
+fn journal(args: JournalArgs) -> ExitCode {
+    let shown = args.file.display().to_string();
+    let filter = Filter {
+        session: args.session,
+        faults: args.faults,
+        packet: args.packet,
+    };
+    let result = if args.follow {
+        follow(&args.file, &filter)
+    } else {
+        std::fs::read(&args.file).and_then(|bytes| {
+            let mut out = std::io::stdout().lock();
+            for line in journal_view::view(&journal_view::read(&bytes), &filter) {
+                writeln!(out, "{line}")?;
+            }
+            out.flush()
+        })
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `bitsmock journal FILE | head` closing the pipe early is not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {shown}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How long `--follow` sleeps when it has read everything: short enough to feel live,
+/// long enough to cost nothing.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// Like `tail -f`: reads what is there, then polls for more until a `stopped` event.
+fn follow(path: &std::path::Path, filter: &Filter) -> std::io::Result<()> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(path)?;
+    let layout = Layout::streaming();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", layout.heading())?;
+    out.flush()?;
+    let mut lines = Lines::default();
+    let mut read_so_far = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            // A new server on the same path truncates the file: start over, as `tail -F` does.
+            if file.metadata()?.len() < read_so_far {
+                file.seek(std::io::SeekFrom::Start(0))?;
+                read_so_far = 0;
+                lines = Lines::default();
+                writeln!(
+                    out,
+                    "-- {} was truncated; reading it from the start",
+                    path.display()
+                )?;
+                out.flush()?;
+                continue;
+            }
+            std::thread::sleep(FOLLOW_POLL);
+            continue;
+        }
+        read_so_far += n as u64;
+        for entry in lines.push(&buf[..n]) {
+            if filter.keeps(&entry) {
+                writeln!(out, "{}", layout.show(&journal_view::row(&entry)))?;
+            }
+            if entry.is_stopped() {
+                return out.flush();
+            }
+        }
+        out.flush()?;
+    }
 }

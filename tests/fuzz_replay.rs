@@ -132,6 +132,31 @@ fn the_packet_and_range_parsers_hold_for_random_inputs() {
     }
 }
 
+/// Bytes that change what a JSON line means: structure, quotes, escapes, digits, newlines.
+const JSON_BYTES: &[u8] = b"{}[]\":,0123456789-.e \n\\tnul\x1b";
+
+#[test]
+fn the_journal_reader_holds_for_random_inputs_and_mutated_real_lines() {
+    for data in random_inputs(0x70A1, 2_000, 512) {
+        fuzzing::journal::check(&data);
+    }
+    // Random bytes are rarely JSON; real lines with a few bytes changed reach the formatter.
+    let mut rng = StdRng::seed_from_u64(0x70A2);
+    let seeds = inputs(&fuzz_dir().join("seeds").join("journal"));
+    assert!(!seeds.is_empty());
+    for file in seeds {
+        let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for _ in 0..200 {
+            let mut mutated = data.clone();
+            for _ in 0..rng.random_range(1..=4) {
+                let at = rng.random_range(0..mutated.len());
+                mutated[at] = JSON_BYTES[rng.random_range(0..JSON_BYTES.len())];
+            }
+            fuzzing::journal::check(&mutated);
+        }
+    }
+}
+
 /// Flips the letter case of header names at random, leaving the request line, the values
 /// and the body alone.
 fn recase_names(head: &[u8], rng: &mut StdRng) -> Vec<u8> {

@@ -24,8 +24,10 @@
 //! | `fault_plan`      | rule lines, `\0`, then `Arbitrary` requests        | [`crate::fault::Faults::plan`]               |
 //! | `profile`         | profile text                                      | [`crate::fault::profile::parse`]             |
 //! | `connection`      | 4 control bytes, then raw HTTP bytes              | [`crate::Server::serve_io`]                  |
+//! | `journal`         | a journal file's bytes (NDJSON event lines)       | [`crate::journal_view`]                      |
 
 pub mod connection;
+pub mod journal;
 pub mod packet;
 pub mod plan;
 pub mod profile;
@@ -45,6 +47,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("fault_plan", plan::check),
     ("profile", profile::check),
     ("connection", connection::check),
+    ("journal", journal::check),
 ];
 
 /// Statuses whose Acks carry no BITS error by design: 401 (auth challenge), 404 (Close on a
