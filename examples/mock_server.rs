@@ -47,7 +47,11 @@ mod tests {
             .filter_map(|e| e.request().cloned())
             .filter(|r| r.packet == Some(PacketType::Fragment))
             .collect();
-        assert_eq!(fragments[1].sent, Sent::Reset, "the fault fired on the 2nd fragment");
+        assert_eq!(
+            fragments[1].sent,
+            Sent::Reset,
+            "the fault fired on the 2nd fragment"
+        );
         assert!(
             fragments.iter().map(|r| r.stored).sum::<u64>() == 300_000,
             "every byte stored exactly once"
