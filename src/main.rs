@@ -4,6 +4,7 @@ use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
 use bitsmock::client::{Credentials, Meter, Options, UploadError, Uploader};
 use bitsmock::config::{self, Names, Settings, check};
+use bitsmock::fault::lint;
 use bitsmock::fault::profile::{self, parse_rule_line_at};
 use bitsmock::fault::shipped;
 use bitsmock::proto::{ErrorHeader, Overlap};
@@ -141,10 +142,15 @@ impl UploadArgs {
 
 #[derive(Subcommand)]
 enum ProfileCommand {
-    /// Validate profile files; errors read FILE:LINE: what is wrong.
+    /// Validate profile files; errors read FILE:LINE: what is wrong (exit 1). Rules that
+    /// can never fire, rules shadowed by an earlier rule and endless `refuse` rules are
+    /// warnings, FILE:LINE: warning: … (exit 0 unless --deny-warnings).
     Check {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Exit 1 when any file has a warning.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// List the shipped profiles with their descriptions.
     List,
@@ -353,27 +359,51 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Profile(ProfileCommand::Check { files }) => {
-            let mut failed = false;
-            for file in files {
-                let shown = file.display().to_string();
-                let result = std::fs::read_to_string(&file)
-                    .map_err(|e| format!("{shown}: cannot read: {e}"))
-                    .and_then(|text| profile::parse(&text, &shown).map_err(|e| e.to_string()));
-                match result {
-                    Ok(p) => println!("{shown}: ok ({}, {} rules)", p.name, p.rules.len()),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        failed = true;
-                    }
-                }
+        Command::Profile(ProfileCommand::Check {
+            files,
+            deny_warnings,
+        }) => check_profiles(&files, deny_warnings),
+    }
+}
+
+/// `profile check`: errors and warnings on stderr, one `FILE: ok` line per usable file.
+fn check_profiles(files: &[PathBuf], deny_warnings: bool) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let shown = file.display().to_string();
+        let result = std::fs::read_to_string(file)
+            .map_err(|e| format!("{shown}: cannot read: {e}"))
+            .and_then(|text| profile::parse(&text, &shown).map_err(|e| e.to_string()));
+        let p = match result {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+                continue;
             }
-            if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+        };
+        let warnings = lint::lint(&p);
+        for w in &warnings {
+            eprintln!("{shown}:{}: warning: {}", w.line, w.message);
         }
+        if deny_warnings && !warnings.is_empty() {
+            failed = true;
+            continue;
+        }
+        let rules = p.rules.len();
+        match warnings.len() {
+            0 => println!("{shown}: ok ({}, {rules} rules)", p.name),
+            n => println!(
+                "{shown}: ok ({}, {rules} rules, {n} warning{})",
+                p.name,
+                if n == 1 { "" } else { "s" }
+            ),
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
