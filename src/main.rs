@@ -2,7 +2,7 @@
 
 use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
-use bitsmock::client::{Credentials, Meter, Options, UploadError, Uploader};
+use bitsmock::client::{Credentials, FailedUpload, Meter, Options, UploadError, Uploader};
 use bitsmock::config::{self, Names, Settings, check};
 use bitsmock::fault::lint;
 use bitsmock::fault::profile::{self, parse_rule_line_at};
@@ -98,7 +98,9 @@ struct UploadArgs {
     /// No progress line and no summary (errors are still printed).
     #[arg(long)]
     quiet: bool,
-    /// Print the summary as JSON on stdout (also on failure).
+    /// Print one JSON object on stdout in every case: the summary with "ok": true, or on
+    /// failure "ok": false with the error, the last HTTP status, the HRESULT and the counts
+    /// so far.
     #[arg(long)]
     json: bool,
 }
@@ -527,7 +529,14 @@ fn upload(args: UploadArgs) -> ExitCode {
     let options = match args.options() {
         Ok(o) => o,
         Err(message) => {
-            eprintln!("error: {message}");
+            let error = UploadError::Usage(message);
+            if args.json {
+                let failed = FailedUpload::before_start(args.file, args.url, error);
+                println!("{}", failed.json());
+                eprintln!("error: {}", failed.error);
+            } else {
+                eprintln!("error: {error}");
+            }
             return ExitCode::from(2);
         }
     };
@@ -549,39 +558,36 @@ fn upload(args: UploadArgs) -> ExitCode {
             ..options
         });
         let bulk = count > 1 || args.count.is_some();
-        let (ok, text, json) = if bulk {
-            match uploader
+        // (succeeded, text summary, JSON report) or the failure that ended it all.
+        let outcome = if bulk {
+            uploader
                 .upload_many(&args.file, &args.url, concurrency, count)
                 .await
-            {
-                Ok(summary) => (
-                    summary.failed == 0,
-                    summary.to_string(),
-                    Ok(serde_json::to_value(&summary).unwrap_or_default()),
-                ),
-                Err(e) => (false, String::new(), Err(e)),
-            }
+                .map(|s| (s.failed == 0, s.to_string(), s.json()))
+                .map_err(|error| {
+                    Box::new(FailedUpload::before_start(
+                        args.file.clone(),
+                        args.url.clone(),
+                        error,
+                    ))
+                })
         } else {
-            match uploader.upload(&args.file, &args.url).await {
-                Ok(summary) => (
-                    true,
-                    summary.to_string(),
-                    Ok(serde_json::to_value(&summary).unwrap_or_default()),
-                ),
-                Err(e) => (false, String::new(), Err(e)),
-            }
+            uploader
+                .upload_reporting(&args.file, &args.url)
+                .await
+                .map(|s| (true, s.to_string(), s.json()))
         };
         if let Some(t) = ticker {
             t.finish().await;
         }
-        let json = match json {
-            Ok(json) => json,
-            Err(e) => {
+        let (ok, text, json) = match outcome {
+            Ok(done) => done,
+            Err(failed) => {
                 if args.json {
-                    println!("{}", failure_json(&e));
+                    println!("{}", failed.json());
                 }
-                eprintln!("error: {e}");
-                return match e {
+                eprintln!("error: {}", failed.error);
+                return match failed.error {
                     UploadError::Usage(_) => ExitCode::from(2),
                     _ => ExitCode::FAILURE,
                 };
@@ -597,14 +603,5 @@ fn upload(args: UploadArgs) -> ExitCode {
         } else {
             ExitCode::FAILURE
         }
-    })
-}
-
-fn failure_json(e: &UploadError) -> serde_json::Value {
-    serde_json::json!({
-        "ok": false,
-        "error": e.to_string(),
-        "hresult": e.hresult().map(|c| format!("0x{c:08X}")),
-        "status": e.status(),
     })
 }
