@@ -2,8 +2,9 @@
 
 use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
-use bitsmock::client::{Credentials, Meter, Options, UploadError, Uploader};
+use bitsmock::client::{Credentials, FailedUpload, Meter, Options, UploadError, Uploader};
 use bitsmock::config::{self, Names, Settings, check};
+use bitsmock::fault::lint;
 use bitsmock::fault::profile::{self, parse_rule_line_at};
 use bitsmock::fault::shipped;
 use bitsmock::journal_view::{self, Filter, Layout, Lines, SessionMatch, packet_named};
@@ -121,7 +122,9 @@ struct UploadArgs {
     /// No progress line and no summary (errors are still printed).
     #[arg(long)]
     quiet: bool,
-    /// Print the summary as JSON on stdout (also on failure).
+    /// Print one JSON object on stdout in every case: the summary with "ok": true, or on
+    /// failure "ok": false with the error, the last HTTP status, the HRESULT and the counts
+    /// so far.
     #[arg(long)]
     json: bool,
 }
@@ -165,10 +168,15 @@ impl UploadArgs {
 
 #[derive(Subcommand)]
 enum ProfileCommand {
-    /// Validate profile files; errors read FILE:LINE: what is wrong.
+    /// Validate profile files; errors read FILE:LINE: what is wrong (exit 1). Rules that
+    /// can never fire, rules shadowed by an earlier rule and endless `refuse` rules are
+    /// warnings, FILE:LINE: warning: … (exit 0 unless --deny-warnings).
     Check {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Exit 1 when any file has a warning.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// List the shipped profiles with their descriptions.
     List,
@@ -378,27 +386,51 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Profile(ProfileCommand::Check { files }) => {
-            let mut failed = false;
-            for file in files {
-                let shown = file.display().to_string();
-                let result = std::fs::read_to_string(&file)
-                    .map_err(|e| format!("{shown}: cannot read: {e}"))
-                    .and_then(|text| profile::parse(&text, &shown).map_err(|e| e.to_string()));
-                match result {
-                    Ok(p) => println!("{shown}: ok ({}, {} rules)", p.name, p.rules.len()),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        failed = true;
-                    }
-                }
+        Command::Profile(ProfileCommand::Check {
+            files,
+            deny_warnings,
+        }) => check_profiles(&files, deny_warnings),
+    }
+}
+
+/// `profile check`: errors and warnings on stderr, one `FILE: ok` line per usable file.
+fn check_profiles(files: &[PathBuf], deny_warnings: bool) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let shown = file.display().to_string();
+        let result = std::fs::read_to_string(file)
+            .map_err(|e| format!("{shown}: cannot read: {e}"))
+            .and_then(|text| profile::parse(&text, &shown).map_err(|e| e.to_string()));
+        let p = match result {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+                continue;
             }
-            if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+        };
+        let warnings = lint::lint(&p);
+        for w in &warnings {
+            eprintln!("{shown}:{}: warning: {}", w.line, w.message);
         }
+        if deny_warnings && !warnings.is_empty() {
+            failed = true;
+            continue;
+        }
+        let rules = p.rules.len();
+        match warnings.len() {
+            0 => println!("{shown}: ok ({}, {rules} rules)", p.name),
+            n => println!(
+                "{shown}: ok ({}, {rules} rules, {n} warning{})",
+                p.name,
+                if n == 1 { "" } else { "s" }
+            ),
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -522,7 +554,14 @@ fn upload(args: UploadArgs) -> ExitCode {
     let options = match args.options() {
         Ok(o) => o,
         Err(message) => {
-            eprintln!("error: {message}");
+            let error = UploadError::Usage(message);
+            if args.json {
+                let failed = FailedUpload::before_start(args.file, args.url, error);
+                println!("{}", failed.json());
+                eprintln!("error: {}", failed.error);
+            } else {
+                eprintln!("error: {error}");
+            }
             return ExitCode::from(2);
         }
     };
@@ -544,39 +583,36 @@ fn upload(args: UploadArgs) -> ExitCode {
             ..options
         });
         let bulk = count > 1 || args.count.is_some();
-        let (ok, text, json) = if bulk {
-            match uploader
+        // (succeeded, text summary, JSON report) or the failure that ended it all.
+        let outcome = if bulk {
+            uploader
                 .upload_many(&args.file, &args.url, concurrency, count)
                 .await
-            {
-                Ok(summary) => (
-                    summary.failed == 0,
-                    summary.to_string(),
-                    Ok(serde_json::to_value(&summary).unwrap_or_default()),
-                ),
-                Err(e) => (false, String::new(), Err(e)),
-            }
+                .map(|s| (s.failed == 0, s.to_string(), s.json()))
+                .map_err(|error| {
+                    Box::new(FailedUpload::before_start(
+                        args.file.clone(),
+                        args.url.clone(),
+                        error,
+                    ))
+                })
         } else {
-            match uploader.upload(&args.file, &args.url).await {
-                Ok(summary) => (
-                    true,
-                    summary.to_string(),
-                    Ok(serde_json::to_value(&summary).unwrap_or_default()),
-                ),
-                Err(e) => (false, String::new(), Err(e)),
-            }
+            uploader
+                .upload_reporting(&args.file, &args.url)
+                .await
+                .map(|s| (true, s.to_string(), s.json()))
         };
         if let Some(t) = ticker {
             t.finish().await;
         }
-        let json = match json {
-            Ok(json) => json,
-            Err(e) => {
+        let (ok, text, json) = match outcome {
+            Ok(done) => done,
+            Err(failed) => {
                 if args.json {
-                    println!("{}", failure_json(&e));
+                    println!("{}", failed.json());
                 }
-                eprintln!("error: {e}");
-                return match e {
+                eprintln!("error: {}", failed.error);
+                return match failed.error {
                     UploadError::Usage(_) => ExitCode::from(2),
                     _ => ExitCode::FAILURE,
                 };
@@ -592,15 +628,6 @@ fn upload(args: UploadArgs) -> ExitCode {
         } else {
             ExitCode::FAILURE
         }
-    })
-}
-
-fn failure_json(e: &UploadError) -> serde_json::Value {
-    serde_json::json!({
-        "ok": false,
-        "error": e.to_string(),
-        "hresult": e.hresult().map(|c| format!("0x{c:08X}")),
-        "status": e.status(),
     })
 }
 

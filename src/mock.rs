@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Everything it shows comes from the server's event stream and steering API
-//! ([`Server`](crate::Server)); the control API (`serve --admin`) offers the same to tests in
+//! ([`Server`]); the control API (`serve --admin`) offers the same to tests in
 //! other languages.
 
 use crate::config::{self, Config, Settings};

@@ -1,5 +1,5 @@
 //! The `bitsmock` binary: flags, the configuration merge as `serve` applies it, the start
-//! banner, signals and `profile show`. Every test runs the real binary and binds 127.0.0.1.
+//! banner, signals, `profile show` and `profile check` (errors and lint warnings). Every test runs the real binary and binds 127.0.0.1.
 
 mod support;
 
@@ -333,4 +333,107 @@ fn profile_show_of_an_unknown_name_lists_the_shipped_ones() {
         stderr.contains("no-such-profile") && stderr.contains("flaky-wifi, outage"),
         "{stderr}"
     );
+}
+
+// ---- profile check: errors, then warnings ----
+
+/// Two rules that can never decide anything: the one at line 4 is dead, and the one at line
+/// 14 is shadowed by the one at line 9.
+const WARNED: &str = "name = \"w\"\ndescription = \"d\"\n\n[[rule]]\nname = \"dead\"\nprobability = 0.0\nfault = \"lose-ack\"\n\n[[rule]]\nname = \"all fragments\"\npacket = \"fragment\"\nfault = \"lose-ack\"\n\n[[rule]]\nname = \"third fragment\"\npacket = \"fragment\"\nnth = 3\nfault = \"status\"\nstatus = 503\n";
+
+#[test]
+fn profile_check_prints_warnings_with_their_line_and_still_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let shown = write_profile(dir.path(), WARNED).display().to_string();
+    let out = run(bitsmock(&["profile", "check", &shown]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{shown}:4: warning: `dead` can never fire: `probability = 0`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{shown}:14: warning: `third fragment` is shadowed by `all fragments` (line 9)"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("{shown}: ok (w, 3 rules, 2 warnings)")
+    );
+}
+
+#[test]
+fn deny_warnings_fails_a_check_that_has_warnings_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let warned = write_profile(dir.path(), WARNED).display().to_string();
+    let out = run(bitsmock(&["profile", "check", "--deny-warnings", &warned]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(": warning: "));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+
+    let clean = dir.path().join("clean.toml");
+    std::fs::write(
+        &clean,
+        "name = \"c\"\ndescription = \"d\"\n\n[[rule]]\nfrom = \"1s\"\nuntil = \"2s\"\nfault = \"refuse\"\n",
+    )
+    .unwrap();
+    let clean = clean.display().to_string();
+    let out = run(bitsmock(&["profile", "check", "--deny-warnings", &clean]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("{clean}: ok (c, 1 rules)")
+    );
+}
+
+#[test]
+fn an_error_in_one_file_still_fails_the_check_when_another_only_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let warned = write_profile(dir.path(), WARNED).display().to_string();
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "name = \"b\"\ndescription = \"d\"\n[[rule]]\nfault = \"nope\"\n",
+    )
+    .unwrap();
+    let broken = broken.display().to_string();
+    let out = run(bitsmock(&["profile", "check", &warned, &broken]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{broken}:4: unknown fault `nope`")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&format!("{broken}:4: warning")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{warned}:4: warning: ")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_shipped_profile_passes_the_check_with_warnings_denied() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "{files:?}");
+    let mut args = vec!["profile", "check", "--deny-warnings"];
+    args.extend(files.iter().map(String::as_str));
+    let out = run(bitsmock(&args));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }

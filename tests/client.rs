@@ -814,6 +814,7 @@ async fn the_cli_uploads_and_prints_a_json_summary() {
     .await;
     assert_eq!(code, 0, "{out}{err}");
     let json: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(json["ok"], true, "{json}");
     assert_eq!(json["bytes"], 70_000);
     assert_eq!(json["requests"], 8);
     assert_eq!(json["retries"], 0);
@@ -894,4 +895,208 @@ async fn bulk_replies_go_to_one_file_per_upload() {
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(doc["name"], format!("b.bin.{i}"));
     }
+}
+
+/// `bitsmock upload ARGS…` with the log level left at its default, and fast retries.
+async fn cli_default_log(args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = ["--retry-base", "1ms", "--retry-cap", "5ms"]
+        .iter()
+        .chain(args)
+        .map(|a| a.to_string())
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut upload = bitsmock(&["upload"]);
+        upload.args(&args).env_remove("RUST_LOG");
+        run(upload)
+    })
+    .await
+    .expect("join");
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// The second 16 KiB fragment (it covers byte 20000) is answered 500, every time.
+const ALWAYS_500: &str = "packet=fragment offset=20000 fault=status status=500";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upload_prints_ok_false_json_with_its_status_hresult_and_counts() {
+    let bed = bed(&[ALWAYS_500], |_| {}).await;
+    let (path, _) = bed.source(70_000);
+    let (code, out, err) = cli_default_log(&[
+        "--json",
+        "--fragment-size",
+        "16KiB",
+        "--max-retries",
+        "2",
+        path.to_str().unwrap(),
+        &bed.url("/fail/a.bin"),
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(json["ok"], false, "{json}");
+    assert_eq!(json["status"], 500, "{json}");
+    assert_eq!(json["hresult"], "0x801901F4", "{json}");
+    let error = json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("gave up after 3 consecutive failures"),
+        "{json}"
+    );
+    // Create, fragment 1, then 3 tries of fragment 2 with a resume Ping before each retry.
+    assert_eq!(json["retries"], 3, "{json}");
+    assert_eq!(json["resumes"], 2, "{json}");
+    assert!(json["requests"].as_u64().unwrap_or(0) >= 7, "{json}");
+    assert_eq!(json["bytes_acked"], 16_384, "{json}");
+    assert_eq!(json["bytes"], 70_000, "{json}");
+    assert_eq!(json["session_restarts"], 0, "{json}");
+    assert_eq!(json["offset_corrections"], 0, "{json}");
+    assert_eq!(json["protocol_errors"], 0, "{json}");
+    assert!(err.contains("error: Fragment: gave up after 3"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_run_with_failures_prints_ok_false_with_each_failures_counts() {
+    let bed = bed(&[ALWAYS_500], |_| {}).await;
+    let (path, _) = bed.source(70_000);
+    let (code, out, err) = cli_default_log(&[
+        "--json",
+        "--fragment-size",
+        "16KiB",
+        "--max-retries",
+        "1",
+        "--count",
+        "2",
+        path.to_str().unwrap(),
+        &bed.url("/fail/b.bin"),
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(json["ok"], false, "{json}");
+    assert_eq!(
+        (json["succeeded"].clone(), json["failed"].clone()),
+        (0.into(), 2.into())
+    );
+    assert_eq!(
+        json["retries"], 4,
+        "the failed uploads' counts add up: {json}"
+    );
+    for failure in json["failures"].as_array().expect("failures") {
+        assert_eq!(failure["status"], 500, "{json}");
+        assert_eq!(failure["hresult"], "0x801901F4", "{json}");
+        assert_eq!(failure["retries"], 2, "{json}");
+        assert_eq!(failure["bytes_acked"], 16_384, "{json}");
+    }
+
+    let clean = support::start().await;
+    let (code, out, err) = cli_default_log(&[
+        "--json",
+        "--count",
+        "2",
+        path.to_str().unwrap(),
+        &clean.url("/ok/b.bin"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(
+        (json["ok"].clone(), json["succeeded"].clone()),
+        (true.into(), 2.into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_with_json_still_print_one_ok_false_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = source_in(dir.path(), 10);
+    let (code, out, err) =
+        cli_default_log(&["--json", path.to_str().unwrap(), "https://example.test/x"]).await;
+    assert_eq!(code, 2, "{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(
+        (json["ok"].clone(), json["requests"].clone()),
+        (false.into(), 0.into())
+    );
+    assert!(
+        json["error"].as_str().unwrap_or_default().contains("https"),
+        "{json}"
+    );
+    let (code, out, _) = cli_default_log(&["--json", "--count", "0", "f", "http://h/x"]).await;
+    assert_eq!(code, 2);
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(json["ok"], false, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_why_it_retries_at_the_default_log_level() {
+    let bed = bed(
+        &[
+            "fragment=first times=1 fault=lose-request how=reset",
+            "packet=fragment session=1 nth=2 fault=status status=503",
+            "packet=fragment session=1 nth=3 fault=lose-session",
+        ],
+        |_| {},
+    )
+    .await;
+    let (path, data) = bed.source(70_000);
+    let (code, out, err) = cli_default_log(&[
+        "--fragment-size",
+        "16KiB",
+        path.to_str().unwrap(),
+        &bed.url("/retry/a.bin"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(bed.fired(), [1, 1, 1]);
+    let retries: Vec<&str> = err.lines().filter(|l| l.contains("retrying")).collect();
+    assert_eq!(retries.len(), 3, "{err}");
+    assert!(
+        retries[0].contains("retrying Fragment 0-16383 in "),
+        "{err}"
+    );
+    assert!(retries[0].contains(": connection lost"), "{err}");
+    assert!(
+        retries[1].contains("retrying Fragment 0-16383 in ")
+            && retries[1].contains(": 503 Service Unavailable"),
+        "{err}"
+    );
+    assert!(
+        retries[2].contains("retrying Fragment 16384-32767 now: ")
+            && retries[2].contains("0x8020001F (BG_E_SESSION_NOT_FOUND)")
+            && retries[2].contains("session not found, creating a new session"),
+        "{err}"
+    );
+    assert!(out.contains("2 retries"), "{out}");
+    assert!(out.contains("1 session re-creations"), "{out}");
+    assert_eq!(bed.stored("/retry/a.bin").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn a_failure_report_keeps_the_counts_and_the_last_status_of_the_upload() {
+    let bed = bed(&[ALWAYS_500], |_| {}).await;
+    let (path, _) = bed.source(70_000);
+    let client = Uploader::new(Options {
+        fragment_size: 16 * KIB,
+        max_retries: 1,
+        ..options()
+    });
+    let failed = client
+        .upload_reporting(&path, &bed.url("/fail/c.bin"))
+        .await
+        .expect_err("the second fragment always gets 500");
+    assert!(
+        matches!(failed.error, UploadError::GaveUp { .. }),
+        "{}",
+        failed.error
+    );
+    assert_eq!(failed.status, Some(500));
+    assert_eq!(failed.hresult, Some(0x8019_01F4));
+    assert_eq!(failed.bytes_acked, 16 * KIB);
+    assert_eq!((failed.counts.retries, failed.counts.resumes), (2, 1));
+    // Create, fragment 1, fragment 2 twice, one resume Ping, then Cancel-Session.
+    assert_eq!(failed.counts.requests, 6);
+    assert_eq!(failed.json()["ok"], false);
 }

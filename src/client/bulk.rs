@@ -4,7 +4,7 @@
 //! latency percentiles. With `reply_out`, upload i saves its reply to `reply_out` + `.i`.
 
 use super::summary::{mib, write_counts};
-use super::{Counts, Latencies, Percentiles, Summary, UploadError, Uploader};
+use super::{Counts, FailedUpload, Latencies, Percentiles, Summary, UploadError, Uploader};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,13 +12,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
-/// One upload of a bulk run that failed.
+/// One upload of a bulk run that failed, with what it did until it gave up (as
+/// [`FailedUpload`] reports it).
 #[derive(Debug, Clone, Serialize)]
 pub struct BulkFailure {
     pub url: String,
     pub error: String,
+    /// The status of the last answer it received.
+    pub status: Option<u16>,
+    /// `0x%08X`, as [`UploadError::hresult`].
     pub hresult: Option<String>,
+    pub bytes_acked: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
 }
 
 /// The aggregate of a bulk run.
@@ -35,6 +43,7 @@ pub struct BulkSummary {
     pub seconds: f64,
     /// `bytes` over `seconds`.
     pub mib_per_s: f64,
+    /// Over every upload, the failed ones included.
     #[serde(flatten)]
     pub counts: Counts,
     /// Per packet type (and `GET reply`), over every answered request of every upload.
@@ -45,6 +54,14 @@ pub struct BulkSummary {
     /// Every successful upload's own summary.
     #[serde(skip)]
     pub summaries: Vec<Summary>,
+}
+
+impl BulkSummary {
+    /// The summary as `bitsmock upload --json --count M` prints it: its fields and `"ok"`,
+    /// true when every upload succeeded.
+    pub fn json(&self) -> serde_json::Value {
+        super::summary::with_ok(self.failed == 0, self)
+    }
 }
 
 impl fmt::Display for BulkSummary {
@@ -131,12 +148,17 @@ impl Uploader {
             }
             let permits = Arc::clone(&permits);
             let path = path.clone();
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let began = Instant::now();
-                let result = uploader.upload(&path, &dest).await;
-                (i, dest, began.elapsed(), result)
-            });
+            // Log lines (retries) of upload i read `upload{n=i}: …`.
+            let span = tracing::info_span!("upload", n = i + 1);
+            tasks.spawn(
+                async move {
+                    let _permit = permits.acquire_owned().await;
+                    let began = Instant::now();
+                    let result = uploader.upload_reporting(&path, &dest).await;
+                    (i, dest, began.elapsed(), result)
+                }
+                .instrument(span),
+            );
         }
         let mut results = Vec::with_capacity(count);
         while let Some(joined) = tasks.join_next().await {
@@ -146,7 +168,11 @@ impl Uploader {
                     usize::MAX,
                     String::new(),
                     Duration::ZERO,
-                    Err(UploadError::Usage(format!("an upload task panicked: {e}"))),
+                    Err(Box::new(FailedUpload::before_start(
+                        path.clone(),
+                        String::new(),
+                        UploadError::Usage(format!("an upload task panicked: {e}")),
+                    ))),
                 )),
             }
         }
@@ -165,11 +191,18 @@ impl Uploader {
                     durations.push(took);
                     summaries.push(summary);
                 }
-                Err(e) => failures.push(BulkFailure {
-                    url,
-                    hresult: e.hresult().map(|c| format!("0x{c:08X}")),
-                    error: e.to_string(),
-                }),
+                Err(failed) => {
+                    counts += &failed.counts;
+                    latencies.merge(&failed.latencies);
+                    failures.push(BulkFailure {
+                        url,
+                        error: failed.error.to_string(),
+                        status: failed.status,
+                        hresult: failed.hresult.map(|c| format!("0x{c:08X}")),
+                        bytes_acked: failed.bytes_acked,
+                        counts: failed.counts.clone(),
+                    });
+                }
             }
         }
         let bytes: u64 = summaries.iter().map(|s| s.bytes).sum();

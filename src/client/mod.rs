@@ -34,7 +34,7 @@ pub mod wire;
 
 pub use bulk::{BulkFailure, BulkSummary};
 pub use error::{Refusal, UploadError};
-pub use summary::{Counts, Latencies, Meter, Percentiles, ReplySummary, Summary};
+pub use summary::{Counts, FailedUpload, Latencies, Meter, Percentiles, ReplySummary, Summary};
 
 use self::verdict::{Verdict, judge};
 use self::wire::{Answer, Conn, Endpoint, Failure, ReqBody, Target, bits_post};
@@ -155,24 +155,35 @@ impl Uploader {
 
     /// Uploads `path` to `url` (an absolute `http://` URL), streaming it from disk.
     pub async fn upload(&self, path: impl AsRef<Path>, url: &str) -> Result<Summary, UploadError> {
+        self.upload_reporting(path, url).await.map_err(|f| f.error)
+    }
+
+    /// [`Uploader::upload`], but a failure comes with what the upload did until it gave up:
+    /// the last HTTP status, the HRESULT and the same counts a [`Summary`] carries.
+    pub async fn upload_reporting(
+        &self,
+        path: impl AsRef<Path>,
+        url: &str,
+    ) -> Result<Summary, Box<FailedUpload>> {
         let path = path.as_ref().to_path_buf();
-        let target = wire::parse_url(url).map_err(UploadError::Usage)?;
-        let meta = tokio::fs::metadata(&path)
-            .await
-            .map_err(|error| UploadError::Local {
+        let early = |error| Box::new(FailedUpload::before_start(path.clone(), url.into(), error));
+        let target = wire::parse_url(url).map_err(|e| early(UploadError::Usage(e)))?;
+        let meta = tokio::fs::metadata(&path).await.map_err(|error| {
+            early(UploadError::Local {
                 path: path.clone(),
                 error,
-            })?;
+            })
+        })?;
         if !meta.is_file() {
-            return Err(UploadError::Usage(format!(
+            return Err(early(UploadError::Usage(format!(
                 "{} is not a regular file",
                 path.display()
-            )));
+            ))));
         }
         if self.options.fragment_size == 0 {
-            return Err(UploadError::Usage(
+            return Err(early(UploadError::Usage(
                 "the fragment size must be at least 1 byte".into(),
-            ));
+            )));
         }
         let mut run = Run::new(
             &self.options,
@@ -195,9 +206,11 @@ impl Uploader {
         }
         match result {
             Ok(()) => Ok(run.summary()),
-            Err(e) => {
+            Err(error) => {
+                // The status that ended the upload, not the Cancel-Session's.
+                let status = run.last_status;
                 run.cancel().await;
-                Err(e)
+                Err(Box::new(run.failure(error, status)))
             }
         }
     }
@@ -207,8 +220,37 @@ impl Uploader {
 enum Flow {
     /// All bytes acknowledged; the final Ack's `BITS-Reply-URL`, if any.
     Done(Option<String>),
-    /// The session is gone: start over.
-    Restart,
+    /// The session is gone: start over. The answer that said so, for the log.
+    Restart { step: Step, why: String },
+}
+
+/// The request a failure happened to, as the log and [`UploadError::GaveUp`] name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Packet(PacketType),
+    Fragment { first: u64, last: u64 },
+    Reply,
+}
+
+impl Step {
+    /// The packet type (or `reply download`), without the range.
+    fn name(self) -> &'static str {
+        match self {
+            Step::Packet(p) => p.as_str(),
+            Step::Fragment { .. } => PacketType::Fragment.as_str(),
+            Step::Reply => "reply download",
+        }
+    }
+}
+
+/// `Fragment 4194304-5242879`, `Close-Session`, `reply download`.
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Fragment { first, last } => write!(f, "Fragment {first}-{last}"),
+            other => f.write_str(other.name()),
+        }
+    }
 }
 
 /// The alternate host a Create-Session Ack named (docs/protocol.md §7.9).
@@ -235,6 +277,8 @@ struct Run<'a> {
     auth: bool,
     /// Why the last 401 could not be answered.
     auth_problem: Option<String>,
+    /// The status of the last answer received, for a failure report.
+    last_status: Option<u16>,
     timeout: Duration,
     /// Consecutive transient failures.
     failures: u32,
@@ -288,6 +332,7 @@ impl<'a> Run<'a> {
             conn: None,
             auth: false,
             auth_problem: None,
+            last_status: None,
             timeout: opts.request_timeout,
             failures: 0,
             failure_code: None,
@@ -326,6 +371,23 @@ impl<'a> Run<'a> {
         }
     }
 
+    fn failure(&self, error: UploadError, status: Option<u16>) -> FailedUpload {
+        FailedUpload {
+            file: self.path.clone(),
+            url: self.origin.url(),
+            hresult: error.hresult(),
+            error,
+            status,
+            bytes: self.file_len,
+            bytes_acked: self.acked,
+            seconds: self.started.elapsed().as_secs_f64(),
+            counts: self.counts.clone(),
+            fragment_size: self.fragment_size,
+            latency: self.latencies.percentiles(),
+            latencies: self.latencies.clone(),
+        }
+    }
+
     async fn upload(&mut self) -> Result<(), UploadError> {
         if self.opts.ping {
             self.ping().await?;
@@ -343,8 +405,8 @@ impl<'a> Run<'a> {
                 self.fragments(&session).await?
             };
             let reply = match flow {
-                Flow::Restart => {
-                    self.restart()?;
+                Flow::Restart { step, why } => {
+                    self.restart(step, &why)?;
                     continue;
                 }
                 Flow::Done(reply) => reply,
@@ -353,14 +415,15 @@ impl<'a> Run<'a> {
                 self.fetch_reply(&url).await?;
             }
             match self.close(&session).await? {
-                Flow::Restart => self.restart()?,
+                Flow::Restart { step, why } => self.restart(step, &why)?,
                 Flow::Done(_) => return Ok(()),
             }
         }
     }
 
     /// Forgets the lost session and everything tied to it (docs/protocol.md §9.1 INIT).
-    fn restart(&mut self) -> Result<(), UploadError> {
+    /// `why` is the answer to `step` that said the session is gone.
+    fn restart(&mut self, step: Step, why: &str) -> Result<(), UploadError> {
         self.counts.session_restarts += 1;
         if let Some(meter) = &self.opts.meter {
             meter.restarts.fetch_add(1, Ordering::Relaxed);
@@ -373,7 +436,10 @@ impl<'a> Run<'a> {
         if restarts > self.opts.max_restarts {
             return Err(UploadError::TooManyRestarts { restarts });
         }
-        tracing::debug!(restarts, "session lost; starting over from byte 0");
+        tracing::info!(
+            restarts,
+            "retrying {step} now: {why}: session not found, creating a new session"
+        );
         Ok(())
     }
 
@@ -382,7 +448,7 @@ impl<'a> Run<'a> {
             let answer = match self.exchange(PacketType::Ping, &[], None).await {
                 Ok(a) => a,
                 Err(f) => {
-                    self.transient(PacketType::Ping.as_str(), f.to_string(), None)
+                    self.transient(Step::Packet(PacketType::Ping), f.to_string(), None)
                         .await?;
                     continue;
                 }
@@ -390,7 +456,8 @@ impl<'a> Run<'a> {
             match judge(PacketType::Ping, answer.status, answer.code()) {
                 Verdict::Success => {
                     if let Err(why) = ack_type(&answer) {
-                        self.protocol_error(PacketType::Ping.as_str(), why).await?;
+                        self.protocol_error(Step::Packet(PacketType::Ping), why)
+                            .await?;
                         continue;
                     }
                     // A Ping proves the host answers, not that the failing request will now
@@ -401,7 +468,7 @@ impl<'a> Run<'a> {
                     return Err(self.refusal(PacketType::Ping, &answer));
                 }
                 _ => {
-                    self.transient_answer(PacketType::Ping.as_str(), &answer)
+                    self.transient_answer(Step::Packet(PacketType::Ping), &answer)
                         .await?
                 }
             }
@@ -415,7 +482,8 @@ impl<'a> Run<'a> {
             let answer = match self.exchange(packet, &extra, None).await {
                 Ok(a) => a,
                 Err(f) => {
-                    self.transient(packet.as_str(), f.to_string(), None).await?;
+                    self.transient(Step::Packet(packet), f.to_string(), None)
+                        .await?;
                     continue;
                 }
             };
@@ -425,17 +493,17 @@ impl<'a> Run<'a> {
                     if answer.status == 409 && self.close_uncertain {
                         return Err(UploadError::CloseUnconfirmed);
                     }
-                    self.transient_answer(packet.as_str(), &answer).await?;
+                    self.transient_answer(Step::Packet(packet), &answer).await?;
                     continue;
                 }
                 Verdict::SessionLost => {
-                    self.transient_answer(packet.as_str(), &answer).await?;
+                    self.transient_answer(Step::Packet(packet), &answer).await?;
                     continue;
                 }
                 _ => return Err(self.refusal(packet, &answer)),
             }
             if let Err(why) = ack_type(&answer) {
-                self.protocol_error(packet.as_str(), why).await?;
+                self.protocol_error(Step::Packet(packet), why).await?;
                 continue;
             }
             let id = answer
@@ -453,7 +521,7 @@ impl<'a> Run<'a> {
             }
             let Some(id) = id else {
                 self.protocol_error(
-                    packet.as_str(),
+                    Step::Packet(packet),
                     "the Create-Session Ack has no BITS-Session-Id".into(),
                 )
                 .await?;
@@ -504,6 +572,7 @@ impl<'a> Run<'a> {
             };
             let len = self.fragment_size.min(total - first);
             let last = first + len - 1;
+            let step = Step::Fragment { first, last };
             sent = sent.max(first + len);
             self.counts.bytes_sent += len;
             let mut extra = vec![
@@ -516,7 +585,7 @@ impl<'a> Run<'a> {
             let answer = match self.exchange(packet, &extra, Some((first, len))).await {
                 Ok(a) => a,
                 Err(f) => {
-                    self.transient(packet.as_str(), f.to_string(), None).await?;
+                    self.transient(step, f.to_string(), None).await?;
                     resume = true;
                     continue;
                 }
@@ -527,7 +596,7 @@ impl<'a> Run<'a> {
                     let new = match checked {
                         Ok(new) => new,
                         Err(why) => {
-                            self.protocol_error(packet.as_str(), why).await?;
+                            self.protocol_error(step, why).await?;
                             resume = true;
                             continue;
                         }
@@ -560,7 +629,7 @@ impl<'a> Run<'a> {
                             && (self.opts.expect_reply || self.opts.reply_out.is_some())
                         {
                             self.protocol_error(
-                                packet.as_str(),
+                                step,
                                 "the final Fragment Ack of an upload-reply job has no \
                                  BITS-Reply-URL"
                                     .into(),
@@ -578,11 +647,20 @@ impl<'a> Run<'a> {
                     }
                     self.fragment_size = (len / 2).max(MIN_FRAGMENT_SIZE);
                     self.counts.fragment_shrinks += 1;
-                    tracing::debug!(size = self.fragment_size, "413: fragment size halved");
+                    tracing::info!(
+                        "retrying {step} in fragments of {} bytes: {}",
+                        self.fragment_size,
+                        verdict::describe_status(answer.status)
+                    );
                 }
-                Verdict::SessionLost => return Ok(Flow::Restart),
+                Verdict::SessionLost => {
+                    return Ok(Flow::Restart {
+                        step,
+                        why: describe_answer(&answer),
+                    });
+                }
                 Verdict::Transient => {
-                    self.transient_answer(packet.as_str(), &answer).await?;
+                    self.transient_answer(step, &answer).await?;
                     resume = true;
                 }
                 Verdict::Challenge | Verdict::Fatal => {
@@ -605,7 +683,8 @@ impl<'a> Run<'a> {
                 Ok(a) => a,
                 Err(f) => {
                     uncertain = true;
-                    self.transient(packet.as_str(), f.to_string(), None).await?;
+                    self.transient(Step::Packet(packet), f.to_string(), None)
+                        .await?;
                     continue;
                 }
             };
@@ -616,7 +695,7 @@ impl<'a> Run<'a> {
                     });
                     if let Err(why) = checked {
                         uncertain = true;
-                        self.protocol_error(packet.as_str(), why).await?;
+                        self.protocol_error(Step::Packet(packet), why).await?;
                         continue;
                     }
                     self.answered();
@@ -627,9 +706,12 @@ impl<'a> Run<'a> {
                     // Per §9.3 even a lost Close-Session restarts; if our first Close may
                     // have committed the file, a 409 on the next Create-Session says so.
                     self.close_uncertain |= uncertain;
-                    return Ok(Flow::Restart);
+                    return Ok(Flow::Restart {
+                        step: Step::Packet(packet),
+                        why: describe_answer(&answer),
+                    });
                 }
-                Verdict::Transient => self.transient_answer(packet.as_str(), &answer).await?,
+                Verdict::Transient => self.transient_answer(Step::Packet(packet), &answer).await?,
                 _ => return Err(self.refusal(packet, &answer)),
             }
         }
@@ -775,6 +857,7 @@ impl<'a> Run<'a> {
         let deadline = started + self.timeout;
         let response = conn.send(request, deadline, self.timeout).await?;
         let (status, headers) = wire::finish_ack(response, deadline, self.timeout).await?;
+        self.last_status = Some(status);
         let latency = started.elapsed();
         self.latencies.record(packet.as_str(), latency);
         Ok(Answer {
@@ -800,26 +883,15 @@ impl<'a> Run<'a> {
     }
 
     /// An answer that cannot be trusted: drop the connection, count it, retry.
-    async fn protocol_error(&mut self, step: &'static str, why: String) -> Result<(), UploadError> {
+    async fn protocol_error(&mut self, step: Step, why: String) -> Result<(), UploadError> {
         self.counts.protocol_errors += 1;
         self.conn = None;
-        tracing::debug!(step, why, "protocol error");
         self.transient(step, format!("protocol error: {why}"), None)
             .await
     }
 
-    async fn transient_answer(
-        &mut self,
-        step: &'static str,
-        answer: &Answer,
-    ) -> Result<(), UploadError> {
-        let mut why = verdict::describe_status(answer.status);
-        if let Some(code) = answer.code() {
-            why.push_str(&format!(
-                " with BITS-Error-Code {}",
-                verdict::describe_code(code)
-            ));
-        }
+    async fn transient_answer(&mut self, step: Step, answer: &Answer) -> Result<(), UploadError> {
+        let mut why = describe_answer(answer);
         if answer.status == 409 {
             why.push_str(
                 " (the destination exists, or another session is uploading to it, and the \
@@ -835,7 +907,7 @@ impl<'a> Run<'a> {
     /// is up, gives up after too many failures in a row, and otherwise waits the backoff.
     async fn transient(
         &mut self,
-        step: &'static str,
+        step: Step,
         why: String,
         retry_after: Option<Duration>,
     ) -> Result<(), UploadError> {
@@ -844,14 +916,17 @@ impl<'a> Run<'a> {
         if let Some(meter) = &self.opts.meter {
             meter.retries.fetch_add(1, Ordering::Relaxed);
         }
-        tracing::debug!(step, failures = self.failures, why, "transient failure");
+
         if let Some(host) = &mut self.host {
             let since = *host.failing_since.get_or_insert_with(Instant::now);
             let due = host.fallback.is_some_and(|t| since.elapsed() >= t);
             // With a finite fallback timeout, going back to the origin beats giving up.
             let exhausted = host.fallback.is_some() && self.failures > self.opts.max_retries;
             if due || exhausted {
-                tracing::debug!(host = host.name, "falling back to the origin host");
+                tracing::info!(
+                    host = host.name,
+                    "retrying {step} at the origin host: {why}: falling back from the BITS-Host-Id host"
+                );
                 self.host = None;
                 self.conn = None;
                 self.failures = 0;
@@ -862,7 +937,7 @@ impl<'a> Run<'a> {
         let hresult = self.failure_code.take();
         if self.failures > self.opts.max_retries {
             return Err(UploadError::GaveUp {
-                step,
+                step: step.name(),
                 attempts: self.failures,
                 last: why,
                 hresult,
@@ -877,6 +952,12 @@ impl<'a> Run<'a> {
         if let Some(asked) = retry_after {
             delay = delay.max(asked.min(self.opts.backoff_cap));
         }
+        // Whole milliseconds: the jitter's nanoseconds say nothing to a reader.
+        let shown = crate::units::show_duration(Duration::from_millis(delay.as_millis() as u64));
+        tracing::info!(
+            failures = self.failures,
+            "retrying {step} in {shown}: {why}"
+        );
         tokio::time::sleep(delay).await;
         Ok(())
     }
@@ -942,6 +1023,19 @@ impl<'a> Run<'a> {
         }
         self.acked = acked;
     }
+}
+
+/// `503 Service Unavailable`, `500 Internal Server Error with BITS-Error-Code 0x8020001F
+/// (BG_E_SESSION_NOT_FOUND)`.
+fn describe_answer(answer: &Answer) -> String {
+    let mut why = verdict::describe_status(answer.status);
+    if let Some(code) = answer.code() {
+        why.push_str(&format!(
+            " with BITS-Error-Code {}",
+            verdict::describe_code(code)
+        ));
+    }
+    why
 }
 
 /// Every 200 must say `BITS-Packet-Type: Ack`.

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 /// Replies up to this size are kept in memory when no file was named.
 const KEEP_IN_MEMORY: u64 = 1024 * 1024;
-const STEP: &str = "reply download";
+const STEP: super::Step = super::Step::Reply;
 
 /// Where the reply goes.
 enum Sink {

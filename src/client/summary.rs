@@ -1,7 +1,9 @@
 //! What an upload reports: the [`Summary`] of one upload (bytes, time, [`Counts`] of
-//! retries, resumes and session re-creations, latency [`Percentiles`] per packet type), and
-//! the [`Meter`] that progress lines read while uploads run.
+//! retries, resumes and session re-creations, latency [`Percentiles`] per packet type), the
+//! [`FailedUpload`] of one that gave up (the error, the last status and HRESULT, the same
+//! counts so far), and the [`Meter`] that progress lines read while uploads run.
 
+use super::UploadError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -176,6 +178,90 @@ impl fmt::Display for Summary {
             }
         }
         Ok(())
+    }
+}
+
+impl Summary {
+    /// The summary as `bitsmock upload --json` prints it: its fields and `"ok": true`.
+    pub fn json(&self) -> serde_json::Value {
+        with_ok(true, self)
+    }
+}
+
+/// What an upload that failed reports: why, and what happened until it gave up.
+///
+/// `counts` are the same a [`Summary`] carries, up to the failure (the best-effort
+/// Cancel-Session sent on the way out included in `requests`).
+#[derive(Debug, Serialize)]
+pub struct FailedUpload {
+    pub file: PathBuf,
+    pub url: String,
+    #[serde(serialize_with = "shown")]
+    pub error: UploadError,
+    /// The HTTP status of the last answer the client received before giving up, if any.
+    pub status: Option<u16>,
+    /// The HRESULT a BITS client would report ([`UploadError::hresult`]), as `0x%08X`.
+    #[serde(serialize_with = "hex")]
+    pub hresult: Option<u32>,
+    /// The file's length.
+    pub bytes: u64,
+    /// Bytes the server had acknowledged in the last session when the upload ended.
+    pub bytes_acked: u64,
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// The fragment size at the end (smaller than asked after 413s).
+    pub fragment_size: u64,
+    pub latency: BTreeMap<String, Percentiles>,
+    #[serde(skip)]
+    pub latencies: Latencies,
+}
+
+impl FailedUpload {
+    /// A failure before the first request (bad arguments, an unreadable file): nothing counted.
+    pub fn before_start(file: PathBuf, url: String, error: UploadError) -> FailedUpload {
+        FailedUpload {
+            file,
+            url,
+            hresult: error.hresult(),
+            error,
+            status: None,
+            bytes: 0,
+            bytes_acked: 0,
+            seconds: 0.0,
+            counts: Counts::default(),
+            fragment_size: 0,
+            latency: BTreeMap::new(),
+            latencies: Latencies::default(),
+        }
+    }
+
+    /// The report as `bitsmock upload --json` prints it: its fields and `"ok": false`.
+    pub fn json(&self) -> serde_json::Value {
+        with_ok(false, self)
+    }
+}
+
+/// A report's JSON with `"ok"` added, so a script reads one field to know which it got.
+pub(super) fn with_ok(ok: bool, report: &impl Serialize) -> serde_json::Value {
+    let mut value = serde_json::to_value(report).unwrap_or_else(
+        |e| serde_json::json!({ "error": format!("cannot serialise the report: {e}") }),
+    );
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("ok".into(), ok.into());
+    }
+    value
+}
+
+fn shown<T: fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+/// `0x8020001F`, or null.
+pub(super) fn hex<S: serde::Serializer>(code: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    match code {
+        Some(code) => s.collect_str(&format_args!("0x{code:08X}")),
+        None => s.serialize_none(),
     }
 }
 

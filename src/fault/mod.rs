@@ -4,6 +4,7 @@
 //! wire answers; nothing here sleeps, touches a socket or reads the clock.
 
 pub mod answer;
+pub mod lint;
 pub mod plan;
 pub mod profile;
 pub mod rule;
