@@ -24,7 +24,9 @@
 //! | `fault_plan`      | rule lines, `\0`, then `Arbitrary` requests        | [`crate::fault::Faults::plan`]               |
 //! | `profile`         | profile text                                      | [`crate::fault::profile::parse`]             |
 //! | `connection`      | 4 control bytes, then raw HTTP bytes              | [`crate::Server::serve_io`]                  |
+//! | `admin`           | request line, content type, authorization, body   | [`crate::admin::route`], [`crate::admin::authorize`] |
 
+pub mod admin;
 pub mod connection;
 pub mod packet;
 pub mod plan;
@@ -45,6 +47,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("fault_plan", plan::check),
     ("profile", profile::check),
     ("connection", connection::check),
+    ("admin", admin::check),
 ];
 
 /// Statuses whose Acks carry no BITS error by design: 401 (auth challenge), 404 (Close on a
