@@ -10,9 +10,12 @@
 //! `BENCH_ROUNDS` rounds (default 3) after a warm-up; the target is bitsmock ≥ 0.90×
 //! the baseline. See `benches/README.md`.
 
+mod common;
+
 use bitsmock::Config;
 use bitsmock::client::{Options, Uploader};
 use bytes::Bytes;
+use common::median;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -42,17 +45,8 @@ struct Shape {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rounds = match std::env::var("BENCH_ROUNDS") {
-        Ok(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("BENCH_ROUNDS must be a positive integer, got {v:?}"))?,
-        Err(_) => DEFAULT_ROUNDS,
-    };
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs this unoptimized without it:
-    // then a small smoke run shows the bench still works, and no verdict is printed.
-    let smoke = !std::env::args().any(|a| a == "--bench");
+    let rounds = common::rounds(DEFAULT_ROUNDS)?;
+    let smoke = common::smoke();
     let shape = if smoke {
         Shape {
             file_size: 4 * MIB,
@@ -242,19 +236,6 @@ fn write_source(path: &Path, size: u64) -> io::Result<()> {
     }
     out.write_all(&block[..(size % MIB) as usize])?;
     out.flush()
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len();
-    if n == 0 {
-        return 0.0;
-    }
-    if n % 2 == 1 {
-        samples[n / 2]
-    } else {
-        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
-    }
 }
 
 /// The raw-sink baseline: many connections, BITS-shaped Acks, fragment bodies written at

@@ -9,8 +9,11 @@
 //! the client's cost is identical; the only difference is what the server does per request.
 //! See `benches/README.md` for how to run it and read the output.
 
+mod common;
+
 use bitsmock::Config;
 use bytes::Bytes;
+use common::{Client, median};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -21,8 +24,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 const MIB: u64 = 1024 * 1024;
 /// Size of the uploaded file.
@@ -33,6 +36,8 @@ const FRAGMENT_SIZE: u64 = 8 * MIB;
 const TARGET_RATIO: f64 = 0.90;
 /// Idle rules may cost at most 3% of the no-profile throughput.
 const PROFILE_TARGET_RATIO: f64 = 0.97;
+/// Writing the journal may cost at most 5% of the no-profile throughput.
+const JOURNAL_TARGET_RATIO: f64 = 0.95;
 const DEFAULT_ROUNDS: usize = 5;
 /// The only BITS upload protocol GUID.
 const UPLOAD_PROTOCOL: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";
@@ -46,17 +51,8 @@ enum Contender {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rounds = match std::env::var("BENCH_ROUNDS") {
-        Ok(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("BENCH_ROUNDS must be a positive integer, got {v:?}"))?,
-        Err(_) => DEFAULT_ROUNDS,
-    };
-    // `cargo bench` passes `--bench`; `cargo test --benches` (or `--all-targets`) runs this
-    // unoptimized and without it: one round then shows the bench still works, no verdict.
-    let smoke = !std::env::args().any(|a| a == "--bench");
+    let rounds = common::rounds(DEFAULT_ROUNDS)?;
+    let smoke = common::smoke();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,6 +73,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Error>> {
     // Add further contenders here (e.g. bitsmock with a fault profile); every ratio is
     // reported against the first entry, the baseline.
+    let scratch = tempfile::tempdir()?;
+    let journal = scratch.path().join("journal.ndjson");
     let contenders = [
         ("baseline (hyper + tokio::fs)", Contender::Baseline),
         ("bitsmock (no profile)", Contender::Bitsmock(Box::default())),
@@ -84,6 +82,14 @@ async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Err
             "bitsmock (20 idle rules)",
             Contender::Bitsmock(Box::new(Config {
                 rules: idle_rules(),
+                ..Config::default()
+            })),
+        ),
+        // Every event as an NDJSON line on its own writer thread; the target is 0.95×.
+        (
+            "bitsmock (--journal FILE)",
+            Contender::Bitsmock(Box::new(Config {
+                journal: Some(journal.clone()),
                 ..Config::default()
             })),
         ),
@@ -104,7 +110,6 @@ async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Err
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect::<Vec<u8>>(),
     );
-    let scratch = tempfile::tempdir()?;
 
     println!(
         "upload: {} MiB in {} MiB fragments over loopback, {rounds} round(s), alternating",
@@ -145,11 +150,16 @@ async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Err
     println!();
     println!("median over {rounds} round(s):");
     // Per-round ratios of the idle-rules run to the no-profile run (taken before sorting).
-    let mut paired: Vec<f64> = samples[2]
-        .iter()
-        .zip(&samples[1])
-        .map(|(idle, none)| idle / none)
-        .collect();
+    // Per-round ratios against "no profile" (the two run back to back in every round).
+    let per_round = |i: usize| -> Vec<f64> {
+        samples[i]
+            .iter()
+            .zip(&samples[1])
+            .map(|(x, none)| x / none)
+            .collect()
+    };
+    let mut paired = per_round(2);
+    let mut journaled = per_round(3);
     let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
     let base = medians[0];
     for ((name, _), m) in contenders.iter().zip(&medians) {
@@ -181,6 +191,16 @@ async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Err
         };
         println!(
             "  20 idle rules vs no profile: {ratio:.3}× ({:+.1}% throughput) {verdict} the <3% cost target",
+            (ratio - 1.0) * 100.0
+        );
+        let ratio = median(&mut journaled);
+        let verdict = if ratio >= JOURNAL_TARGET_RATIO {
+            "meets"
+        } else {
+            "MISSES"
+        };
+        println!(
+            "  --journal vs no profile: {ratio:.3}× ({:+.1}% throughput) {verdict} the 0.95× target",
             (ratio - 1.0) * 100.0
         );
     }
@@ -220,16 +240,6 @@ fn idle_rules() -> Vec<bitsmock::fault::Rule> {
                 .unwrap_or_else(|e| panic!("{e}"))
         })
         .collect()
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len();
-    if n % 2 == 1 {
-        samples[n / 2]
-    } else {
-        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
-    }
 }
 
 fn mib_per_s(elapsed: Duration) -> f64 {
@@ -394,118 +404,4 @@ async fn store_body(req: http::Request<Incoming>, path: &Path) -> io::Result<()>
         }
     }
     file.flush().await
-}
-
-/// A raw HTTP/1.1 client on one keep-alive connection: the same cost for every contender.
-struct Client {
-    stream: TcpStream,
-    host: String,
-    /// Bytes read past the end of the previous response.
-    pending: Vec<u8>,
-}
-
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> io::Result<Client> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Client {
-            stream,
-            host: addr.to_string(),
-            pending: Vec::with_capacity(4096),
-        })
-    }
-
-    /// Sends one `BITS_POST` with `body` and reads the whole response.
-    async fn send(
-        &mut self,
-        target: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<Answer> {
-        let mut head = format!(
-            "BITS_POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.stream.write_all(head.as_bytes()).await?;
-        self.stream.write_all(body).await?;
-        self.read_answer().await
-    }
-
-    async fn read_answer(&mut self) -> io::Result<Answer> {
-        let end = loop {
-            if let Some(at) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before a response",
-                ));
-            }
-            self.pending.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&self.pending[..end]).into_owned();
-        self.pending.drain(..end);
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line in {head:?}")))?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let length = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        while self.pending.len() < length {
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed inside a response body",
-                ));
-            }
-            self.pending.extend_from_slice(&chunk[..n]);
-        }
-        self.pending.drain(..length);
-        Ok(Answer { status, headers })
-    }
-}
-
-impl Answer {
-    fn expect_ok(self, what: &str) -> io::Result<Answer> {
-        if self.status == 200 {
-            Ok(self)
-        } else {
-            Err(io::Error::other(format!(
-                "{what}: status {} with headers {:?}",
-                self.status, self.headers
-            )))
-        }
-    }
-
-    fn header(&self, name: &str) -> io::Result<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| io::Error::other(format!("response has no {name} header")))
-    }
 }

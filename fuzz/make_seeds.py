@@ -248,6 +248,12 @@ def admin_seeds():
     req("post-rule-json", "POST /rules",
         json.dumps({"rule": "packet=fragment fault=lose-ack", "times": 2, "for": "10s"}),
         "application/json; charset=utf-8")
+    req("put-rules-objects", "PUT /rules",
+        json.dumps({"rules": [{"packet": "fragment", "nth": 3, "fault": "lose-ack", "how": "reset"}]}),
+        "application/json")
+    req("post-rule-object", "POST /rules",
+        json.dumps({"rule": {"name": "down", "packet": "ping", "fault": "status", "status": 503}}),
+        "application/json")
     req("disarm", "DELETE /rules/4")
     req("reset", "POST /reset?uploads=true")
     req("shutdown", "POST /shutdown")

@@ -21,9 +21,9 @@
 //! - `fuzzing` (cargo feature `fuzzing`): the property checks behind the fuzz targets and
 //!   their stable replay.
 //!
-//! Start a server inside a test with [`spawn`], point a client at [`Running::addr`], and
-//! stop it with [`Running::stop`]. With [`Config::admin`] set, the control API listens too, at
-//! [`Running::admin_addr`].
+//! Start a server inside a test with [`MockServer::builder`] (or [`spawn`] for a hand-made
+//! [`Config`]), point a client at its URL, assert on its journal, and drop it. With
+//! [`Config::admin`] set, [`spawn`] starts the control API too, at [`Running::admin_addr`].
 
 pub mod admin;
 pub mod client;
@@ -32,6 +32,7 @@ pub mod fault;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod journal;
+pub mod mock;
 pub mod proto;
 pub mod reply;
 pub mod server;
@@ -39,6 +40,7 @@ pub mod store;
 pub mod units;
 
 pub use config::Config;
+pub use mock::MockServer;
 pub use server::Server;
 
 use std::net::SocketAddr;

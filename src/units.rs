@@ -65,24 +65,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{text:?} is not a duration that fits"))
 }
 
-/// Shows a duration the way profiles write one: `250ms`, `1.5s`, `2m`, `3h`, `14d`.
+/// A duration the profile parser reads back to the same nanosecond: whole units as integers
+/// (`2m`, `10s`), whole milliseconds under a second as `250ms`, anything else as decimal
+/// seconds (`1.5s`, `0.000001s`). Whole seconds beyond 2^53 go out as a bare integer, which a
+/// profile reads as seconds without passing through a float.
 pub fn show_duration(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    let (value, unit) = if ms < 1000.0 {
-        (ms, "ms")
-    } else if ms < 60_000.0 {
-        (ms / 1000.0, "s")
-    } else if ms < 3_600_000.0 {
-        (ms / 60_000.0, "m")
-    } else if ms < 86_400_000.0 {
-        (ms / 3_600_000.0, "h")
+    const EXACT_IN_F64: u64 = 1 << 53;
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    if nanos == 0 {
+        if secs > EXACT_IN_F64 {
+            return secs.to_string();
+        }
+        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+            if secs != 0 && secs % size == 0 {
+                return format!("{}{unit}", secs / size);
+            }
+        }
+        format!("{secs}s")
+    } else if secs == 0 && nanos % 1_000_000 == 0 {
+        format!("{}ms", nanos / 1_000_000)
     } else {
-        (ms / 86_400_000.0, "d")
-    };
-    // Three significant decimals at most, without trailing zeros.
-    let text = format!("{value:.3}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{unit}")
+        let fraction = format!("{nanos:09}");
+        format!("{secs}.{}s", fraction.trim_end_matches('0'))
+    }
 }
 
 #[cfg(test)]
@@ -90,24 +95,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_show_in_the_largest_unit_below_them_with_at_most_three_decimals() {
-        let cases = [
-            (Duration::ZERO, "0ms"),
-            (Duration::from_micros(1500), "1.5ms"),
-            (Duration::from_millis(999), "999ms"),
-            (Duration::from_millis(1000), "1s"),
-            (Duration::from_millis(1250), "1.25s"),
-            (Duration::from_secs(59), "59s"),
-            (Duration::from_secs(60), "1m"),
-            (Duration::from_secs(90), "1.5m"),
-            (Duration::from_secs(3600), "1h"),
-            (Duration::from_secs(5400), "1.5h"),
-            (Duration::from_secs(86_400), "1d"),
-            (Duration::from_secs(14 * 86_400), "14d"),
-        ];
-        for (d, shown) in cases {
-            assert_eq!(show_duration(d), shown, "{d:?}");
-            assert_eq!(parse_duration(shown).unwrap(), d, "{shown} reads back");
+    fn durations_show_in_the_largest_exact_unit() {
+        for (d, text) in [
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(120), "2m"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_secs(86_400 * 14), "14d"),
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "0.000000001s"),
+            (Duration::new(61, 5), "61.000000005s"),
+            (Duration::from_secs(u64::MAX), "18446744073709551615"),
+        ] {
+            assert_eq!(show_duration(d), text, "{d:?}");
         }
     }
 

@@ -364,6 +364,32 @@ async fn put_rules_takes_a_toml_profile_and_post_rules_takes_plain_text() {
         .await;
     assert_eq!(resp.status, 201, "{}", body_text(&resp));
     assert_eq!(conn.ok(&Req::ping("/p")).await.status, 502);
+
+    // Rules as objects of profile keys, in both PUT and POST.
+    let resp = admin
+        .json(
+            "PUT",
+            "/rules",
+            &json!({ "rules": [{ "name": "obj", "packet": "ping", "fault": "status", "status": 504 }] }),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", body_text(&resp));
+    assert_eq!(conn.ok(&Req::ping("/p")).await.status, 504);
+    let resp = admin
+        .json(
+            "POST",
+            "/rules",
+            &json!({ "rule": { "packet": "create-session", "fault": "status", "status": 503 }, "times": 1 }),
+        )
+        .await;
+    assert_eq!(resp.status, 201, "{}", body_text(&resp));
+    let rules = admin.value("/rules").await;
+    assert_eq!(rules[1]["name"], "rule 2", "{rules}");
+    // The `line` of a listed rule arms the same rule again.
+    let line = rules[0]["line"].as_str().expect("line").to_owned();
+    let resp = admin.text("POST", "/rules", &line).await;
+    assert_eq!(resp.status, 201, "{line}: {}", body_text(&resp));
+    assert_eq!(admin.value("/rules").await[2]["name"], "obj");
     fx.stop().await;
 }
 

@@ -180,6 +180,7 @@ mod tests {
                 name: "quote \" and \\ and\nnewline".into(),
                 origin: "admin".into(),
                 fault: "delay".into(),
+                line: "fault=delay delay=1ms".into(),
                 fired: 5,
             }],
         };

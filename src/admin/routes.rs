@@ -520,31 +520,26 @@ fn only_keys(
     }
 }
 
-/// `PUT /rules`: a TOML profile (only its rules are taken), or `{"rules": ["<line>", …]}`.
+/// `PUT /rules`: a TOML profile (only its rules are taken), or `{"rules": [rule, …]}` where
+/// each rule is a one-line string or an object of `[[rule]]` keys.
 fn put_rules(raw: &Raw<'_>) -> Result<Vec<Rule>, AdminError> {
     if !is_json(raw.content_type) {
         return Ok(profile::parse(text_body(raw)?, PUT_ORIGIN)?.rules);
     }
     let map = json_body(raw)?;
     only_keys(&map, &["rules"])?;
-    let Some(serde_json::Value::Array(lines)) = map.get("rules") else {
-        return Err(AdminError::bad("`rules` must be an array of rule lines"));
+    let Some(serde_json::Value::Array(rules)) = map.get("rules") else {
+        return Err(AdminError::bad(
+            "`rules` must be an array of rules (one-line strings or objects)",
+        ));
     };
-    if lines.len() > MAX_RULES {
+    if rules.len() > MAX_RULES {
         return Err(AdminError::bad(format!("more than {MAX_RULES} rules")));
     }
-    lines
+    rules
         .iter()
         .enumerate()
-        .map(|(i, line)| match line {
-            serde_json::Value::String(line) => {
-                Ok(profile::parse_rule_line(line, PUT_ORIGIN, i + 1)?)
-            }
-            _ => Err(AdminError::BadRequest {
-                message: format!("{PUT_ORIGIN}:{}: a rule must be a string", i + 1),
-                line: Some(i + 1),
-            }),
-        })
+        .map(|(i, rule)| Ok(profile::parse_rule_json(rule, PUT_ORIGIN, i + 1)?))
         .collect()
 }
 
@@ -552,11 +547,12 @@ fn put_rules(raw: &Raw<'_>) -> Result<Vec<Rule>, AdminError> {
 /// named exactly `rule 0` by hand is renamed too, which costs nothing).
 const UNNAMED: &str = "rule 0";
 
-/// `POST /rules`: one rule line as text, or `{"rule": "<line>", "times": N, "for": "10s"}`.
+/// `POST /rules`: one rule line as text, or `{"rule": R, "times": N, "for": "10s"}` where R
+/// is a one-line string or an object of `[[rule]]` keys.
 fn post_rule(raw: &Raw<'_>) -> Result<Arm, AdminError> {
-    let parse = |line: &str| profile::parse_rule_line_at(line, POST_ORIGIN, 1, 0);
+    let line = |line: &str| profile::parse_rule_line_at(line, POST_ORIGIN, 1, 0);
     if !is_json(raw.content_type) {
-        let rule = parse(text_body(raw)?.trim())?;
+        let rule = line(text_body(raw)?.trim())?;
         return Ok(Arm {
             unnamed: rule.name == UNNAMED,
             rule,
@@ -565,9 +561,21 @@ fn post_rule(raw: &Raw<'_>) -> Result<Arm, AdminError> {
     }
     let map = json_body(raw)?;
     only_keys(&map, &["rule", "times", "for"])?;
-    let mut rule = match map.get("rule") {
-        Some(serde_json::Value::String(line)) => parse(line)?,
-        _ => return Err(AdminError::bad("`rule` must be a rule line (a string)")),
+    let (mut rule, unnamed) = match map.get("rule") {
+        Some(serde_json::Value::String(text)) => {
+            let rule = line(text)?;
+            let unnamed = rule.name == UNNAMED;
+            (rule, unnamed)
+        }
+        Some(object @ serde_json::Value::Object(keys)) => (
+            profile::parse_rule_json(object, POST_ORIGIN, 1)?,
+            !keys.contains_key("name"),
+        ),
+        _ => {
+            return Err(AdminError::bad(
+                "`rule` must be a one-line rule (a string) or an object of rule keys",
+            ));
+        }
     };
     match map.get("times") {
         None | Some(serde_json::Value::Null) => {}
@@ -585,11 +593,13 @@ fn post_rule(raw: &Raw<'_>) -> Result<Arm, AdminError> {
         Some(serde_json::Value::String(text)) => {
             Some(parse_duration(text).map_err(|e| AdminError::bad(format!("`for`: {e}")))?)
         }
-        Some(_) => return Err(AdminError::bad("`for` must be a duration such as \"10s\"")),
+        Some(_) => {
+            return Err(AdminError::bad("`for` must be a duration such as \"10s\""));
+        }
     };
     Ok(Arm {
-        unnamed: rule.name == UNNAMED,
         rule,
+        unnamed,
         window,
     })
 }
@@ -767,6 +777,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let object =
+            r#"{"rule": {"packet": "ping", "fault": "status", "status": 503}, "times": 1}"#;
+        match route(&json("POST", "/rules", object)) {
+            Ok(Command::Arm(arm)) => {
+                assert!(arm.unnamed);
+                assert_eq!(arm.rule.times, Some(1));
+                assert_eq!(arm.rule.fault.kind(), "status");
+            }
+            other => panic!("{other:?}"),
+        }
+        let named = r#"{"rule": {"name": "down", "fault": "status", "status": 503}}"#;
+        assert!(matches!(
+            route(&json("POST", "/rules", named)),
+            Ok(Command::Arm(Arm { unnamed: false, .. }))
+        ));
         for body in [
             r#"{"rule": "fault=delay delay=1ms", "times": 0}"#,
             r#"{"rule": "fault=delay delay=1ms", "times": -1}"#,
@@ -774,6 +799,7 @@ mod tests {
             r#"{"rule": "fault=delay delay=1ms", "for": "ever"}"#,
             r#"{"rule": "fault=delay delay=1ms", "extra": 1}"#,
             r#"{"rule": 5}"#,
+            r#"{"rule": {"fault": "delay", "delay": null}}"#,
         ] {
             assert_eq!(status(route(&json("POST", "/rules", body))), 400, "{body}");
         }

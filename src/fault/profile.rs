@@ -1,4 +1,6 @@
-//! Profiles: TOML text (or `--fault` one-liners) → a validated [`Profile`].
+//! Profiles: TOML text (or `--fault` one-liners, or the control API's JSON rules) → a
+//! validated [`Profile`] or [`Rule`]. A rule's `Display` is the one-line syntax again, so a
+//! rule shown anywhere (a journal's first line, `GET /rules`) can be pasted back.
 //!
 //! ```toml
 //! name = "lost-acks"
@@ -26,7 +28,7 @@ use crate::config::{self, Names, Settings, check};
 use crate::proto::PacketType;
 use crate::units::{parse_duration, parse_size};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 use toml::Spanned;
@@ -128,7 +130,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
 
 /// Parses the one-line rule syntax of `--fault`: space-separated `key=value` pairs with the
 /// same keys as a `[[rule]]` table, e.g. `packet=fragment nth=3 fault=lose-ack how=reset`.
-/// Values are TOML scalars; bare words are strings; quote values that contain spaces.
+/// Values are TOML scalars; bare words are strings; quote values that contain spaces (inside
+/// `"…"`, a backslash escapes as in TOML, so `name="say \"hi\""` works).
 pub fn parse_rule_line(line: &str, origin: &str, number: usize) -> Result<Rule, ProfileError> {
     parse_rule_line_at(line, origin, number, number)
 }
@@ -171,12 +174,76 @@ pub fn parse_rule_line_at(
     rule(Fields::new(table, &lines, origin, number, "rule"), position)
 }
 
+/// A rule from the control API (`POST /rules`, `PUT /rules`): either a JSON string in the
+/// one-line syntax of [`parse_rule_line`], or an object with the keys of a `[[rule]]` table,
+/// e.g. `{"packet": "fragment", "nth": 3, "fault": "lose-ack", "how": "reset"}`. The object
+/// goes through the same validation as a profile's table; errors read `origin:number: …`.
+pub fn parse_rule_json(
+    value: &serde_json::Value,
+    origin: &str,
+    number: usize,
+) -> Result<Rule, ProfileError> {
+    let err = |message: String| ProfileError {
+        origin: origin.to_owned(),
+        line: number,
+        message,
+    };
+    let object = match value {
+        serde_json::Value::String(line) => return parse_rule_line(line, origin, number),
+        serde_json::Value::Object(object) => object,
+        _ => {
+            return Err(err(
+                "a rule is a string in the `--fault` syntax or an object of rule keys".into(),
+            ));
+        }
+    };
+    let mut table = Table::new();
+    for (key, value) in object {
+        let value = toml_value(value).map_err(|what| err(format!("`{key}` {what}")))?;
+        table.insert(key.clone(), Spanned::new(0..0, value));
+    }
+    let lines = LineIndex::single(number);
+    rule(Fields::new(table, &lines, origin, number, "rule"), number)
+}
+
+/// A JSON value as the TOML value a profile would hold; what is wrong, as a phrase, if none.
+fn toml_value(value: &serde_json::Value) -> Result<toml::Value, String> {
+    use serde_json::Value as Json;
+    Ok(match value {
+        Json::Null => return Err("must not be null".into()),
+        Json::Bool(b) => toml::Value::Boolean(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => toml::Value::Integer(i),
+            // Beyond TOML's integers; the whole-number readers take digits in a string.
+            (None, Some(u), _) => toml::Value::String(u.to_string()),
+            (None, None, Some(x)) => toml::Value::Float(x),
+            (None, None, None) => return Err(format!("{n} is not a number that fits")),
+        },
+        Json::String(s) => toml::Value::String(s.clone()),
+        Json::Array(items) => {
+            toml::Value::Array(items.iter().map(toml_value).collect::<Result<_, _>>()?)
+        }
+        Json::Object(_) => return Err("must not be an object".into()),
+    })
+}
+
 fn split_words(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut current = String::new();
     let mut quote: Option<char> = None;
+    // Inside "…" a backslash escapes the next character, as in a TOML basic string, so a
+    // quoted name may itself contain `\"`.
+    let mut escaped = false;
     for c in line.chars() {
         match (quote, c) {
+            (Some('"'), c) if escaped => {
+                escaped = false;
+                current.push(c);
+            }
+            (Some('"'), '\\') => {
+                escaped = true;
+                current.push(c);
+            }
             (Some(q), c) if c == q => {
                 quote = None;
                 current.push(c);
@@ -239,7 +306,7 @@ fn rule(mut f: Fields<'_>, number: usize) -> Result<Rule, ProfileError> {
     let skip = f.u64("skip")?.unwrap_or(0);
     let kind = f
         .string("fault")?
-        .ok_or_else(|| f.here("missing `fault` (what the rule does)".into()))?;
+        .ok_or_else(|| f.missing("fault", "missing `fault` (what the rule does)"))?;
     let fault = fault(&mut f, &kind)?;
     if let (Some(only), Some(packets)) = (fault.only_packets(), &trigger.packets)
         && packets.iter().any(|p| !only.contains(p))
@@ -316,10 +383,13 @@ fn trigger(f: &mut Fields<'_>) -> Result<Trigger, ProfileError> {
                             format!("`offset` {text:?} is not a percentage between 0% and 100%"),
                         )
                     })?;
-                Position::Fraction(p / 100.0)
+                // Moving the decimal point in the text rounds once, where `p / 100.0` would
+                // round twice; so every fraction has a percentage that reads back exactly.
+                let exact = format!("{}e-2", pct.trim()).parse::<f64>();
+                Position::Fraction(exact.unwrap_or(p / 100.0))
             }
             None => Position::Offset(
-                parse_size(&text).map_err(|m| f.at(line, format!("`offset`: {m}")))?,
+                exact_size(&text).map_err(|m| f.at(line, format!("`offset`: {m}")))?,
             ),
         }),
         (None, Some((line, which))) => Some(match which.as_str() {
@@ -440,17 +510,13 @@ fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
             let how = f
                 .string("broken")?
                 .unwrap_or_else(|| "truncated-headers".into());
-            Fault::Broken(match how.as_str() {
-                "truncated-headers" => Broken::TruncatedHeaders,
-                "wrong-length" => Broken::WrongLength,
-                "garbage" => Broken::Garbage,
-                _ => {
-                    return Err(f.here(
-                        "`broken` must be \"truncated-headers\", \"wrong-length\" or \"garbage\""
-                            .into(),
-                    ));
+            match Broken::ALL.into_iter().find(|b| b.to_string() == how) {
+                Some(broken) => Fault::Broken(broken),
+                None => {
+                    let names = Broken::ALL.map(|b| format!("{:?}", b.to_string()));
+                    return Err(f.here(format!("`broken` must be {}", one_of(&names))));
                 }
-            })
+            }
         }
         "throttle" => {
             let read = f.u64_or_size("read-rate")?;
@@ -468,19 +534,10 @@ fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
         }
         "refuse" => Fault::Refuse,
         "auth" => {
-            let scheme = match f
-                .string("scheme")?
-                .unwrap_or_else(|| "basic".into())
-                .as_str()
-            {
-                "basic" => Scheme::Basic,
-                "negotiate" => Scheme::Negotiate,
-                "ntlm" => Scheme::Ntlm,
-                other => {
-                    return Err(
-                        f.here(format!("unknown scheme `{other}` (basic, negotiate, ntlm)"))
-                    );
-                }
+            let name = f.string("scheme")?.unwrap_or_else(|| "basic".into());
+            let Some(scheme) = Scheme::ALL.into_iter().find(|s| s.name() == name) else {
+                let names: Vec<&str> = Scheme::ALL.iter().map(|s| s.name()).collect();
+                return Err(f.here(format!("unknown scheme `{name}` ({})", names.join(", "))));
             };
             let user = f.string("user")?;
             let password = f.string("password")?;
@@ -579,6 +636,15 @@ fn loss(f: &mut Fields<'_>, status_allowed: bool) -> Result<Loss, ProfileError> 
     })
 }
 
+/// `"a", "b" or "c"`.
+fn one_of(names: &[String]) -> String {
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 fn http_status(f: &Fields<'_>, status: u64) -> Result<u16, ProfileError> {
     if (100..=599).contains(&status) {
         Ok(status as u16)
@@ -599,6 +665,9 @@ struct Fields<'a> {
     what: &'static str,
     /// Lines of keys already consumed, for errors about them.
     seen: BTreeMap<String, usize>,
+    /// Every key the validation looked for, given or not: the keys valid here, for a
+    /// "did you mean" on a misspelt one.
+    asked: BTreeSet<String>,
 }
 
 impl<'a> Fields<'a> {
@@ -622,6 +691,7 @@ impl<'a> Fields<'a> {
             line,
             what,
             seen: BTreeMap::new(),
+            asked: BTreeSet::new(),
         }
     }
 
@@ -650,6 +720,7 @@ impl<'a> Fields<'a> {
     }
 
     fn take(&mut self, key: &str) -> Option<(usize, toml::Value)> {
+        self.asked.insert(key.to_owned());
         let taken = self.values.remove(key);
         if let Some((line, _)) = &taken {
             self.seen.insert(key.to_owned(), *line);
@@ -710,7 +781,7 @@ impl<'a> Fields<'a> {
     fn u64_or_size(&mut self, key: &str) -> Result<Option<u64>, ProfileError> {
         match self.take(key) {
             None => Ok(None),
-            Some((line, toml::Value::String(s))) => parse_size(&s)
+            Some((line, toml::Value::String(s))) => exact_size(&s)
                 .map(Some)
                 .map_err(|m| self.at(line, format!("`{key}`: {m}"))),
             Some((line, v)) => value_u64(&v)
@@ -783,23 +854,79 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Fails on any key nobody consumed.
-    fn finish(self, fault: Option<&str>) -> Result<(), ProfileError> {
-        match self.values.into_iter().next() {
-            None => Ok(()),
-            Some((key, (line, _))) => Err(ProfileError {
-                origin: self.origin.to_owned(),
+    /// An error for a required key that is missing; when a given key looks like a
+    /// misspelling of it, the error names that key, at its line.
+    fn missing(&self, key: &str, message: &str) -> ProfileError {
+        let typo = self
+            .values
+            .iter()
+            .filter_map(|(given, (line, _))| near(given, key).map(|d| (d, given, *line)))
+            .min();
+        match typo {
+            Some((_, given, line)) => self.at(
                 line,
-                message: match fault {
-                    Some(kind) => format!(
-                        "unknown key `{key}` in {} (or it does not apply to fault `{kind}`)",
-                        self.what
-                    ),
-                    None => format!("unknown key `{key}` in {}", self.what),
-                },
-            }),
+                format!("{message}; is `{given}` a misspelling of it?"),
+            ),
+            None => self.here(message.to_owned()),
         }
     }
+
+    /// Fails on any key nobody consumed, suggesting the nearest key that is valid here.
+    fn finish(self, fault: Option<&str>) -> Result<(), ProfileError> {
+        let Some((key, (line, _))) = self.values.into_iter().next() else {
+            return Ok(());
+        };
+        let mut message = match fault {
+            Some(kind) => format!(
+                "unknown key `{key}` in {} (or it does not apply to fault `{kind}`)",
+                self.what
+            ),
+            None => format!("unknown key `{key}` in {}", self.what),
+        };
+        if let Some((_, valid)) = self
+            .asked
+            .iter()
+            .filter_map(|valid| near(&key, valid).map(|d| (d, valid)))
+            .min()
+        {
+            message.push_str(&format!("; did you mean `{valid}`?"));
+        }
+        Err(ProfileError {
+            origin: self.origin.to_owned(),
+            line,
+            message,
+        })
+    }
+}
+
+/// A size; plain digits are read as an integer, since [`parse_size`] goes through a float and
+/// would round byte counts above 2^53.
+fn exact_size(text: &str) -> Result<u64, String> {
+    text.trim().parse().or_else(|_| parse_size(text))
+}
+
+/// The edit distance from `typed` to `valid` when it is small enough (at most 2, and less
+/// than `typed` is long) for `typed` to be a misspelling of `valid`.
+fn near(typed: &str, valid: &str) -> Option<usize> {
+    let d = levenshtein(typed, valid);
+    (d <= 2 && d < typed.chars().count()).then_some(d)
+}
+
+/// Insertions, deletions and substitutions (of characters) turning `a` into `b`.
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    // `row[j]`: distance from the prefix of `a` seen so far to `b[..j]`.
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn value_u64(v: &toml::Value) -> Result<u64, String> {
@@ -1011,5 +1138,458 @@ mod tests {
         assert!(parse_rule_line("fault", "--fault", 1).is_err());
         assert!(parse_rule_line("fault=\"delay", "--fault", 1).is_err());
         assert!(parse_rule_line("", "--fault", 1).is_err());
+    }
+
+    /// Parses `rule`'s text back and checks it is `rule` again, all but `origin`.
+    fn round_trip(rule: &Rule) {
+        let line = rule.to_string();
+        let back = parse_rule_line(&line, "--fault", 7).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(back.origin, "--fault:7");
+        let normalised = Rule {
+            origin: rule.origin.clone(),
+            ..back
+        };
+        assert_eq!(&normalised, rule, "{line}");
+    }
+
+    fn hand_written() -> Vec<Rule> {
+        let ms = Duration::from_millis;
+        let any = Trigger::default;
+        let fragments = || Trigger {
+            packets: Some(vec![PacketType::Fragment]),
+            ..any()
+        };
+        let triggers = [
+            any(),
+            fragments(),
+            Trigger {
+                packets: Some(PacketType::ALL.to_vec()),
+                session: Some(2),
+                nth: Some(3),
+                every: Some(4),
+                ..any()
+            },
+            Trigger {
+                packets: Some(vec![]),
+                ..any()
+            },
+            Trigger {
+                probability: Some(0.1 + 0.2),
+                ..any()
+            },
+            Trigger {
+                probability: Some(1e-300),
+                ..any()
+            },
+            Trigger {
+                probability: Some(1.0),
+                position: Some(Position::Offset(u64::MAX)),
+                ..any()
+            },
+            Trigger {
+                position: Some(Position::Offset(9_007_199_254_740_993)),
+                ..any()
+            },
+            Trigger {
+                position: Some(Position::Fraction(0.07)),
+                ..any()
+            },
+            Trigger {
+                position: Some(Position::Fraction(1.0 / 3.0)),
+                ..any()
+            },
+            Trigger {
+                position: Some(Position::Fraction(1.0)),
+                ..any()
+            },
+            Trigger {
+                position: Some(Position::First),
+                ..any()
+            },
+            Trigger {
+                position: Some(Position::Final),
+                ..any()
+            },
+            Trigger {
+                path: Some("/drop/*/file-?.bin".into()),
+                ..any()
+            },
+            Trigger {
+                path: Some("/with space/and \"quotes\" and \\ and 'single'".into()),
+                ..any()
+            },
+            Trigger {
+                from: Some(ms(250)),
+                until: Some(Duration::new(3, 123_456_789)),
+                ..any()
+            },
+            Trigger {
+                until: Some(Duration::from_secs(86_400 * 3)),
+                ..any()
+            },
+        ];
+        let d = Duration::new(1, 500_000_000);
+        let faults = [
+            Fault::Delay(Dist::Fixed(ms(250))),
+            Fault::Stall(Dist::Fixed(Duration::from_nanos(1))),
+            Fault::Delay(Dist::Uniform {
+                min: ms(1),
+                max: ms(5),
+            }),
+            Fault::Delay(Dist::Normal {
+                mean: ms(40),
+                stddev: ms(20),
+            }),
+            Fault::Stall(Dist::LogNormal {
+                median: ms(100),
+                p99: d,
+            }),
+            Fault::Delay(Dist::Exponential {
+                mean: Duration::from_secs(60),
+            }),
+            Fault::LoseAck(Loss::Close),
+            Fault::LoseAck(Loss::Reset),
+            Fault::LoseAck(Loss::Hang(d)),
+            Fault::LoseAck(Loss::Status(599)),
+            Fault::LoseRequest(Loss::Close),
+            Fault::LoseRequest(Loss::Reset),
+            Fault::LoseRequest(Loss::Hang(Duration::from_secs(30))),
+            Fault::ResetMidBody {
+                after: Portion::Bytes(65_536),
+                keep: false,
+            },
+            Fault::ResetMidBody {
+                after: Portion::Fraction(0.3),
+                keep: true,
+            },
+            Fault::ResetMidBody {
+                after: Portion::Fraction(1.0),
+                keep: true,
+            },
+            Fault::LoseSession(SessionLoss::This { keep_file: false }),
+            Fault::LoseSession(SessionLoss::This { keep_file: true }),
+            Fault::LoseSession(SessionLoss::All { keep_file: true }),
+            Fault::LoseSession(SessionLoss::Expire(ms(200))),
+            Fault::Status {
+                status: 503,
+                code: None,
+                context: None,
+                retry_after: None,
+            },
+            Fault::Status {
+                status: 100,
+                code: Some(0x8007_0057),
+                context: Some(5),
+                retry_after: Some(u64::MAX),
+            },
+            Fault::Lie(Lie::Behind(100)),
+            Fault::Lie(Lie::Ahead(u64::MAX)),
+            Fault::Lie(Lie::BeyondTotal),
+            Fault::Lie(Lie::Malformed),
+            Fault::Lie(Lie::Missing),
+            Fault::Lie(Lie::OtherSession),
+            Fault::Lie(Lie::RangeNotSatisfiable(0)),
+            Fault::Lie(Lie::NoReplyUrl),
+            Fault::Broken(Broken::TruncatedHeaders),
+            Fault::Broken(Broken::WrongLength),
+            Fault::Broken(Broken::Garbage),
+            Fault::Throttle {
+                read: Some(65_536),
+                write: None,
+            },
+            Fault::Throttle {
+                read: None,
+                write: Some(1),
+            },
+            Fault::Throttle {
+                read: Some(1000),
+                write: Some(2000),
+            },
+            Fault::Refuse,
+            Fault::Auth(Auth {
+                scheme: Scheme::Basic,
+                credentials: None,
+                legs: 1,
+                again_after: None,
+            }),
+            Fault::Auth(Auth {
+                scheme: Scheme::Basic,
+                credentials: Some(("bits".into(), "p a=ss\"word".into())),
+                legs: 2,
+                again_after: Some(8),
+            }),
+            Fault::Auth(Auth {
+                scheme: Scheme::Negotiate,
+                credentials: None,
+                legs: 16,
+                again_after: Some(1),
+            }),
+            Fault::Auth(Auth {
+                scheme: Scheme::Ntlm,
+                credentials: None,
+                legs: 3,
+                again_after: None,
+            }),
+        ];
+        let mut rules = Vec::new();
+        for (i, fault) in faults.into_iter().enumerate() {
+            let rule = |trigger: Trigger| Rule {
+                name: format!("rule {i}"),
+                origin: "hand".into(),
+                trigger,
+                fault: fault.clone(),
+                times: None,
+                skip: 0,
+            };
+            if matches!(fault, Fault::Refuse) {
+                rules.push(rule(Trigger {
+                    from: Some(ms(1)),
+                    until: Some(ms(2)),
+                    every: Some(2),
+                    probability: Some(0.5),
+                    ..any()
+                }));
+            } else if fault.only_packets().is_some() {
+                rules.push(rule(fragments()));
+            } else {
+                for trigger in triggers.iter().cloned() {
+                    rules.push(rule(trigger));
+                }
+            }
+        }
+        for (name, times, skip) in [
+            ("", Some(0), 1),
+            ("503", Some(u64::MAX), u64::MAX),
+            ("true", None, 3),
+            ("tab\tnew\nline \u{7f} é ✓", Some(1), 0),
+        ] {
+            rules.push(Rule {
+                name: name.into(),
+                origin: "hand".into(),
+                trigger: any(),
+                fault: Fault::Refuse,
+                times,
+                skip,
+            });
+        }
+        rules
+    }
+
+    #[test]
+    fn every_shipped_rule_round_trips_through_its_one_line_text() {
+        for (name, _) in crate::fault::shipped::SHIPPED {
+            let profile = crate::fault::shipped::shipped(name).unwrap().unwrap();
+            profile.rules.iter().for_each(round_trip);
+        }
+    }
+
+    #[test]
+    fn every_fault_parameter_and_trigger_round_trips_through_its_one_line_text() {
+        let rules = hand_written();
+        assert!(rules.len() > 300, "{}", rules.len());
+        rules.iter().for_each(round_trip);
+    }
+
+    #[test]
+    fn durations_and_fractions_round_trip_to_the_nanosecond_and_the_last_bit() {
+        // A small deterministic generator: the point is many unremarkable values.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..2000 {
+            let bits = next();
+            let fraction = (bits >> 11) as f64 / (1u64 << 53) as f64;
+            // Nanoseconds up to a day, or whole ms / s, so every shape of text is exercised.
+            let nanos = match bits % 3 {
+                0 => next() % 86_400_000_000_000,
+                1 => next() % 1_000 * 1_000_000,
+                _ => next() % 100_000 * 1_000_000_000,
+            };
+            let rule = Rule {
+                name: "r".into(),
+                origin: "gen".into(),
+                trigger: Trigger {
+                    probability: Some(fraction),
+                    position: Some(Position::Fraction(fraction)),
+                    until: Some(Duration::from_nanos(nanos + 1)),
+                    ..Trigger::default()
+                },
+                fault: Fault::Delay(Dist::Fixed(Duration::from_nanos(nanos))),
+                times: None,
+                skip: 0,
+            };
+            round_trip(&rule);
+        }
+    }
+
+    #[test]
+    fn a_rule_line_parses_from_a_json_string() {
+        for rule in hand_written().iter().take(40) {
+            let json = serde_json::to_value(rule).unwrap();
+            let back = parse_rule_json(&json["line"], "POST /rules", 3).unwrap();
+            assert_eq!(back.origin, "POST /rules:3");
+            assert_eq!(
+                Rule {
+                    origin: rule.origin.clone(),
+                    ..back
+                },
+                *rule
+            );
+        }
+    }
+
+    #[test]
+    fn a_json_object_uses_the_profile_keys_and_validation() {
+        let r = parse_rule_json(
+            &serde_json::json!({"packet": "fragment", "nth": 3, "fault": "lose-ack", "how": "reset"}),
+            "POST /rules",
+            2,
+        )
+        .unwrap();
+        assert_eq!(r.name, "rule 2");
+        assert_eq!(r.origin, "POST /rules:2");
+        assert_eq!(r.trigger.packets, Some(vec![PacketType::Fragment]));
+        assert_eq!(r.trigger.nth, Some(3));
+        assert_eq!(r.fault, Fault::LoseAck(Loss::Reset));
+        let r = parse_rule_json(
+            &serde_json::json!({
+                "name": "lists, sizes and durations",
+                "packet": ["fragment", "ping"],
+                "probability": 0.25,
+                "until": 5,
+                "fault": "lose-request",
+                "how": "hang",
+                "hang": "250ms",
+            }),
+            "POST /rules",
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            r.trigger.packets,
+            Some(vec![PacketType::Fragment, PacketType::Ping])
+        );
+        assert_eq!(r.trigger.probability, Some(0.25));
+        assert_eq!(r.trigger.until, Some(Duration::from_secs(5)));
+        assert_eq!(
+            r.fault,
+            Fault::LoseRequest(Loss::Hang(Duration::from_millis(250)))
+        );
+        let r = parse_rule_json(
+            &serde_json::json!({"packet": "fragment", "fault": "lie", "lie": "ahead", "by": u64::MAX}),
+            "j",
+            1,
+        )
+        .unwrap();
+        assert_eq!(r.fault, Fault::Lie(Lie::Ahead(u64::MAX)));
+        let r = parse_rule_json(
+            &serde_json::json!({"packet": "fragment", "fault": "lie", "lie": "behind", "by": "4KiB"}),
+            "j",
+            1,
+        )
+        .unwrap();
+        assert_eq!(r.fault, Fault::Lie(Lie::Behind(4096)));
+    }
+
+    #[test]
+    fn json_rule_errors_name_the_origin_the_number_and_the_key() {
+        for (json, wanted) in [
+            (
+                serde_json::json!({"fault": "refuse", "colour": "red"}),
+                "j:4: unknown key `colour` in rule",
+            ),
+            (
+                serde_json::json!({"pakcet": "fragment", "fault": "lose-ack"}),
+                "j:4: unknown key `pakcet` in rule (or it does not apply to fault `lose-ack`); did you mean `packet`?",
+            ),
+            (
+                serde_json::json!({"nth": 0, "fault": "lose-ack"}),
+                "j:4: `nth` counts from 1",
+            ),
+            (
+                serde_json::json!({"nth": -1, "fault": "lose-ack"}),
+                "j:4: `nth` must be a whole number",
+            ),
+            (
+                serde_json::json!({"fault": "delay", "delay": null}),
+                "j:4: `delay` must not be null",
+            ),
+            (
+                serde_json::json!({"fault": "delay", "delay": {"ms": 5}}),
+                "j:4: `delay` must not be an object",
+            ),
+            (
+                serde_json::json!({"packet": "ping"}),
+                "j:4: missing `fault`",
+            ),
+            (serde_json::json!(42), "j:4: a rule is a string"),
+            (serde_json::json!("fault=nope"), "j:4: unknown fault `nope`"),
+        ] {
+            let e = parse_rule_json(&json, "j", 4).unwrap_err().to_string();
+            assert!(e.starts_with(wanted), "{json} → {e}");
+        }
+    }
+
+    #[test]
+    fn misspelt_keys_get_the_nearest_valid_key_suggested() {
+        let e = parse_rule_line("pakcet=fragment fault=lose-ack", "--fault", 1).unwrap_err();
+        assert!(e.message.ends_with("; did you mean `packet`?"), "{e}");
+        let e = parse_rule_line("fault=lose-session scope=all keepfile=true", "--fault", 1)
+            .unwrap_err();
+        assert!(e.message.ends_with("; did you mean `keep-file`?"), "{e}");
+        let e = err(&format!(
+            "{HEAD}[[rule]]\nfault = \"delay\"\ndelay = \"1s\"\ndistrbution = \"fixed\"\n"
+        ));
+        assert!(
+            e.starts_with("p.toml:6:") && e.ends_with("did you mean `distribution`?"),
+            "{e}"
+        );
+        let e = err(&format!("{HEAD}[server]\nsession-timout = \"1s\"\n"));
+        assert!(e.ends_with("did you mean `session-timeout`?"), "{e}");
+        // Nothing near enough: no guess.
+        let e = parse_rule_line("fault=refuse colour=red", "--fault", 1).unwrap_err();
+        assert!(!e.message.contains("did you mean"), "{e}");
+        let e = parse_rule_line("fault=refuse x=1", "--fault", 1).unwrap_err();
+        assert!(!e.message.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_fault_key_is_named_in_the_missing_fault_error() {
+        let e = parse_rule_line("packet=ping fualt=refuse", "--fault", 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--fault:1: missing `fault` (what the rule does); is `fualt` a misspelling of it?"
+        );
+        let e = err(&format!(
+            "{HEAD}[[rule]]\npacket = \"ping\"\nfalt = \"refuse\"\n"
+        ));
+        assert!(e.starts_with("p.toml:5: missing `fault`"), "{e}");
+    }
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_substitutions() {
+        assert_eq!(levenshtein("", ""), 0);
+        assert_eq!(levenshtein("packet", "packet"), 0);
+        assert_eq!(levenshtein("pakcet", "packet"), 2);
+        assert_eq!(levenshtein("packets", "packet"), 1);
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("", "abc"), 3);
+        assert_eq!(levenshtein("é", "e"), 1);
+    }
+
+    #[test]
+    fn quoted_values_may_contain_escaped_quotes() {
+        let r = parse_rule_line(r#"name="say \"hi\" now" fault=refuse"#, "--fault", 1).unwrap();
+        assert_eq!(r.name, "say \"hi\" now");
+    }
+
+    #[test]
+    fn percentages_read_as_the_nearest_fraction() {
+        let r = parse_rule_line("offset=\"12.3%\" fault=lose-ack", "--fault", 1).unwrap();
+        assert_eq!(r.trigger.position, Some(Position::Fraction(0.123)));
     }
 }

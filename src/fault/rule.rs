@@ -3,6 +3,7 @@
 
 use crate::proto::PacketType;
 use crate::proto::range::ContentRange;
+use crate::units::show_duration;
 use std::fmt;
 use std::time::Duration;
 
@@ -169,6 +170,18 @@ impl fmt::Display for Scheme {
 }
 
 impl Scheme {
+    pub const ALL: [Scheme; 3] = [Scheme::Basic, Scheme::Negotiate, Scheme::Ntlm];
+
+    /// The spelling of `scheme =` in profiles.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Basic => "basic",
+            Scheme::Negotiate => "negotiate",
+            Scheme::Ntlm => "ntlm",
+        }
+    }
+
+    /// The token of the `WWW-Authenticate` challenge.
     pub fn token(self) -> &'static str {
         match self {
             Scheme::Basic => "Basic",
@@ -272,6 +285,219 @@ impl Fault {
     }
 }
 
+/// The rule in the `--fault` one-line syntax, which
+/// [`parse_rule_line`](super::profile::parse_rule_line) reads back to an equal rule (all but
+/// `origin`): `name="ack lost" packet=fragment probability=0.2 fault=lose-ack how=reset`.
+/// Every parameter is written out, defaults included; durations and sizes are written so they
+/// parse back exactly (`250ms`, `1.5s`, bytes as integers), floats with Rust's shortest
+/// round-tripping digits. A rule the parser would reject (say `nth = 0`, which no profile can
+/// produce) renders to a line the parser rejects too.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "name={}", quoted(&self.name))?;
+        write_trigger(f, &self.trigger)?;
+        if let Some(n) = self.times {
+            write!(f, " times={n}")?;
+        }
+        if self.skip != 0 {
+            write!(f, " skip={}", self.skip)?;
+        }
+        write!(f, " fault={}{}", self.fault.kind(), Params(&self.fault))
+    }
+}
+
+/// The trigger's keys, each with a leading space; nothing for a trigger that always holds.
+fn write_trigger(f: &mut fmt::Formatter<'_>, t: &Trigger) -> fmt::Result {
+    if let Some(packets) = &t.packets {
+        let names: Vec<String> = packets
+            .iter()
+            .map(|p| p.as_str().to_ascii_lowercase())
+            .collect();
+        match names.as_slice() {
+            [] => f.write_str(" packet=[]")?,
+            [one] => write!(f, " packet={one}")?,
+            // No spaces: a one-liner splits its words at whitespace.
+            many => write!(f, " packet=[\"{}\"]", many.join("\",\""))?,
+        }
+    }
+    for (key, value) in [("session", t.session), ("nth", t.nth), ("every", t.every)] {
+        if let Some(n) = value {
+            write!(f, " {key}={n}")?;
+        }
+    }
+    if let Some(p) = t.probability {
+        write!(f, " probability={p}")?;
+    }
+    match t.position {
+        None => {}
+        Some(Position::Offset(n)) => write!(f, " offset={n}")?,
+        Some(Position::Fraction(x)) => write!(f, " offset=\"{}%\"", percent(x))?,
+        Some(Position::First) => f.write_str(" fragment=first")?,
+        Some(Position::Final) => f.write_str(" fragment=final")?,
+    }
+    if let Some(path) = &t.path {
+        write!(f, " path={}", quoted(path))?;
+    }
+    if let Some(from) = t.from {
+        write!(f, " from={}", show_duration(from))?;
+    }
+    if let Some(until) = t.until {
+        write!(f, " until={}", show_duration(until))?;
+    }
+    Ok(())
+}
+
+/// A fault's parameters in the one-line syntax, each with a leading space.
+struct Params<'a>(&'a Fault);
+
+impl fmt::Display for Params<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Fault::Delay(dist) | Fault::Stall(dist) => write_dist(f, dist),
+            Fault::LoseAck(loss) | Fault::LoseRequest(loss) => match *loss {
+                Loss::Close => f.write_str(" how=close"),
+                Loss::Reset => f.write_str(" how=reset"),
+                Loss::Hang(d) => write!(f, " how=hang hang={}", show_duration(d)),
+                Loss::Status(s) => write!(f, " how=status status={s}"),
+            },
+            Fault::ResetMidBody { after, keep } => {
+                match *after {
+                    Portion::Bytes(n) => write!(f, " after-bytes={n}")?,
+                    Portion::Fraction(x) => write!(f, " after-fraction={x}")?,
+                }
+                write!(f, " keep={keep}")
+            }
+            Fault::LoseSession(loss) => match *loss {
+                SessionLoss::This { keep_file } => write!(f, " scope=this keep-file={keep_file}"),
+                SessionLoss::All { keep_file } => write!(f, " scope=all keep-file={keep_file}"),
+                SessionLoss::Expire(idle) => {
+                    write!(f, " scope=expire idle={}", show_duration(idle))
+                }
+            },
+            Fault::Status {
+                status,
+                code,
+                context,
+                retry_after,
+            } => {
+                write!(f, " status={status}")?;
+                if let Some(code) = code {
+                    write!(f, " code=0x{code:08X}")?;
+                }
+                if let Some(context) = context {
+                    write!(f, " context=0x{context:X}")?;
+                }
+                if let Some(seconds) = retry_after {
+                    write!(f, " retry-after={seconds}")?;
+                }
+                Ok(())
+            }
+            Fault::Lie(lie) => write!(f, " lie={lie}"),
+            Fault::Broken(broken) => write!(f, " broken={broken}"),
+            Fault::Throttle { read, write } => {
+                if let Some(rate) = read {
+                    write!(f, " read-rate={rate}")?;
+                }
+                if let Some(rate) = write {
+                    write!(f, " write-rate={rate}")?;
+                }
+                Ok(())
+            }
+            Fault::Refuse => Ok(()),
+            Fault::Auth(auth) => {
+                write!(f, " scheme={}", auth.scheme.name())?;
+                if let Some((user, password)) = &auth.credentials {
+                    write!(f, " user={} password={}", quoted(user), quoted(password))?;
+                }
+                write!(f, " legs={}", auth.legs)?;
+                if let Some(n) = auth.again_after {
+                    write!(f, " again-after={n}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn write_dist(f: &mut fmt::Formatter<'_>, dist: &Dist) -> fmt::Result {
+    let d = |d: Duration| show_duration(d);
+    match *dist {
+        Dist::Fixed(delay) => write!(f, " delay={}", d(delay)),
+        Dist::Uniform { min, max } => {
+            write!(f, " distribution=uniform min={} max={}", d(min), d(max))
+        }
+        Dist::Normal { mean, stddev } => write!(
+            f,
+            " distribution=normal mean={} stddev={}",
+            d(mean),
+            d(stddev)
+        ),
+        Dist::LogNormal { median, p99 } => write!(
+            f,
+            " distribution=lognormal median={} p99={}",
+            d(median),
+            d(p99)
+        ),
+        Dist::Exponential { mean } => write!(f, " distribution=exponential mean={}", d(mean)),
+    }
+}
+
+/// A TOML basic string: quotes always, so a name such as `503` or `true` stays a string.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A fraction as the percentage `offset = "N%"` takes, by moving the decimal point of its
+/// shortest round-tripping form two places (`0.125` → `12.5`), so no float arithmetic can
+/// move it off by one unit in the last place. The parser moves it back the same way.
+fn percent(fraction: f64) -> String {
+    let text = format!("{fraction}");
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.as_str()),
+    };
+    let (whole, decimals) = digits.split_once('.').unwrap_or((digits, ""));
+    let decimals = format!("{decimals:0<2}");
+    let (moved, rest) = decimals.split_at(2);
+    let whole = format!("{whole}{moved}");
+    let whole = match whole.trim_start_matches('0') {
+        "" => "0",
+        w => w,
+    };
+    match rest.trim_end_matches('0') {
+        "" => format!("{sign}{whole}"),
+        rest => format!("{sign}{whole}.{rest}"),
+    }
+}
+
+/// A rule for the control API: `{"name", "origin", "line", "fault"}`, where `line` is the
+/// [one-line syntax](Rule#impl-Display-for-Rule) that `POST /rules` accepts back.
+impl serde::Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut rule = serializer.serialize_struct("Rule", 4)?;
+        rule.serialize_field("name", &self.name)?;
+        rule.serialize_field("origin", &self.origin)?;
+        rule.serialize_field("line", &self.to_string())?;
+        rule.serialize_field("fault", self.fault.kind())?;
+        rule.end()
+    }
+}
+
 impl fmt::Display for SessionLoss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kept = |keep: bool| if keep { " (temp file kept)" } else { "" };
@@ -283,7 +509,7 @@ impl fmt::Display for SessionLoss {
             SessionLoss::Expire(idle) => write!(
                 f,
                 "gave the session an idle timeout of {}",
-                crate::units::show_duration(idle)
+                show_duration(idle)
             ),
         }
     }
@@ -305,6 +531,15 @@ impl fmt::Display for Lie {
     }
 }
 
+impl Broken {
+    pub const ALL: [Broken; 3] = [
+        Broken::TruncatedHeaders,
+        Broken::WrongLength,
+        Broken::Garbage,
+    ];
+}
+
+/// In the profile syntax (`broken = "garbage"`).
 impl fmt::Display for Broken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -381,5 +616,105 @@ mod tests {
         assert_eq!(Portion::Bytes(10).of(4), 4);
         assert_eq!(Portion::Fraction(0.5).of(101), 50);
         assert_eq!(Portion::Fraction(1.0).of(7), 7);
+    }
+
+    fn rule(trigger: Trigger, fault: Fault) -> Rule {
+        Rule {
+            name: "ack lost".into(),
+            origin: "p.toml:3".into(),
+            trigger,
+            fault,
+            times: None,
+            skip: 0,
+        }
+    }
+
+    #[test]
+    fn rules_show_in_the_one_line_syntax_with_every_parameter() {
+        let lost = rule(
+            Trigger {
+                packets: Some(vec![PacketType::Fragment]),
+                probability: Some(0.2),
+                ..Trigger::default()
+            },
+            Fault::LoseAck(Loss::Reset),
+        );
+        assert_eq!(
+            lost.to_string(),
+            "name=\"ack lost\" packet=fragment probability=0.2 fault=lose-ack how=reset"
+        );
+        let outage = Rule {
+            name: "outage".into(),
+            times: Some(1),
+            skip: 2,
+            ..rule(
+                Trigger {
+                    from: Some(Duration::from_millis(1500)),
+                    until: Some(Duration::from_secs(180)),
+                    ..Trigger::default()
+                },
+                Fault::Refuse,
+            )
+        };
+        assert_eq!(
+            outage.to_string(),
+            "name=\"outage\" from=1.5s until=3m times=1 skip=2 fault=refuse"
+        );
+        let auth = rule(
+            Trigger {
+                packets: Some(vec![PacketType::CreateSession, PacketType::Fragment]),
+                position: Some(Position::Fraction(0.125)),
+                path: Some("/drop/*.bin".into()),
+                ..Trigger::default()
+            },
+            Fault::Auth(Auth {
+                scheme: Scheme::Basic,
+                credentials: Some(("bits".into(), "two \"words\"".into())),
+                legs: 1,
+                again_after: Some(8),
+            }),
+        );
+        assert_eq!(
+            auth.to_string(),
+            "name=\"ack lost\" packet=[\"create-session\",\"fragment\"] offset=\"12.5%\" \
+             path=\"/drop/*.bin\" fault=auth scheme=basic user=\"bits\" \
+             password=\"two \\\"words\\\"\" legs=1 again-after=8"
+        );
+    }
+
+    #[test]
+    fn fractions_show_as_percentages_by_moving_the_decimal_point() {
+        for (x, text) in [
+            (0.25, "25"),
+            (0.125, "12.5"),
+            (1.0, "100"),
+            (0.0, "0"),
+            (0.07, "7"),
+            (0.001, "0.1"),
+            (0.1 + 0.2, "30.000000000000004"),
+        ] {
+            assert_eq!(percent(x), text, "{x}");
+        }
+    }
+
+    #[test]
+    fn names_are_quoted_as_toml_basic_strings() {
+        assert_eq!(quoted("503"), "\"503\"");
+        assert_eq!(quoted("a \"b\" \\ c"), "\"a \\\"b\\\" \\\\ c\"");
+        assert_eq!(quoted("line\nbreak\u{1}"), "\"line\\nbreak\\u0001\"");
+    }
+
+    #[test]
+    fn rules_serialise_as_name_origin_line_and_fault() {
+        let r = rule(Trigger::default(), Fault::Broken(Broken::Garbage));
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({
+                "name": "ack lost",
+                "origin": "p.toml:3",
+                "line": "name=\"ack lost\" fault=broken broken=garbage",
+                "fault": "broken",
+            })
+        );
     }
 }

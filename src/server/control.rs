@@ -54,6 +54,7 @@ impl Server {
                 name: rule.name.clone(),
                 origin: rule.origin.clone(),
                 fault: rule.fault.kind().to_owned(),
+                line: rule.to_string(),
                 fired: *fired,
             })
             .collect()

@@ -1,0 +1,151 @@
+//! What the benchmarks share: how many rounds, whether this is a smoke run, the median, and
+//! a raw HTTP/1.1 client whose cost is the same for every contender.
+
+#![allow(dead_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `BENCH_ROUNDS`, or `default`.
+pub fn rounds(default: usize) -> Result<usize, String> {
+    match std::env::var("BENCH_ROUNDS") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("BENCH_ROUNDS must be a positive integer, got {v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// `cargo bench` passes `--bench`; `cargo test --benches` (or `--all-targets`) runs a bench
+/// unoptimized and without it: then one small round shows it still works, and no verdict.
+pub fn smoke() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
+pub fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
+
+/// A raw HTTP/1.1 client on one keep-alive connection: the same cost for every contender.
+pub struct Client {
+    stream: TcpStream,
+    host: String,
+    /// Bytes read past the end of the previous response.
+    pending: Vec<u8>,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> io::Result<Client> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            host: addr.to_string(),
+            pending: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Sends one `BITS_POST` with `body` and reads the whole response.
+    pub async fn send(
+        &mut self,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<Answer> {
+        let mut head = format!(
+            "BITS_POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.host,
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream.write_all(head.as_bytes()).await?;
+        self.stream.write_all(body).await?;
+        self.read_answer().await
+    }
+
+    async fn read_answer(&mut self) -> io::Result<Answer> {
+        let end = loop {
+            if let Some(at) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before a response",
+                ));
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&self.pending[..end]).into_owned();
+        self.pending.drain(..end);
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line in {head:?}")))?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        while self.pending.len() < length {
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside a response body",
+                ));
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+        self.pending.drain(..length);
+        Ok(Answer { status, headers })
+    }
+}
+
+impl Answer {
+    pub fn expect_ok(self, what: &str) -> io::Result<Answer> {
+        if self.status == 200 {
+            Ok(self)
+        } else {
+            Err(io::Error::other(format!(
+                "{what}: status {} with headers {:?}",
+                self.status, self.headers
+            )))
+        }
+    }
+
+    pub fn header(&self, name: &str) -> io::Result<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| io::Error::other(format!("response has no {name} header")))
+    }
+}
