@@ -474,7 +474,7 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
         };
         let admin_addr = admin_listener
             .as_ref()
-            .map(|l| l.local_addr().unwrap_or_else(|_| config.listen));
+            .and_then(|l| l.local_addr().ok().or(config.admin));
         if let Some(at) = admin_addr
             && harness.admin_token.is_none()
             && !at.ip().is_loopback()

@@ -508,8 +508,11 @@ async fn reset_drops_sessions_and_rules_and_optionally_the_uploads() {
     fx.stop().await;
 }
 
+/// One sample: metric name, labels (unescaped), value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// `name{labels} value` or `name value`, as the text format 0.0.4 puts a sample.
-fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str) -> Option<Sample> {
     let (series, value) = line.rsplit_once(' ')?;
     let value: f64 = value.parse().ok()?;
     let (name, labels) = match series.split_once('{') {

@@ -38,11 +38,12 @@ pub async fn run(
             server.set_rules(rules);
             Reply::json(200, &json!(server.rules()))
         }
-        Command::Arm(Arm {
-            mut rule,
-            unnamed,
-            window,
-        }) => {
+        Command::Arm(arm) => {
+            let Arm {
+                mut rule,
+                unnamed,
+                window,
+            } = *arm;
             if unnamed {
                 // Named after its place in the whole list, as `--fault` rules are.
                 rule.name = format!("rule {}", server.rules().len() + 1);

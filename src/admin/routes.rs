@@ -57,9 +57,12 @@ pub enum Command {
     Uploads,
     Rules,
     SetRules(Vec<Rule>),
-    Arm(Arm),
+    /// Boxed: a rule is large, and every other command small.
+    Arm(Box<Arm>),
     Disarm(u64),
-    Reset { uploads: bool },
+    Reset {
+        uploads: bool,
+    },
     Metrics,
     Shutdown,
 }
@@ -307,7 +310,7 @@ pub fn route(raw: &Raw<'_>) -> Result<Command, AdminError> {
         (["uploads"], _) => return Err(not_allowed("GET")),
         (["rules"], "GET") => Command::Rules,
         (["rules"], "PUT") => Command::SetRules(put_rules(raw)?),
-        (["rules"], "POST") => Command::Arm(post_rule(raw)?),
+        (["rules"], "POST") => Command::Arm(Box::new(post_rule(raw)?)),
         (["rules"], _) => return Err(not_allowed("GET, PUT, POST")),
         (["rules", id], "DELETE") => Command::Disarm(
             id.parse()
@@ -790,7 +793,7 @@ mod tests {
         let named = r#"{"rule": {"name": "down", "fault": "status", "status": 503}}"#;
         assert!(matches!(
             route(&json("POST", "/rules", named)),
-            Ok(Command::Arm(Arm { unnamed: false, .. }))
+            Ok(Command::Arm(arm)) if !arm.unnamed
         ));
         for body in [
             r#"{"rule": "fault=delay delay=1ms", "times": 0}"#,
