@@ -274,6 +274,44 @@ def journal_seeds():
     write("journal", "damaged", "\n".join(JOURNAL_DAMAGED))
 
 
+def admin_seeds():
+    """Control API requests: request line, content type, authorization, then the body."""
+    def req(name, line, body=b"", content_type="", authorization=""):
+        if isinstance(body, str):
+            body = body.encode()
+        write("admin", name, f"{line}\n{content_type}\n{authorization}\n".encode() + body)
+
+    req("health", "GET /health")
+    req("health-token", "GET /health", authorization="Bearer t0ken")
+    req("config", "GET /config")
+    req("metrics", "GET /metrics")
+    req("sessions", "GET /sessions")
+    req("forget-session", f"DELETE /sessions/%7B{SID[1:-1].lower()}%7D")
+    req("journal", "GET /journal?since=3&session=2&packet=fragment&limit=10&wait=1500ms")
+    req("journal-by-id", f"GET /journal?session={SID}")
+    req("uploads", "GET /uploads")
+    req("rules", "GET /rules")
+    req("put-rules-profile", "PUT /rules", (ROOT / "profiles" / "lost-acks.toml").read_text(), "application/toml")
+    req("put-rules-lines", "PUT /rules",
+        json.dumps({"rules": ["packet=fragment nth=3 fault=lose-ack how=reset", "fault=delay delay=5ms"]}),
+        "application/json")
+    req("post-rule-text", "POST /rules", "packet=ping fault=status status=503", "text/plain")
+    req("post-rule-json", "POST /rules",
+        json.dumps({"rule": "packet=fragment fault=lose-ack", "times": 2, "for": "10s"}),
+        "application/json; charset=utf-8")
+    req("put-rules-objects", "PUT /rules",
+        json.dumps({"rules": [{"packet": "fragment", "nth": 3, "fault": "lose-ack", "how": "reset"}]}),
+        "application/json")
+    req("post-rule-object", "POST /rules",
+        json.dumps({"rule": {"name": "down", "packet": "ping", "fault": "status", "status": 503}}),
+        "application/json")
+    req("disarm", "DELETE /rules/4")
+    req("reset", "POST /reset?uploads=true")
+    req("shutdown", "POST /shutdown")
+    req("wrong-method", "PATCH /rules")
+    req("bad-percent", "GET /journal?since=%zz")
+
+
 def main():
     if SEEDS.exists():
         shutil.rmtree(SEEDS)
@@ -284,6 +322,9 @@ def main():
     profile_seeds(rng)
     connection_seeds()
     journal_seeds()
+
+
+    admin_seeds()
     for i, n in enumerate([16, 64, 128, 256, 512, 1024, 2048, 4096]):
         write("session_machine", f"random-{i:02}", bytes(rng.randrange(256) for _ in range(n)))
     for name, data in FOUND_SESSION_MACHINE.items():

@@ -47,6 +47,45 @@ pub struct Config {
     /// Add `X-Bitsmock-Fault` to answers a fault shaped (it changes the wire, so off by
     /// default).
     pub mark_faults: bool,
+    /// Where the control API (docs/admin-api.md) listens; `None` = no control API.
+    /// [`crate::spawn`] binds it; port 0 picks a free one.
+    pub admin: Option<SocketAddr>,
+    /// The bearer token every control API request must carry. Without one, only loopback
+    /// peers are served.
+    pub admin_token: Option<AdminToken>,
+}
+
+/// The control API's bearer token. Its own type so that `Debug` (of a [`Config`], in a log or
+/// a panic message) never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    pub fn new(token: impl Into<String>) -> AdminToken {
+        AdminToken(token.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl From<&str> for AdminToken {
+    fn from(token: &str) -> AdminToken {
+        AdminToken::new(token)
+    }
+}
+
+impl From<String> for AdminToken {
+    fn from(token: String) -> AdminToken {
+        AdminToken::new(token)
+    }
 }
 
 impl Default for Config {
@@ -67,6 +106,8 @@ impl Default for Config {
             profile_name: None,
             journal: None,
             mark_faults: false,
+            admin: None,
+            admin_token: None,
         }
     }
 }
@@ -255,6 +296,8 @@ impl Config {
             profile_name: profile.map(|p| p.name.clone()),
             journal: None,
             mark_faults: false,
+            admin: None,
+            admin_token: None,
         })
     }
 }
@@ -480,6 +523,21 @@ mod tests {
             ..Settings::default()
         };
         assert!(Config::from_parts(None, bad).is_err());
+    }
+
+    #[test]
+    fn the_admin_token_never_shows_in_debug_output() {
+        let config = Config {
+            admin_token: Some(AdminToken::from("s3cret")),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("AdminToken(<redacted>)"), "{shown}");
+        assert_eq!(
+            config.admin_token.map(|t| t.as_str().to_owned()),
+            Some("s3cret".into())
+        );
     }
 
     #[test]

@@ -734,7 +734,7 @@ fn rules(value: &Value, fired: bool) -> String {
             let f = |name: &str| r.get(name).map_or("?".to_owned(), text);
             let extra = r
                 .as_object()
-                .map(|o| extras(o, &["id", "name", "origin", "fault", "fired"]))
+                .map(|o| extras(o, &["id", "name", "origin", "fault", "line", "fired"]))
                 .unwrap_or_default();
             if fired {
                 format!("{} fired {}{extra}", f("name"), f("fired"))
@@ -906,6 +906,7 @@ mod tests {
             name: format!("rule {}", id + 1),
             origin: format!("--fault:{}", id + 1),
             fault: fault.into(),
+            line: format!("fault={fault}"),
             fired,
         }
     }

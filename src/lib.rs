@@ -17,13 +17,17 @@
 //! - [`store`]: session temp files, atomic commit, confinement under the upload root, its lock.
 //! - [`reply`]: the built-in server application for upload-reply jobs. Pure.
 //! - [`client`]: the reference BITS upload client (`bitsmock upload`), for tests and CLI.
+//! - [`admin`]: the HTTP control API (docs/admin-api.md) over the journal and the rules, on
+//!   a listener of its own.
 //! - [`config`]: the validated configuration; [`units`]: size and duration parsing.
 //! - `fuzzing` (cargo feature `fuzzing`): the property checks behind the fuzz targets and
 //!   their stable replay.
 //!
 //! Start a server inside a test with [`MockServer::builder`] (or [`spawn`] for a hand-made
-//! [`Config`]), point a client at its URL, assert on its journal, and drop it.
+//! [`Config`]), point a client at its URL, assert on its journal, and drop it. With
+//! [`Config::admin`] set, [`spawn`] starts the control API too, at [`Running::admin_addr`].
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod fault;
@@ -49,6 +53,7 @@ use std::sync::Arc;
 pub struct Running {
     pub addr: SocketAddr,
     pub server: Arc<Server>,
+    admin: Option<SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -57,6 +62,16 @@ impl Running {
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where the control API listens, when [`Config::admin`] asked for it.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// `http://127.0.0.1:PORT` of the control API, when it runs.
+    pub fn admin_url(&self) -> Option<String> {
+        self.admin.map(|a| format!("http://{a}"))
     }
 
     /// Waits until the server stops by itself (`Server::shutdown`, `POST /shutdown`).
@@ -71,18 +86,45 @@ impl Running {
     }
 }
 
-/// Binds `config.listen` (use port 0 for a free port) and serves in the background.
+/// Binds `config.listen` (use port 0 for a free port), and `config.admin` when set, and serves
+/// in the background. The control API stops when the server does.
 pub async fn spawn(config: Config) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let admin_listener = match config.admin {
+        Some(at) => Some(tokio::net::TcpListener::bind(at).await?),
+        None => None,
+    };
+    let admin = admin_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
+    let token = config.admin_token.as_ref().map(|t| t.as_str().to_owned());
     let server = Server::new(config)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(Arc::clone(&server).run(listener, async {
-        let _ = stopped.await;
-    }));
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = admin_listener.map(|listener| {
+        tokio::spawn(admin::serve(Arc::clone(&server), listener, token, async {
+            let _ = admin_stopped.await;
+        }))
+    });
+    let running = Arc::clone(&server);
+    let task = tokio::spawn(async move {
+        let result = running
+            .run(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        let _ = admin_stop.send(());
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        result
+    });
     Ok(Running {
         addr,
         server,
+        admin,
         stop,
         task,
     })

@@ -3,7 +3,7 @@
 use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
 use bitsmock::client::{Credentials, FailedUpload, Meter, Options, UploadError, Uploader};
-use bitsmock::config::{self, Names, Settings, check};
+use bitsmock::config::{self, AdminToken, Names, Settings, check};
 use bitsmock::fault::lint;
 use bitsmock::fault::profile::{self, parse_rule_line_at};
 use bitsmock::fault::shipped;
@@ -262,6 +262,41 @@ struct ServeArgs {
     /// [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = timeout)]
     body_timeout: Option<Duration>,
+    /// Add an `X-Bitsmock-Fault` header to every answer a fault shaped (changes the wire).
+    #[arg(long)]
+    mark_faults: bool,
+    /// Write every event to FILE as NDJSON, one object per line (docs/journal.md).
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    #[command(flatten)]
+    harness: Harness,
+}
+
+/// How a test harness in any language drives `serve`: the control API and the start-up
+/// handshake. Not settings of the server itself, so they stay out of the profile merge.
+#[derive(Args)]
+struct Harness {
+    /// Serve the HTTP control API (docs/admin-api.md) on this address, in the same forms as
+    /// --listen; port 0 picks a free one, reported in the banner, --ready-file and --json
+    /// [default: off].
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_listen)]
+    admin: Option<SocketAddr>,
+    /// Require `Authorization: Bearer TOKEN` on every control API request (then peers
+    /// beyond loopback are served too).
+    #[arg(long, value_name = "TOKEN", requires = "admin")]
+    admin_token: Option<String>,
+    /// Once listening, write {"url", "admin_url", "seed", "pid"} as JSON to FILE (whole:
+    /// written beside it, then renamed into place).
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+    /// Print that same JSON object as the first line on stdout instead of the banner (which
+    /// goes to stderr, with the fire counts at exit).
+    #[arg(long)]
+    json: bool,
+    /// Shut down gracefully when stdin reaches end of file (when the harness that started
+    /// the server exits or closes the pipe).
+    #[arg(long)]
+    exit_on_stdin_close: bool,
 }
 
 // Flag value parsers: the unit parsers, then the same checks a profile's `[server]` table and
@@ -331,15 +366,34 @@ impl ServeArgs {
         })
     }
 
-    /// The profile, then the flags over it, through the one merge.
-    fn into_config(self) -> Result<Config, String> {
+    /// The profile, then the flags over it, through the one merge; then what only flags
+    /// set (a profile cannot open a control port or write files elsewhere). Also returns
+    /// the harness flags `serve` itself acts on.
+    fn into_config(mut self) -> Result<(Config, Harness), String> {
         let profile = self
             .profile
             .as_deref()
             .map(config::load_profile)
             .transpose()?;
+        let mark_faults = self.mark_faults;
+        let journal = self.journal.take();
+        let harness = Harness {
+            admin: self.harness.admin,
+            admin_token: self.harness.admin_token.take(),
+            ready_file: self.harness.ready_file.take(),
+            json: self.harness.json,
+            exit_on_stdin_close: self.harness.exit_on_stdin_close,
+        };
+        if harness.admin_token.as_deref().is_some_and(str::is_empty) {
+            return Err("--admin-token must not be empty".into());
+        }
         let flags = self.settings(profile.as_ref().map_or(0, |p| p.rules.len()))?;
-        Config::from_parts(profile.as_ref(), flags).map_err(|e| e.to_string())
+        let mut config = Config::from_parts(profile.as_ref(), flags).map_err(|e| e.to_string())?;
+        config.mark_faults = mark_faults;
+        config.journal = journal;
+        config.admin = harness.admin;
+        config.admin_token = harness.admin_token.clone().map(AdminToken::from);
+        Ok((config, harness))
     }
 }
 
@@ -357,7 +411,7 @@ fn main() -> ExitCode {
         Command::Upload(args) => upload(*args),
         Command::Journal(args) => journal(args),
         Command::Serve(args) => match args.into_config() {
-            Ok(config) => serve(config),
+            Ok((config, harness)) => serve(config, harness),
             Err(message) => {
                 eprintln!("error: {message}");
                 ExitCode::from(2)
@@ -440,7 +494,7 @@ fn colour() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, harness: Harness) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -465,6 +519,27 @@ fn serve(config: Config) -> ExitCode {
             }
         };
         let addr = listener.local_addr().unwrap_or(config.listen);
+        let admin_listener = match config.admin {
+            Some(at) => match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("error: cannot listen on {at} (--admin): {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let admin_addr = admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok().or(config.admin));
+        if let Some(at) = admin_addr
+            && harness.admin_token.is_none()
+            && !at.ip().is_loopback()
+        {
+            eprintln!(
+                "warning: the control API on {at} has no --admin-token, so it serves loopback peers only"
+            );
+        }
         let server = match bitsmock::Server::new(config) {
             Ok(s) => s,
             Err(e) => {
@@ -472,10 +547,44 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        println!("{}", banner(addr, &server));
+        let ready = ready(addr, admin_addr, &server);
+        if let Some(path) = &harness.ready_file
+            && let Err(e) = write_whole(path, &format!("{ready}\n"))
+        {
+            eprintln!("error: cannot write --ready-file {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        // With --json, stdout carries JSON only; everything for people goes to stderr.
+        let say = |line: &str| {
+            if harness.json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        };
+        if harness.json {
+            println!("{ready}");
+        }
+        say(&banner(addr, admin_addr, &server));
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_task = admin_listener.map(|listener| {
+            tokio::spawn(bitsmock::admin::serve(
+                Arc::clone(&server),
+                listener,
+                harness.admin_token.clone(),
+                async {
+                    let _ = admin_stopped.await;
+                },
+            ))
+        });
+        let stdin_closed = stdin_closed(harness.exit_on_stdin_close);
         let shutdown = async move {
-            signals.next().await;
-            eprintln!("shutting down (Ctrl-C again to exit at once)");
+            tokio::select! {
+                () = signals.next() => {
+                    eprintln!("shutting down (Ctrl-C again to exit at once)");
+                }
+                () = stdin_closed => eprintln!("stdin closed; shutting down"),
+            }
             tokio::spawn(async move {
                 signals.next().await;
                 eprintln!("exiting without finishing open requests");
@@ -483,8 +592,12 @@ fn serve(config: Config) -> ExitCode {
             });
         };
         let result = Arc::clone(&server).run(listener, shutdown).await;
+        let _ = admin_stop.send(());
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
         for (i, (name, fired)) in server.fire_counts().iter().enumerate() {
-            println!("rule {}: {name}: fired {fired} time(s)", i + 1);
+            say(&format!("rule {}: {name}: fired {fired} time(s)", i + 1));
         }
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -496,13 +609,61 @@ fn serve(config: Config) -> ExitCode {
     })
 }
 
+/// What a harness needs to start talking to the server: `--ready-file` and `--json`.
+fn ready(
+    addr: SocketAddr,
+    admin: Option<SocketAddr>,
+    server: &bitsmock::Server,
+) -> serde_json::Value {
+    serde_json::json!({
+        "url": format!("http://{addr}"),
+        "admin_url": admin.map(|a| format!("http://{a}")),
+        "seed": server.config().seed,
+        "pid": std::process::id(),
+    })
+}
+
+/// Writes FILE.tmp, then renames it to FILE, so a reader polling for FILE sees all of it or
+/// nothing.
+fn write_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Resolves when stdin reaches end of file, if `watch`; otherwise never. Read on a thread of
+/// its own, not tokio's blocking pool: the runtime would wait for a blocked read at exit.
+fn stdin_closed(watch: bool) -> impl std::future::Future<Output = ()> {
+    let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
+    if watch {
+        let spawned = std::thread::Builder::new()
+            .name("bitsmock-stdin".into())
+            .spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+                let _ = closed.send(());
+            });
+        if let Err(e) = spawned {
+            eprintln!("warning: cannot watch stdin: {e}");
+        }
+    }
+    async move {
+        if on_close.await.is_err() {
+            // No watcher (or it could not start): never resolve.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// The first line on stdout. Scripts and tests read the address from its start, so that part
 /// stays `bitsmock listening on http://ADDR/`; the seed is there to replay a run with --seed.
-fn banner(addr: SocketAddr, server: &bitsmock::Server) -> String {
+fn banner(addr: SocketAddr, admin: Option<SocketAddr>, server: &bitsmock::Server) -> String {
     let config = server.config();
     let rules = config.rules.len();
+    let admin = admin.map_or(String::new(), |a| format!("; control API on http://{a}/"));
     format!(
-        "bitsmock listening on http://{addr}/ (uploads go to {}; profile {}, {rules} rule{}, seed {}, time scale {})",
+        "bitsmock listening on http://{addr}/ (uploads go to {}; profile {}, {rules} rule{}, seed {}, time scale {}{admin})",
         server.store().root().display(),
         config.profile_name.as_deref().unwrap_or("none"),
         if rules == 1 { "" } else { "s" },

@@ -205,6 +205,24 @@ fn header_names_match_in_any_case() {
 }
 
 #[test]
+fn the_admin_router_holds_for_random_requests() {
+    // Random bytes alone rarely form a route; half the inputs get a real request line, so
+    // the query and body parsers see random input too.
+    let lines: [&[u8]; 6] = [
+        b"PUT /rules\napplication/json\n\n",
+        b"PUT /rules\n\n\n",
+        b"POST /rules\napplication/json\nBearer t0ken\n",
+        b"POST /rules\ntext/plain\n\n",
+        b"GET /journal?",
+        b"DELETE /sessions/",
+    ];
+    for (i, data) in random_inputs(0xAD41, 4_000, 512).enumerate() {
+        fuzzing::admin::check(&data);
+        fuzzing::admin::check(&[lines[i % lines.len()], &data].concat());
+    }
+}
+
+#[test]
 fn every_shipped_profile_passes_the_profile_check() {
     for (name, text) in bitsmock::fault::shipped::SHIPPED {
         let result = catch_unwind(|| fuzzing::profile::check_text(text));

@@ -25,7 +25,9 @@
 //! | `profile`         | profile text                                      | [`crate::fault::profile::parse`]             |
 //! | `connection`      | 4 control bytes, then raw HTTP bytes              | [`crate::Server::serve_io`]                  |
 //! | `journal`         | a journal file's bytes (NDJSON event lines)       | [`crate::journal_view`]                      |
+//! | `admin`           | request line, content type, authorization, body   | [`crate::admin::route`], [`crate::admin::authorize`] |
 
+pub mod admin;
 pub mod connection;
 pub mod journal;
 pub mod packet;
@@ -48,6 +50,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("profile", profile::check),
     ("connection", connection::check),
     ("journal", journal::check),
+    ("admin", admin::check),
 ];
 
 /// Statuses whose Acks carry no BITS error by design: 401 (auth challenge), 404 (Close on a

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod serve;
 
 use bitsmock::fault::Rule;

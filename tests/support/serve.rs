@@ -78,6 +78,31 @@ impl Serve {
 
     /// As [`Serve::start`], after letting the test adjust the command (its environment, say).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Serve {
+        Serve::start_reading(args, adjust, |banner| {
+            banner
+                .strip_prefix("bitsmock listening on http://")
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|a| a.parse().ok())
+        })
+    }
+
+    /// `bitsmock serve --json …`: the first stdout line is the JSON object (kept in
+    /// `banner`), whose `url` gives the address.
+    pub fn start_json(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Serve {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        Serve::start_reading(&all, adjust, |line| {
+            let ready: serde_json::Value = serde_json::from_str(line).ok()?;
+            ready["url"].as_str()?.strip_prefix("http://")?.parse().ok()
+        })
+    }
+
+    /// Starts it and reads the address from the first stdout line with `addr_of`.
+    fn start_reading(
+        args: &[&str],
+        adjust: impl FnOnce(&mut Command),
+        addr_of: impl FnOnce(&str) -> Option<SocketAddr>,
+    ) -> Serve {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut command = bitsmock(&["serve", "--dir"]);
         command.arg(dir.path().join("uploads")).args(args);
@@ -90,18 +115,14 @@ impl Serve {
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut banner = String::new();
         let _ = stdout.read_line(&mut banner);
-        let Some(addr) = banner
-            .strip_prefix("bitsmock listening on http://")
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|a| a.parse().ok())
-        else {
+        let Some(addr) = addr_of(banner.trim_end()) else {
             let _ = child.kill();
             let mut stderr = String::new();
             child
                 .stderr
                 .take()
                 .map(|mut s| s.read_to_string(&mut stderr));
-            panic!("no address in the banner {banner:?}; stderr: {stderr}");
+            panic!("no address in the first line {banner:?}; stderr: {stderr}");
         };
         Serve {
             child,
@@ -110,6 +131,20 @@ impl Serve {
             addr,
             dir,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes the child's stdin (start it with `Stdio::piped()` stdin for this to matter).
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    /// Whether it has exited yet.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// The `--dir` it was started with.
