@@ -309,3 +309,104 @@ async fn uploads_are_hashed_only_when_asked_or_when_their_reply_names_the_digest
         ]
     );
 }
+
+/// A random conversation, request by request: what the client sent, in order.
+#[tokio::test]
+async fn over_random_conversations_the_journal_has_one_record_per_request_in_order_and_stored_bytes_add_up()
+ {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    let mut committed = 0;
+    for seed in 0..12u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let fx = start_rules(&[
+            "packet=fragment probability=0.2 fault=lose-ack how=close",
+            "packet=fragment probability=0.1 fault=reset-mid-body after-fraction=0.5",
+            "probability=0.1 fault=status status=503",
+        ])
+        .await;
+        let mut sent: Vec<(Option<PacketType>, String)> = Vec::new();
+        let mut conn = fx.connect().await;
+        let total = rng.random_range(1..20_000u64);
+        let bytes = data(total as usize, seed);
+        let target = format!("/prop/{seed}.bin");
+        let mut id: Option<String> = None;
+        let mut offset = 0u64;
+        for step in 0..60 {
+            let roll: u32 = rng.random_range(0..10);
+            let (packet, req) = match (id.as_deref(), roll) {
+                (_, 0) => (PacketType::Ping, Req::ping(&format!("/ping/{step}"))),
+                (None, _) => (PacketType::CreateSession, Req::create(&target)),
+                (Some(s), 1) if offset == total => {
+                    (PacketType::CloseSession, Req::close(&target, s))
+                }
+                (Some(s), _) => {
+                    // Sometimes resend from an earlier offset, as a client unsure of an Ack.
+                    let first = if rng.random_range(0..4) == 0 {
+                        offset / 2
+                    } else {
+                        offset.min(total - 1)
+                    };
+                    let len = rng.random_range(1..=4096u64).min(total - first);
+                    let body = &bytes[first as usize..(first + len) as usize];
+                    (
+                        PacketType::Fragment,
+                        Req::fragment(&target, s, first, total, body),
+                    )
+                }
+            };
+            sent.push((Some(packet), req_path(&req)));
+            match conn.send(&req).await {
+                Ok(ack) => {
+                    if packet == PacketType::CreateSession && ack.status == 200 {
+                        id = ack.session_id().map(str::to_owned);
+                    }
+                    if packet == PacketType::CloseSession && ack.status == 200 {
+                        break;
+                    }
+                    if let Some(received) = ack.received() {
+                        offset = received;
+                    }
+                }
+                Err(_) => conn = fx.connect().await,
+            }
+        }
+        let events = fx.running.server.events();
+        let records: Vec<_> = requests(&events)
+            .into_iter()
+            .map(|r| (r.packet, r.path.clone()))
+            .collect();
+        assert_eq!(
+            records, sent,
+            "seed {seed}: one record per request, in order"
+        );
+        // Per committed session, the stored bytes of its fragments add up to its file.
+        for e in &events {
+            if let What::Committed { session, size, .. } = &e.what {
+                let stored: u64 = requests(&events)
+                    .iter()
+                    .filter(|r| r.session.map(|s| s.id) == Some(session.id))
+                    .map(|r| r.stored)
+                    .sum();
+                assert_eq!(
+                    stored, *size,
+                    "seed {seed}: stored bytes vs the committed size"
+                );
+                assert_same(&fx.stored(&target).unwrap(), &bytes, "committed file");
+                committed += 1;
+            }
+        }
+    }
+    assert!(
+        committed >= 3,
+        "only {committed} conversations reached a commit"
+    );
+}
+
+/// The path a request targets, without its query.
+fn req_path(req: &Req) -> String {
+    let head =
+        String::from_utf8_lossy(&req.head_bytes("127.0.0.1:1".parse().unwrap())).into_owned();
+    let target = head.split(' ').nth(1).unwrap_or_default().to_owned();
+    target.split('?').next().unwrap_or_default().to_owned()
+}
