@@ -57,16 +57,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Running out of file descriptors must not end the control API.
-                        tracing::warn!(error = %e, "admin accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, peer) = crate::server::accept(&listener, "admin") => {
                 let _ = stream.set_nodelay(true);
                 let server = Arc::clone(&server);
                 let token = token.clone();

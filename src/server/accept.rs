@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -41,16 +41,7 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            // Running out of file descriptors must not end the server.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                (stream, peer) = accept(&listener, "upload") => {
                     let id = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
                     let refused = lock(&self.state).faults.refuse(self.started.elapsed());
                     if let Some(fault) = refused {
@@ -136,6 +127,20 @@ impl Server {
             .max_buf_size(self.config.max_head_bytes.max(8192))
             .keep_alive(true)
             .serve_connection(TokioIo::new(io), service)
+    }
+}
+
+/// The next connection. An accept error (running out of file descriptors, say) must not end
+/// a listener: it is logged, and accepting resumes after a short pause.
+pub(crate) async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                tracing::warn!(listener = what, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

@@ -34,6 +34,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub(crate) use accept::accept;
 pub use control::{Gauges, Upload};
 pub use reply_http::to_response;
 
