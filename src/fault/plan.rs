@@ -852,6 +852,88 @@ mod tests {
     }
 
     #[test]
+    fn every_effect_reads_as_a_sentence_in_the_profile_vocabulary() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (
+                Effect::Delayed { by: ms(250) },
+                "delayed the answer by 250ms",
+            ),
+            (
+                Effect::Stalled { by: ms(1500) },
+                "stalled before reading the body for 1.5s",
+            ),
+            (
+                Effect::Throttled {
+                    read: Some(1000),
+                    write: None,
+                },
+                "throttled reads to 1000 B/s, writes to full speed",
+            ),
+            (
+                Effect::LostAck { how: Lost::Reset },
+                "applied the packet, then lost its Ack (connection reset)",
+            ),
+            (
+                Effect::LostAck {
+                    how: Lost::Hung { for_: ms(2000) },
+                },
+                "applied the packet, then lost its Ack (hung for 2s)",
+            ),
+            (
+                Effect::LostRequest { how: Lost::Closed },
+                "lost the request unapplied (connection closed)",
+            ),
+            (
+                Effect::LostAck {
+                    how: Lost::Status { status: 503 },
+                },
+                "applied the packet, then lost its Ack (answered 503)",
+            ),
+            (
+                Effect::ResetMidBody {
+                    after: 10,
+                    of: 40,
+                    keep: false,
+                },
+                "reset after 10 of 40 body bytes, discarding them",
+            ),
+            (
+                Effect::LostSession {
+                    loss: SessionLoss::All { keep_file: true },
+                },
+                "forgot every session (restart) (temp file kept) after answering",
+            ),
+            (
+                Effect::Status { status: 500 },
+                "answered 500 without applying the packet",
+            ),
+            (
+                Effect::Lied {
+                    lie: Lie::Behind(100),
+                },
+                "applied the packet, then lied: behind by=100",
+            ),
+            (
+                Effect::Broken {
+                    broken: Broken::Garbage,
+                },
+                "applied the packet, then sent a broken response: garbage",
+            ),
+            (
+                Effect::Challenged {
+                    scheme: Scheme::Ntlm,
+                },
+                "demanded NTLM authentication",
+            ),
+            (Effect::Refused, "refused the connection"),
+        ];
+        for (effect, sentence) in cases {
+            assert_eq!(effect.to_string(), sentence);
+        }
+    }
+
+    #[test]
     fn removing_a_rule_leaves_the_other_rules_decisions_alone() {
         let lines = [
             "packet=fragment probability=0.5 fault=lose-ack how=close",
