@@ -852,6 +852,19 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_carries_the_packet_index_and_forgetting_sessions_restarts_it() {
+        let mut f = faults(&[], 0);
+        let mut conn = ConnAuth::default();
+        let index =
+            |f: &mut Faults, conn: &mut ConnAuth| f.plan(&fragment(1, 0, 9, 10), conn).index;
+        assert_eq!(index(&mut f, &mut conn), 1);
+        assert_eq!(index(&mut f, &mut conn), 2);
+        assert_eq!(f.plan(&packet(PacketType::Ping, 0), &mut conn).index, 0);
+        f.forget_sessions();
+        assert_eq!(index(&mut f, &mut conn), 1, "counted from 1 again");
+    }
+
+    #[test]
     fn every_effect_reads_as_a_sentence_in_the_profile_vocabulary() {
         let ms = Duration::from_millis;
         let cases = [
@@ -970,6 +983,11 @@ mod tests {
             f.push(parse_rule_line("fault=delay delay=1ms", "t", 2).unwrap()),
             1
         );
+        assert_eq!(
+            f.push(parse_rule_line("fault=delay delay=2ms", "t", 3).unwrap()),
+            2
+        );
+        assert!(f.remove(2));
         let plan = f.plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default());
         assert_eq!(plan.firings.len(), 2);
         assert_eq!(plan.firings[0].effect, Effect::Status { status: 500 });
