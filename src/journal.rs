@@ -270,16 +270,16 @@ impl Journal {
         }
         self.last_seq += 1;
         self.tally.count(&what);
-        self.events.push_back(Event {
+        let event = Event {
             seq: self.last_seq,
             at_ms,
             what,
-        });
-        let event = self.events.back().expect("just pushed");
+        };
         for sink in &self.sinks {
-            sink.record(event);
+            sink.record(&event);
         }
-        event
+        self.events.push_back(event);
+        &self.events[self.events.len() - 1]
     }
 
     pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
