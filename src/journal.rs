@@ -162,6 +162,49 @@ pub struct Request {
     pub sent: Sent,
     /// From the request head's arrival to the end of the answer's handling.
     pub latency_ms: f64,
+    /// The request had neither `Content-Length` nor `Transfer-Encoding` (IIS answers 411).
+    pub content_length_missing: bool,
+    /// Create-Session only: whether `BITS-Supported-Protocols` offered the BITS 1.5 GUID.
+    pub offers_bits15: Option<bool>,
+    /// `Content-Name` as sent (at most 256 characters).
+    pub content_name: Option<String>,
+    /// The BITS headers of the answer as it went on the wire, after any fault; `None` when
+    /// no response was sent.
+    pub ack: Option<AckSeen>,
+}
+
+/// What an answer told the client, exactly as sent (each value at most 64 characters), so a
+/// reader can judge the client by what it was told rather than by what the server knew.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AckSeen {
+    /// `BITS-Received-Content-Range`.
+    pub received: Option<String>,
+    /// `BITS-Session-Id`.
+    pub session_id: Option<String>,
+    /// `BITS-Error-Code`.
+    pub error_code: Option<String>,
+    /// `Retry-After`.
+    pub retry_after: Option<String>,
+    /// Whether `BITS-Reply-URL` was present.
+    pub reply_url: bool,
+}
+
+impl AckSeen {
+    /// The BITS headers of a rendered answer.
+    pub fn of(rendered: &crate::proto::Rendered) -> AckSeen {
+        let value = |name: &str| {
+            rendered
+                .header(name)
+                .map(|v| v.chars().take(64).collect::<String>())
+        };
+        AckSeen {
+            received: value("BITS-Received-Content-Range"),
+            session_id: value("BITS-Session-Id"),
+            error_code: value("BITS-Error-Code"),
+            retry_after: value("Retry-After"),
+            reply_url: rendered.header("BITS-Reply-URL").is_some(),
+        }
+    }
 }
 
 /// What the server put on the wire for a request.
@@ -549,6 +592,10 @@ mod tests {
             faults: Vec::new(),
             sent: Sent::Status { status: 200 },
             latency_ms: 0.1,
+            content_length_missing: false,
+            offers_bits15: None,
+            content_name: None,
+            ack: None,
         };
         let event = j.push(1.0, What::Request(record)).clone();
         assert_eq!(event.request().map(|r| r.path.as_str()), Some("/a"));

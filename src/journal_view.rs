@@ -373,7 +373,7 @@ pub fn row(entry: &Entry) -> Row {
 }
 
 const COMMON: [&str; 3] = ["seq", "at_ms", "event"];
-const REQUEST: [&str; 16] = [
+const REQUEST: [&str; 20] = [
     "conn",
     "peer",
     "method",
@@ -390,6 +390,10 @@ const REQUEST: [&str; 16] = [
     "faults",
     "sent",
     "latency_ms",
+    "content_length_missing",
+    "offers_bits15",
+    "content_name",
+    "ack",
 ];
 
 fn request_cells(event: &Map<String, Value>, seq: String, time: String) -> Cells {
@@ -873,6 +877,10 @@ mod tests {
             faults,
             sent: Sent::Status { status: 200 },
             latency_ms: 0.3,
+            content_length_missing: false,
+            offers_bits15: None,
+            content_name: None,
+            ack: None,
         }
     }
 

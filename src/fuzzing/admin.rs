@@ -146,6 +146,10 @@ fn events() -> Vec<Event> {
         faults: Vec::new(),
         sent: Sent::Status { status: 200 },
         latency_ms: 0.0,
+        content_length_missing: false,
+        offers_bits15: None,
+        content_name: None,
+        ack: None,
     };
     [
         What::Request(request),

@@ -6,7 +6,7 @@ use super::Server;
 use super::accept::Conn;
 use super::reply_http::to_response;
 use crate::fault::{Plan, Wire};
-use crate::journal::{Request, Sent, What};
+use crate::journal::{AckSeen, Request, Sent, What};
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
@@ -40,6 +40,7 @@ impl Server {
                 let sent = Sent::Status {
                     status: rendered.status,
                 };
+                record.ack = Some(AckSeen::of(&rendered));
                 let mut response = to_response(&rendered);
                 if self.config.mark_faults
                     && let Some(mark) = mark(&record)

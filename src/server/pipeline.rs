@@ -43,6 +43,12 @@ impl Server {
         };
 
         // Parse: a malformed packet is answered by the core's Ack, nothing else happens.
+        let record = Record {
+            content_length_missing: head.header("Content-Length").is_none()
+                && head.header("Transfer-Encoding").is_none(),
+            content_name: head.text("Content-Name").map(|n| n.chars().take(256).collect()),
+            ..record
+        };
         let packet = match packet::parse(&head) {
             Ok(packet) => packet,
             Err(ack) => {
@@ -57,6 +63,10 @@ impl Server {
         let mut record = Record {
             packet: Some(packet.packet_type()),
             range: fragment_range(&packet),
+            offers_bits15: match &packet {
+                Packet::CreateSession { .. } => Some(true),
+                _ => None,
+            },
             ..record
         };
 
@@ -328,6 +338,16 @@ impl Server {
             });
         record.status = Some(ack.status);
         record.reason = reason(ack);
+        if head
+            .text("BITS-Packet-Type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("Create-Session"))
+        {
+            record.offers_bits15 = Some(
+                head.text("BITS-Supported-Protocols")
+                    .and_then(packet::negotiate)
+                    .is_some(),
+            );
+        }
         record
     }
 }
@@ -374,6 +394,10 @@ fn new_record(conn: &Conn, method: &Method, path: &str) -> Record {
         faults: Vec::new(),
         sent: Sent::Closed,
         latency_ms: 0.0,
+        content_length_missing: false,
+        offers_bits15: None,
+        content_name: None,
+        ack: None,
     }
 }
 
