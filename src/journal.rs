@@ -68,18 +68,13 @@ pub enum What {
         settings: serde_json::Value,
     },
     /// The rules were replaced, armed, removed or reset while running.
-    RulesChanged {
-        rules: Vec<RuleState>,
-    },
+    RulesChanged { rules: Vec<RuleState> },
     /// The control API reset the server (sessions dropped, rules back to the start's).
-    Reset {
-        uploads_cleared: bool,
-    },
+    Reset { uploads_cleared: bool },
     /// The last event of a server: each rule's fire count.
-    Stopped {
-        rules: Vec<RuleState>,
-    },
-    Request(Request),
+    Stopped { rules: Vec<RuleState> },
+    /// Boxed: the record is by far the largest event.
+    Request(Box<Request>),
     SessionCreated {
         session: SessionRef,
         destination: String,
@@ -597,7 +592,7 @@ mod tests {
             content_name: None,
             ack: None,
         };
-        let event = j.push(1.0, What::Request(record)).clone();
+        let event = j.push(1.0, What::Request(Box::new(record))).clone();
         assert_eq!(event.request().map(|r| r.path.as_str()), Some("/a"));
         assert_eq!(
             j.tally().requests[&("Ping".to_owned(), "200".to_owned())],

@@ -949,12 +949,16 @@ mod tests {
                 destination: "/a/b.bin".into(),
                 reply: false,
             },
-            What::Request(request(PacketType::CreateSession, Some(a), vec![])),
-            What::Request(fragment(a, 0, 2000, vec![])),
-            What::Request(Request {
+            What::Request(Box::new(request(
+                PacketType::CreateSession,
+                Some(a),
+                vec![],
+            ))),
+            What::Request(Box::new(fragment(a, 0, 2000, vec![]))),
+            What::Request(Box::new(Request {
                 sent: Sent::Reset,
                 ..fragment(a, 2000, 3000, vec![lost])
-            }),
+            })),
             What::Committed {
                 session: a,
                 path: "a/b.bin".into(),
@@ -978,7 +982,7 @@ mod tests {
                 why: Gone::Cancelled,
                 kept_file: false,
             },
-            What::Request(request(PacketType::Ping, None, vec![])),
+            What::Request(Box::new(request(PacketType::Ping, None, vec![]))),
             What::RulesChanged { rules: vec![] },
             What::Reset {
                 uploads_cleared: true,

@@ -30,6 +30,7 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod exercise;
 pub mod fault;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -41,6 +42,7 @@ pub mod reply;
 pub mod server;
 pub mod store;
 pub mod units;
+pub mod verdict;
 
 pub use config::Config;
 pub use mock::MockServer;

@@ -45,6 +45,71 @@ enum Command {
     /// Show a journal file (`serve --journal FILE`, docs/journal.md) for people: one aligned
     /// row per event. Exit status: 0 shown, 1 unreadable file, 2 bad arguments.
     Journal(JournalArgs),
+    /// Judge the client by a journal file (`serve --journal FILE`): every check of
+    /// docs/verdicts.md, with the events that prove each failure. Exit status: 0 no check of
+    /// severity error failed, 1 one did, 2 bad arguments or an unreadable file.
+    Verdict(VerdictArgs),
+    /// Run a client through profiles × seeds, one fresh server each, and judge every run
+    /// (docs/verdicts.md). The command after `--` gets `{url}` and `{file}` replaced (also
+    /// BITSMOCK_URL and BITSMOCK_FILE in its environment); without one, the reference client
+    /// runs. Exit status: 0 every cell passed, 1 one did not, 2 bad arguments.
+    Exercise(ExerciseArgs),
+}
+
+#[derive(Args)]
+struct VerdictArgs {
+    /// The NDJSON journal file.
+    #[arg(value_name = "JOURNAL")]
+    file: PathBuf,
+    #[arg(long, default_value = "text", value_parser = ["text", "json", "junit", "html"])]
+    format: String,
+    /// The file the client uploaded: `upload-intact` compares the committed file with it.
+    #[arg(long, value_name = "FILE")]
+    source: Option<PathBuf>,
+    /// The server's upload root: committed files are read back from it (otherwise only the
+    /// digests the journal carries, with `serve --sha256`, are compared).
+    #[arg(long, value_name = "DIR", requires = "source")]
+    dir: Option<PathBuf>,
+    /// The shortest wait after a transient failure that counts as backing off.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    backoff_floor: Duration,
+}
+
+#[derive(Args)]
+struct ExerciseArgs {
+    /// Profiles to run through, by name or file, comma-separated [default: every shipped one].
+    #[arg(
+        long,
+        value_name = "A,B,…",
+        value_delimiter = ',',
+        conflicts_with = "all"
+    )]
+    profiles: Vec<String>,
+    /// Every shipped profile (the default).
+    #[arg(long)]
+    all: bool,
+    /// Seeds: `1..5` (inclusive), `3`, or `1,4,9`.
+    #[arg(long, default_value = "1", value_parser = bitsmock::exercise::parse_seeds)]
+    seeds: std::vec::Vec<u64>,
+    /// Size of the file each run uploads.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    size: u64,
+    /// The reference client's fragment size (a command picks its own).
+    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
+    fragment_size: u64,
+    /// Longest a client may run before it counts as hung and is killed.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Where journals, client output, verdict.json, junit.xml and report.html go
+    /// [default: a new temp directory].
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    /// The shortest wait after a transient failure that counts as backing off.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    backoff_floor: Duration,
+    /// The client command and its arguments, after `--`.
+    #[arg(last = true, value_name = "CLIENT-COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -297,6 +362,10 @@ struct Harness {
     /// the server exits or closes the pipe).
     #[arg(long)]
     exit_on_stdin_close: bool,
+    /// At shutdown, print the verdict on the clients' behaviour (docs/verdicts.md) and exit
+    /// with status 1 if any check of severity error failed.
+    #[arg(long)]
+    verdict: bool,
 }
 
 // Flag value parsers: the unit parsers, then the same checks a profile's `[server]` table and
@@ -383,6 +452,7 @@ impl ServeArgs {
             ready_file: self.harness.ready_file.take(),
             json: self.harness.json,
             exit_on_stdin_close: self.harness.exit_on_stdin_close,
+            verdict: self.harness.verdict,
         };
         if harness.admin_token.as_deref().is_some_and(str::is_empty) {
             return Err("--admin-token must not be empty".into());
@@ -399,10 +469,15 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An exercise runs a server per cell: their per-request lines would bury its progress.
+    let default_level = match cli.command {
+        Command::Exercise(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(colour())
@@ -410,6 +485,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Upload(args) => upload(*args),
         Command::Journal(args) => journal(args),
+        Command::Verdict(args) => verdict(&args),
+        Command::Exercise(args) => exercise(args),
         Command::Serve(args) => match args.into_config() {
             Ok((config, harness)) => serve(config, harness),
             Err(message) => {
@@ -599,7 +676,14 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
         for (i, (name, fired)) in server.fire_counts().iter().enumerate() {
             say(&format!("rule {}: {name}: fired {fired} time(s)", i + 1));
         }
+        let judged = harness
+            .verdict
+            .then(|| server.verdict(&bitsmock::verdict::Options::default()));
+        if let Some(v) = &judged {
+            say(bitsmock::verdict::report::text(v).trim_end());
+        }
         match result {
+            Ok(()) if judged.as_ref().is_some_and(|v| !v.passed()) => ExitCode::FAILURE,
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -867,5 +951,152 @@ fn follow(path: &std::path::Path, filter: &Filter) -> std::io::Result<()> {
             }
         }
         out.flush()?;
+    }
+}
+
+/// `verdict`: reads a journal file, judges it, prints the report.
+fn verdict(args: &VerdictArgs) -> ExitCode {
+    use bitsmock::verdict::{self, Options, Source, report};
+    let bytes = match std::fs::read(&args.file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut values = Vec::new();
+    for entry in journal_view::read(&bytes) {
+        match entry.event {
+            Ok(map) => values.push(serde_json::Value::Object(map)),
+            Err(why) => eprintln!(
+                "warning: {}:{}: skipped: {why}",
+                args.file.display(),
+                entry.line
+            ),
+        }
+    }
+    let mut options = Options {
+        backoff_floor: args.backoff_floor,
+        ..Options::default()
+    };
+    if let Some(path) = &args.source {
+        let source = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot read --source {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        options.source = Some(Source {
+            size: source.len() as u64,
+            sha256: bitsmock::exercise::sha256_hex(&source),
+        });
+    }
+    let events = verdict::input::read(&values);
+    if let Some(dir) = &args.dir {
+        for e in &events {
+            if let verdict::input::Seen::Committed { path, .. } = e
+                && let Ok(bytes) = std::fs::read(dir.join(path))
+            {
+                options
+                    .stored
+                    .insert(path.clone(), bitsmock::exercise::sha256_hex(&bytes));
+            }
+        }
+    }
+    let v = verdict::judge(&events, &options);
+    let name = args.file.display().to_string();
+    let passed = v.passed();
+    let run = || report::Run {
+        name: name.clone(),
+        verdict: v.clone(),
+        problems: Vec::new(),
+        events: events.clone(),
+    };
+    match args.format.as_str() {
+        "json" => println!("{:#}", report::json(&v)),
+        "junit" => print!("{}", report::junit(&[run()])),
+        "html" => print!(
+            "{}",
+            report::html(&format!("bitsmock verdict: {name}"), &[run()])
+        ),
+        _ => print!("{}", report::text(&v)),
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `exercise`: every profile × seed, a matrix at the end, reports in the report directory.
+fn exercise(args: ExerciseArgs) -> ExitCode {
+    let profiles = if args.profiles.is_empty() {
+        shipped::SHIPPED
+            .iter()
+            .map(|(n, _)| (*n).to_owned())
+            .collect()
+    } else {
+        args.profiles
+    };
+    let plan = bitsmock::exercise::Plan {
+        profiles,
+        seeds: args.seeds,
+        size: args.size,
+        fragment_size: args.fragment_size,
+        timeout: args.timeout,
+        report_dir: args.report_dir,
+        command: args.command,
+        options: bitsmock::verdict::Options {
+            backoff_floor: args.backoff_floor,
+            ..bitsmock::verdict::Options::default()
+        },
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(bitsmock::exercise::run(&plan, |line| eprintln!("{line}")));
+    match result {
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Ok(outcome) => {
+            print!("{}", outcome.matrix());
+            for cell in outcome.cells.iter().filter(|c| !c.run.passed()) {
+                println!(
+                    "\n{}: {} (client: {})",
+                    cell.run.name,
+                    cell.run.cell(),
+                    cell.exit
+                );
+                for p in &cell.run.problems {
+                    println!("  - {p}");
+                }
+                for o in cell.run.verdict.failed(bitsmock::verdict::Severity::Error) {
+                    for f in o.findings.iter().take(3) {
+                        let who = f
+                            .session
+                            .as_deref()
+                            .map(|s| format!("{s}: "))
+                            .unwrap_or_default();
+                        println!("  - {}: {who}{}", o.check, f.message);
+                    }
+                }
+            }
+            println!(
+                "\nreports: {}/{{verdict.json,junit.xml,report.html}} (journals in runs/)",
+                outcome.report_dir.display()
+            );
+            if outcome.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }

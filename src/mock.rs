@@ -189,6 +189,12 @@ impl MockServer {
         self.server().events()
     }
 
+    /// The verdict on what the client did so far, with the default options
+    /// (docs/verdicts.md); `inner().verdict(&options)` takes others.
+    pub fn verdict(&self) -> crate::verdict::Verdict {
+        self.server().verdict(&crate::verdict::Options::default())
+    }
+
     pub fn sessions(&self) -> Vec<Session> {
         self.server().sessions()
     }

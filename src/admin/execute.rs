@@ -3,7 +3,7 @@
 //! (`src/server/control.rs`) only.
 
 use super::metrics;
-use super::routes::{AdminError, Arm, Command, JournalQuery, Reply};
+use super::routes::{AdminError, Arm, Command, JournalQuery, Reply, VerdictFormat, VerdictQuery};
 use crate::Server;
 use crate::journal::Event;
 use serde_json::json;
@@ -33,6 +33,7 @@ pub async fn run(
         }
         Command::Journal(query) => journal(server, &query, closing).await,
         Command::Uploads => Reply::json(200, &json!(server.uploads().await)),
+        Command::Verdict(query) => verdict(server, &query),
         Command::Rules => Reply::json(200, &json!(server.rules())),
         Command::SetRules(rules) => {
             server.set_rules(rules);
@@ -146,4 +147,33 @@ fn pick(query: &JournalQuery, events: Vec<Event>, cursor: u64) -> (Vec<Event>, u
         }
     }
     (picked, last)
+}
+
+/// The verdict over the kept events, in the asked format.
+fn verdict(server: &Server, query: &VerdictQuery) -> Reply {
+    use crate::verdict::{self, report};
+    let mut options = verdict::Options::default();
+    if let Some(floor) = query.backoff_floor {
+        options.backoff_floor = floor;
+    }
+    let v = server.verdict(&options);
+    let (content_type, body) = match query.format {
+        VerdictFormat::Json => return Reply::json(200, &report::json(&v)),
+        VerdictFormat::Text => ("text/plain; charset=utf-8", report::text(&v)),
+        VerdictFormat::Junit => {
+            let run = report::Run {
+                name: "bitsmock".into(),
+                verdict: v,
+                problems: Vec::new(),
+                events: Vec::new(),
+            };
+            ("application/xml", report::junit(&[run]))
+        }
+    };
+    Reply {
+        status: 200,
+        content_type,
+        headers: Vec::new(),
+        body: body.into_bytes(),
+    }
 }

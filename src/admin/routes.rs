@@ -55,6 +55,8 @@ pub enum Command {
     ForgetSession(SessionId),
     Journal(JournalQuery),
     Uploads,
+    /// `GET /verdict`: the checks over the kept events, in this format.
+    Verdict(VerdictQuery),
     Rules,
     SetRules(Vec<Rule>),
     /// Boxed: a rule is large, and every other command small.
@@ -308,6 +310,8 @@ pub fn route(raw: &Raw<'_>) -> Result<Command, AdminError> {
         (["journal"], _) => return Err(not_allowed("GET")),
         (["uploads"], "GET") => Command::Uploads,
         (["uploads"], _) => return Err(not_allowed("GET")),
+        (["verdict"], "GET") => Command::Verdict(verdict_query(&query)?),
+        (["verdict"], _) => return Err(not_allowed("GET")),
         (["rules"], "GET") => Command::Rules,
         (["rules"], "PUT") => Command::SetRules(put_rules(raw)?),
         (["rules"], "POST") => Command::Arm(Box::new(post_rule(raw)?)),
@@ -426,6 +430,46 @@ impl Query {
             })
             .transpose()
     }
+}
+
+/// `GET /verdict?format=json|text|junit&backoff-floor=DUR`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerdictQuery {
+    pub format: VerdictFormat,
+    pub backoff_floor: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerdictFormat {
+    Json,
+    Text,
+    Junit,
+}
+
+fn verdict_query(query: &Query) -> Result<VerdictQuery, AdminError> {
+    query.only(&["format", "backoff-floor"])?;
+    let format = match query.get("format").map(str::trim) {
+        None | Some("json") => VerdictFormat::Json,
+        Some("text") => VerdictFormat::Text,
+        Some("junit") => VerdictFormat::Junit,
+        Some(other) => {
+            return Err(AdminError::bad(format!(
+                "`format` must be json, text or junit, not {}",
+                shown(other)
+            )));
+        }
+    };
+    let backoff_floor = query
+        .get("backoff-floor")
+        .map(|v| {
+            crate::units::parse_duration(v.trim())
+                .map_err(|e| AdminError::bad(format!("`backoff-floor`: {e}")))
+        })
+        .transpose()?;
+    Ok(VerdictQuery {
+        format,
+        backoff_floor,
+    })
 }
 
 fn journal_query(query: &Query) -> Result<JournalQuery, AdminError> {

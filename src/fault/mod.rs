@@ -12,5 +12,5 @@ pub mod shipped;
 
 pub use answer::{Applied, Wire};
 pub use plan::{Action, ConnAuth, Effect, Facts, Faults, Firing, Lost, Outcome, Plan};
-pub use profile::{Profile, ProfileError};
+pub use profile::{Expect, Profile, ProfileError};
 pub use rule::{Fault, Rule, Trigger};

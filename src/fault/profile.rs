@@ -39,9 +39,31 @@ pub struct Profile {
     pub name: String,
     pub description: String,
     pub seed: Option<u64>,
+    /// What a correct client achieves through this profile (`expect`, default `survive`).
+    pub expect: Expect,
     /// The `[server]` table: the knobs of `bitsmock serve` it sets, already checked.
     pub server: Settings,
     pub rules: Vec<Rule>,
+}
+
+/// What a correct client achieves through a profile: `bitsmock exercise` judges by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    /// The upload completes, byte for byte, within bounded retries.
+    #[default]
+    Survive,
+    /// The upload fails with an error, as documented in the profile's header.
+    Fail,
+}
+
+impl Expect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expect::Survive => "survive",
+            Expect::Fail => "fail",
+        }
+    }
 }
 
 /// A problem in a profile, with its location.
@@ -68,6 +90,7 @@ struct RawProfile {
     name: Option<Spanned<String>>,
     description: Option<Spanned<String>>,
     seed: Option<Spanned<toml::Value>>,
+    expect: Option<Spanned<String>>,
     server: Option<Spanned<Table>>,
     rule: Option<Vec<Spanned<Table>>>,
 }
@@ -103,6 +126,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
             Some(value_u64(s.get_ref()).map_err(|m| err(line, format!("`seed` {m}")))?)
         }
     };
+    let expect = match raw.expect {
+        None => Expect::default(),
+        Some(e) => match e.get_ref().as_str() {
+            "survive" => Expect::Survive,
+            "fail" => Expect::Fail,
+            other => {
+                return Err(err(
+                    lines.line(e.span().start),
+                    format!("`expect` must be \"survive\" or \"fail\", not \"{other}\""),
+                ));
+            }
+        },
+    };
     let server = match raw.server {
         None => Settings::default(),
         Some(table) => {
@@ -123,6 +159,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
         name,
         description,
         seed,
+        expect,
         server,
         rules,
     })

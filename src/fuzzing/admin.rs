@@ -152,7 +152,7 @@ fn events() -> Vec<Event> {
         ack: None,
     };
     [
-        What::Request(request),
+        What::Request(Box::new(request)),
         What::SessionGone {
             session,
             why: Gone::Cancelled,

@@ -150,6 +150,11 @@ impl Server {
     }
 
     /// Totals over the kept events.
+    /// The verdict on the client's behaviour so far, over the kept events (docs/verdicts.md).
+    pub fn verdict(&self, options: &crate::verdict::Options) -> crate::verdict::Verdict {
+        crate::verdict::judge_events(&self.events(), options)
+    }
+
     pub fn tally(&self) -> Tally {
         lock(&self.journal).tally().clone()
     }

@@ -68,7 +68,7 @@ impl Server {
         }
         record.sent = sent;
         record.latency_ms = arrived.elapsed().as_secs_f64() * 1000.0;
-        self.emit(What::Request(record));
+        self.emit(What::Request(Box::new(record)));
         answer
     }
 }

@@ -46,7 +46,9 @@ impl Server {
         let record = Record {
             content_length_missing: head.header("Content-Length").is_none()
                 && head.header("Transfer-Encoding").is_none(),
-            content_name: head.text("Content-Name").map(|n| n.chars().take(256).collect()),
+            content_name: head
+                .text("Content-Name")
+                .map(|n| n.chars().take(256).collect()),
             ..record
         };
         let packet = match packet::parse(&head) {

@@ -64,7 +64,7 @@ impl Server {
         }
         record.sent = Sent::Status { status };
         record.latency_ms = arrived.elapsed().as_secs_f64() * 1000.0;
-        self.emit(What::Request(record));
+        self.emit(What::Request(Box::new(record)));
         response
     }
 
