@@ -329,9 +329,11 @@ pub fn route(raw: &Raw<'_>) -> Result<Command, AdminError> {
         (["shutdown"], _) => return Err(not_allowed("POST")),
         _ => return Err(AdminError::NotFound(shown(raw.path))),
     };
-    // Only /journal and /reset take parameters; elsewhere one is a typo worth hearing about.
+    // Only /journal, /verdict and /reset take parameters; elsewhere one is a typo worth
+    // hearing about.
     query.only(match command {
         Command::Journal(_) => &["since", "session", "packet", "limit", "wait"],
+        Command::Verdict(_) => &["format", "backoff-floor"],
         Command::Reset { .. } => &["uploads"],
         _ => &[],
     })?;
@@ -447,7 +449,6 @@ pub enum VerdictFormat {
 }
 
 fn verdict_query(query: &Query) -> Result<VerdictQuery, AdminError> {
-    query.only(&["format", "backoff-floor"])?;
     let format = match query.get("format").map(str::trim) {
         None | Some("json") => VerdictFormat::Json,
         Some("text") => VerdictFormat::Text,

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 
 /// Transient failures in a row that must show a growing wait.
 const GROWTH_AFTER: usize = 3;
+/// How much longer the third wait of a run must be than the first: an exponential backoff
+/// doubles twice (×4, ×2 with full jitter), a fixed delay stays at ×1 give or take noise.
+const GROWTH: f64 = 1.5;
 /// A wait this long counts as backing off whatever came before (a fixed retry delay of this
 /// size is what Windows itself uses).
 const LONG_WAIT_MS: f64 = 10_000.0;
@@ -331,7 +334,7 @@ pub fn backs_off(m: &Model, o: &Options) -> Judged {
             if run.len() >= GROWTH_AFTER {
                 let first = run[0].0;
                 let last = run[run.len() - 1].0;
-                if last < LONG_WAIT_MS && last <= first * 1.1 && run.len() == GROWTH_AFTER {
+                if last < LONG_WAIT_MS && last < first * GROWTH && run.len() == GROWTH_AFTER {
                     j.findings.push(finding(
                         format!(
                             "{} transient failures in a row, and the wait did not grow ({first:.0} ms, then {last:.0} ms)",
@@ -378,7 +381,7 @@ pub fn stops_on_fatal(m: &Model, _: &Options) -> Judged {
             .filter(|n| {
                 n.is_bits_post()
                     && n.path == r.path
-                    && n.packet == r.packet
+                    && n.kind() == r.kind()
                     && n.session_id() == r.session_id()
                     && !n.is(PacketType::CancelSession)
             })
@@ -557,7 +560,7 @@ pub fn framing(m: &Model, _: &Options) -> Judged {
     }
     let unknown: Vec<u64> = posts
         .iter()
-        .filter(|r| r.packet.is_none())
+        .filter(|r| r.kind().is_none())
         .map(|r| r.seq)
         .collect();
     if let Some(&first) = unknown.first() {

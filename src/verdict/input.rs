@@ -174,6 +174,13 @@ impl Req {
         self.packet == Some(packet)
     }
 
+    /// The packet type the client meant: the parsed one, or a known name the server rejected
+    /// (a Create-Session without a usable protocol is still a Create-Session).
+    pub fn kind(&self) -> Option<PacketType> {
+        self.packet
+            .or_else(|| self.label.as_deref().and_then(PacketType::parse))
+    }
+
     pub fn session_id(&self) -> Option<&str> {
         self.session.as_ref().map(|s| s.id.as_str())
     }
@@ -186,7 +193,7 @@ impl Req {
 
     /// `Fragment 0-5119/20000`, `Create-Session`, … for messages.
     pub fn describe(&self) -> String {
-        let name = match (&self.packet, &self.label) {
+        let name = match (&self.kind(), &self.label) {
             (Some(p), _) => p.as_str().to_owned(),
             (None, Some(label)) => format!("\"{label}\""),
             (None, None) => self.method.clone(),
