@@ -28,8 +28,9 @@ pub struct Plan {
     pub seeds: Vec<u64>,
     /// Source file size.
     pub size: u64,
-    /// The reference client's fragment size (an external client picks its own).
-    pub fragment_size: u64,
+    /// The reference client's options, when no command is given (an external client picks
+    /// its own fragment size, timeouts and backoff).
+    pub client: ClientOptions,
     /// Longest a client may run.
     pub timeout: Duration,
     /// Where journals, client output and reports go (a temp dir when `None`).
@@ -329,10 +330,7 @@ async fn run_cell(
 }
 
 async fn reference_client(plan: &Plan, file: &Path, url: &str) -> Exit {
-    let uploader = Uploader::new(ClientOptions {
-        fragment_size: plan.fragment_size,
-        ..ClientOptions::default()
-    });
+    let uploader = Uploader::new(plan.client.clone());
     match tokio::time::timeout(plan.timeout, uploader.upload(file, url)).await {
         Err(_) => Exit::TimedOut,
         Ok(Ok(_)) => Exit::Success,

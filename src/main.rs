@@ -1043,7 +1043,10 @@ fn exercise(args: ExerciseArgs) -> ExitCode {
         profiles,
         seeds: args.seeds,
         size: args.size,
-        fragment_size: args.fragment_size,
+        client: Options {
+            fragment_size: args.fragment_size,
+            ..Options::default()
+        },
         timeout: args.timeout,
         report_dir: args.report_dir,
         command: args.command,
