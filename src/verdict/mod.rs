@@ -14,6 +14,8 @@ pub mod checks;
 pub mod input;
 pub mod model;
 pub mod report;
+#[cfg(test)]
+mod tests;
 
 use self::input::Seen;
 use self::model::Model;
