@@ -64,6 +64,18 @@ mod tests {
             .await;
         assert!(committed.is_some());
         assert_eq!(server.uploads().await[0].path, "drop/report.bin");
+        // And the verdict on the client's behaviour: no rule of docs/verdicts.md broken
+        // (`server.verdict()` uses the defaults; this client's 10 ms backoff is on purpose,
+        // so the floor that counts as backing off is lowered to match).
+        let verdict = server.inner().verdict(&bitsmock::verdict::Options {
+            backoff_floor: Duration::from_millis(1),
+            ..Default::default()
+        });
+        assert!(
+            verdict.passed(),
+            "{}",
+            bitsmock::verdict::report::text(&verdict)
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

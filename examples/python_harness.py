@@ -73,6 +73,11 @@ def main():
             assert uploads[0]["sha256"] == hashlib.sha256(f.read()).hexdigest()
         rules = call(admin, "GET", "/rules")
         assert rules[0]["fired"] == 1, rules
+        # The verdict on the client: no rule broken (its 10 ms retry base is on purpose here,
+        # so the backoff floor is lowered to match).
+        verdict = call(admin, "GET", "/verdict?backoff-floor=1ms")
+        failed = [c for c in verdict["checks"] if c["status"] == "fail"]
+        assert verdict["passed"], failed
         print(f"ok: Close-Session Ack lost once; the client recovered in a second session; "
               f"{uploads[0]['size']} bytes committed ({result.get('requests')} requests)")
     finally:
