@@ -437,3 +437,142 @@ fn every_shipped_profile_passes_the_check_with_warnings_denied() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
+
+/// A Create-Session answered 200, its session id.
+fn create_session(stream: &mut TcpStream, path: &str) -> String {
+    let head = format!(
+        "BITS_POST {path} HTTP/1.1\r\nHost: t\r\nBITS-Packet-Type: Create-Session\r\nBITS-Supported-Protocols: {{7df0354d-249b-430f-820d-3d2a9bef4931}}\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("send");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut id = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read");
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("BITS-Session-Id")
+        {
+            id = Some(value.trim().to_owned());
+        }
+    }
+    id.expect("a session id")
+}
+
+#[test]
+fn serve_verdict_prints_the_verdict_at_shutdown_and_fails_on_a_broken_rule() {
+    // A client that creates a session and sends every byte, then never closes it.
+    let server = Serve::start(&["--listen", "127.0.0.1:0", "--verdict"]);
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    let id = create_session(&mut stream, "/v/a.bin");
+    let frag = format!(
+        "BITS_POST /v/a.bin HTTP/1.1\r\nHost: t\r\nBITS-Packet-Type: Fragment\r\nBITS-Session-Id: {id}\r\nContent-Range: bytes 0-2/3\r\nContent-Length: 3\r\n\r\nabc"
+    );
+    stream.write_all(frag.as_bytes()).expect("send");
+    let mut line = String::new();
+    BufReader::new(stream.try_clone().expect("clone"))
+        .read_line(&mut line)
+        .expect("answer");
+    assert!(line.contains(" 200 "), "{line}");
+    server.signal("TERM");
+    let (status, rest, stderr) = server.finish(PATIENCE);
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{rest:?} {stderr}");
+    let all = rest.join("\n");
+    assert!(all.contains("verdict: FAIL: 1 error(s)"), "{all}");
+    assert!(all.contains("FAIL  closes-complete-uploads"), "{all}");
+
+    // A client that does nothing wrong: exit 0.
+    let server = Serve::start(&["--listen", "127.0.0.1:0", "--verdict"]);
+    assert_eq!(ping(server.addr), 200);
+    let (rest, _) = server.stop();
+    assert!(
+        rest.iter().any(|l| l.starts_with("verdict: PASS")),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn verdict_reads_a_journal_file_in_every_format_and_says_which_lines_it_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("j.ndjson");
+    let source = dir.path().join("src.bin");
+    std::fs::write(&source, vec![7u8; 20_000]).expect("source");
+    let server = Serve::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+    ]);
+    let url = format!("http://{}/j/a.bin", server.addr);
+    let up = run(bitsmock(&[
+        "upload",
+        source.to_str().expect("utf-8"),
+        &url,
+        "--fragment-size",
+        "8KiB",
+    ]));
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    // The server's root goes with it: keep a copy of what it committed.
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("j")).expect("mkdir");
+    std::fs::copy(server.root().join("j/a.bin"), root.join("j/a.bin")).expect("copy");
+    server.stop();
+    let mut bytes = std::fs::read(&journal).expect("journal");
+    bytes.extend_from_slice(b"not json\n");
+    std::fs::write(&journal, bytes).expect("append");
+
+    let verdict = |args: &[&str]| {
+        let mut all = vec!["verdict", journal.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        run(bitsmock(&all))
+    };
+    let out = verdict(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("verdict: PASS"), "{shown}");
+    assert!(shown.contains("pass  resumes-from-ack"), "{shown}");
+    assert!(
+        !shown.contains("(the journal ends"),
+        "it ran to the stop: {shown}"
+    );
+    assert!(
+        text(&out.stderr).contains(": skipped: not JSON"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&verdict(&["--format", "json"]).stdout).expect("json");
+    assert_eq!(json["passed"], true);
+    assert!(text(&verdict(&["--format", "junit"]).stdout).contains("<testsuites"));
+    assert!(text(&verdict(&["--format", "html"]).stdout).contains("<svg class=\"timeline\""));
+
+    // The source compared with the committed file read back from the root.
+    let intact = text(
+        &verdict(&[
+            "--source",
+            source.to_str().expect("utf-8"),
+            "--dir",
+            root.to_str().expect("utf-8"),
+        ])
+        .stdout,
+    );
+    assert!(
+        intact.contains("pass  upload-intact  (1 judged)"),
+        "{intact}"
+    );
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, vec![8u8; 20_000]).expect("other");
+    let out = verdict(&[
+        "--source",
+        other.to_str().expect("utf-8"),
+        "--dir",
+        root.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("differs from the source"));
+    // --dir without --source is a usage error.
+    assert_eq!(verdict(&["--dir", "x"]).status.code(), Some(2));
+}
