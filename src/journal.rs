@@ -216,6 +216,8 @@ pub enum Sent {
     Reset,
     /// Nothing for a while, then close.
     Hung,
+    /// The answer with this status, mutated (a `mutate` fault), then close.
+    Mutated { status: u16 },
 }
 
 impl std::fmt::Display for Sent {
@@ -226,6 +228,7 @@ impl std::fmt::Display for Sent {
             Sent::Closed => f.write_str("closed"),
             Sent::Reset => f.write_str("reset"),
             Sent::Hung => f.write_str("hung"),
+            Sent::Mutated { .. } => f.write_str("mutated"),
         }
     }
 }

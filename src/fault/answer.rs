@@ -4,6 +4,7 @@
 //! the connection ends (close, reset, hang); the server's executor carries it out and does
 //! nothing else to decide it.
 
+use super::mutate::{Mutation, mutate};
 use super::plan::{Action, Outcome, broken_bytes, lie};
 use crate::proto::{Ack, ErrorHeader, Rendered};
 use std::time::Duration;
@@ -22,6 +23,13 @@ pub enum Wire {
     Reset,
     /// Say nothing for this long, then close.
     Hang(Duration),
+    /// Send these mutated bytes of the real answer, then close. `shaped` is the mutated
+    /// status and BITS headers as text, for the record.
+    Mutated {
+        bytes: Vec<u8>,
+        shaped: Rendered,
+        mutations: Vec<Mutation>,
+    },
 }
 
 /// How the core's part of a request ended.
@@ -49,6 +57,28 @@ pub fn answer(action: &Action, applied: &Applied, total: Option<u64>, style: Err
         (Action::Instead(outcome), _) => carry(outcome, None, style),
         (Action::After(outcome), Some(ack)) => carry(outcome, Some(ack), style),
         (Action::ResetMidBody { .. }, Some(_)) => Wire::Reset,
+        (
+            Action::Mutate {
+                seed,
+                families,
+                count,
+                other,
+            },
+            Some(ack),
+        ) => {
+            let out = mutate(
+                &ack.render(style),
+                *seed,
+                families,
+                *count,
+                &other.to_string(),
+            );
+            Wire::Mutated {
+                bytes: out.bytes,
+                shaped: out.shaped,
+                mutations: out.mutations,
+            }
+        }
         (Action::Lie { lie: how, other }, Some(ack)) => {
             let mut rendered = ack.render(style);
             lie(&mut rendered, *how, total, *other);

@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod lint;
+pub mod mutate;
 pub mod plan;
 pub mod profile;
 pub mod rule;

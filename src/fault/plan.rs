@@ -105,6 +105,10 @@ pub enum Effect {
         scheme: Scheme,
     },
     Refused,
+    /// The answer was mutated; each mutation says what it changed, from what to what.
+    Mutated {
+        mutations: Vec<super::mutate::Mutation>,
+    },
 }
 
 /// How a lost answer was lost.
@@ -179,6 +183,19 @@ impl std::fmt::Display for Effect {
                 write!(f, "demanded {} authentication", scheme.token())
             }
             Effect::Refused => f.write_str("refused the connection"),
+            Effect::Mutated { mutations } if mutations.is_empty() => {
+                f.write_str("applied the packet, then had its answer mutated")
+            }
+            Effect::Mutated { mutations } => {
+                f.write_str("applied the packet, then mutated its answer: ")?;
+                for (i, m) in mutations.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{m}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -222,6 +239,13 @@ pub enum Action {
     Lie { lie: Lie, other: SessionId },
     /// Apply the packet, answer it, then forget sessions.
     LoseSession(SessionLoss),
+    /// Apply the packet, then send its answer mutated (drawn from `seed`) and close.
+    Mutate {
+        seed: u64,
+        families: Vec<super::mutate::Family>,
+        count: u32,
+        other: SessionId,
+    },
 }
 
 /// Everything the server must do differently for one request.
@@ -468,6 +492,18 @@ impl Faults {
                 Fault::Broken(broken) => {
                     plan.action = Action::After(Outcome::Broken(*broken, rng.random()));
                     Some(Effect::Broken { broken: *broken })
+                }
+                Fault::Mutate(mu) => {
+                    plan.action = Action::Mutate {
+                        seed: rng.random(),
+                        families: mu.families.clone(),
+                        count: mu.count,
+                        other: SessionId::from_bytes(rng.random()),
+                    };
+                    // The mutations are known once the answer is: `fault::answer` fills them in.
+                    Some(Effect::Mutated {
+                        mutations: Vec::new(),
+                    })
                 }
                 Fault::Auth(auth) => match challenge(auth, self.ids[i], facts, conn) {
                     Some(rendered) => {

@@ -21,8 +21,10 @@
 //! Every error names where it is: `FILE:LINE: what is wrong`. Unknown keys are errors, and so
 //! are keys that do not apply to the rule's fault.
 
+use super::mutate::{Family, MAX_COUNT};
 use super::rule::{
-    Auth, Broken, Dist, Fault, Lie, Loss, Portion, Position, Rule, Scheme, SessionLoss, Trigger,
+    Auth, Broken, Dist, Fault, Lie, Loss, Mutate, Portion, Position, Rule, Scheme, SessionLoss,
+    Trigger,
 };
 use crate::config::{self, Names, Settings, check};
 use crate::proto::PacketType;
@@ -570,6 +572,35 @@ fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
             Fault::Throttle { read, write }
         }
         "refuse" => Fault::Refuse,
+        "mutate" => {
+            let mut families = Vec::new();
+            if let Some(list) = f.string("families")? {
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let family = Family::parse(name).ok_or_else(|| {
+                        f.error(
+                            "families",
+                            format!(
+                                "unknown mutation family `{name}` (header, value, status, framing)"
+                            ),
+                        )
+                    })?;
+                    if !families.contains(&family) {
+                        families.push(family);
+                    }
+                }
+            }
+            let count = f.positive("count")?.unwrap_or(1);
+            if count > u64::from(MAX_COUNT) {
+                return Err(f.error(
+                    "count",
+                    format!("`count` must be 1 to {MAX_COUNT} mutations per answer"),
+                ));
+            }
+            Fault::Mutate(Mutate {
+                families,
+                count: count as u32,
+            })
+        }
         "auth" => {
             let name = f.string("scheme")?.unwrap_or_else(|| "basic".into());
             let Some(scheme) = Scheme::ALL.into_iter().find(|s| s.name() == name) else {
@@ -1343,6 +1374,14 @@ mod tests {
                 write: Some(2000),
             },
             Fault::Refuse,
+            Fault::Mutate(Mutate {
+                families: Vec::new(),
+                count: 1,
+            }),
+            Fault::Mutate(Mutate {
+                families: vec![Family::Value, Family::Framing],
+                count: 8,
+            }),
             Fault::Auth(Auth {
                 scheme: Scheme::Basic,
                 credentials: None,

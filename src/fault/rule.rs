@@ -237,6 +237,17 @@ pub enum Fault {
     Refuse,
     /// Demand authentication.
     Auth(Auth),
+    /// Apply the packet, then send its answer mutated (`fault::mutate`) and close.
+    Mutate(Mutate),
+}
+
+/// The settings of a `mutate` fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutate {
+    /// Families to draw from (all when empty).
+    pub families: Vec<super::mutate::Family>,
+    /// Mutations per answer (1–8).
+    pub count: u32,
 }
 
 impl Fault {
@@ -255,6 +266,7 @@ impl Fault {
             Fault::Throttle { .. } => "throttle",
             Fault::Refuse => "refuse",
             Fault::Auth(_) => "auth",
+            Fault::Mutate(_) => "mutate",
         }
     }
 
@@ -404,6 +416,13 @@ impl fmt::Display for Params<'_> {
                 Ok(())
             }
             Fault::Refuse => Ok(()),
+            Fault::Mutate(mu) => {
+                if !mu.families.is_empty() {
+                    let names: Vec<&str> = mu.families.iter().map(|f| f.name()).collect();
+                    write!(f, " families={}", quoted(&names.join(",")))?;
+                }
+                write!(f, " count={}", mu.count)
+            }
             Fault::Auth(auth) => {
                 write!(f, " scheme={}", auth.scheme.name())?;
                 if let Some((user, password)) = &auth.credentials {

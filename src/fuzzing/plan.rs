@@ -458,6 +458,27 @@ fn check_plan(rules: &[Rule], facts: &Facts<'_>, plan: &Plan, fired: &mut [u64])
             assert_sendable(&rendered, plan);
             check_lie(*how, &real, &rendered, total, other);
         }
+        Action::Mutate {
+            seed,
+            families,
+            count,
+            other,
+        } => {
+            let plain = crate::fault::mutate::unmutated(&real).len();
+            let out =
+                crate::fault::mutate::mutate(&real, *seed, families, *count, &other.to_string());
+            assert!(
+                out.bytes.len() <= plain + crate::fault::mutate::MAX_GROWTH,
+                "an unbounded mutation: {plan:?}"
+            );
+            assert!(out.mutations.len() <= *count as usize);
+            assert!(
+                out.mutations
+                    .iter()
+                    .all(|m| families.is_empty() || families.contains(&m.family)),
+                "a mutation of a family the rule did not allow: {plan:?}"
+            );
+        }
     }
 }
 

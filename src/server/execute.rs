@@ -5,7 +5,7 @@
 use super::Server;
 use super::accept::Conn;
 use super::reply_http::to_response;
-use crate::fault::{Plan, Wire};
+use crate::fault::{Effect, Plan, Wire};
 use crate::journal::{AckSeen, Request, Sent, What};
 use bytes::Bytes;
 use http::Response;
@@ -52,6 +52,25 @@ impl Server {
             Wire::Raw { bytes, shaped } => {
                 conn.control.replace_response(bytes);
                 (Ok(to_response(&shaped)), Sent::Broken)
+            }
+            Wire::Mutated {
+                bytes,
+                shaped,
+                mutations,
+            } => {
+                conn.control.replace_response(bytes);
+                record.ack = Some(AckSeen::of(&shaped));
+                if let Some(firing) = record
+                    .faults
+                    .iter_mut()
+                    .find(|f| matches!(f.effect, Effect::Mutated { .. }))
+                {
+                    firing.effect = Effect::Mutated { mutations };
+                }
+                let sent = Sent::Mutated {
+                    status: shaped.status,
+                };
+                (Ok(to_response(&shaped)), sent)
             }
             Wire::Close => (Err(Dropped::Closed), Sent::Closed),
             Wire::Reset => {

@@ -67,6 +67,9 @@ pub enum Sent {
     Reset,
     Hung,
     Broken,
+    /// A `mutate` fault's answer: delivered, but a careful client may well reject it, so the
+    /// checks treat it as no answer.
+    Mutated(u16),
 }
 
 impl Sent {
@@ -87,6 +90,7 @@ impl std::fmt::Display for Sent {
             Sent::Reset => f.write_str("connection reset"),
             Sent::Hung => f.write_str("no answer"),
             Sent::Broken => f.write_str("a broken answer"),
+            Sent::Mutated(s) => write!(f, "a mutated {s}"),
         }
     }
 }
@@ -322,6 +326,12 @@ fn request(value: &Value, seq: u64, at_ms: f64) -> Req {
         Some("reset") => Sent::Reset,
         Some("hung") => Sent::Hung,
         Some("broken") => Sent::Broken,
+        Some("mutated") => Sent::Mutated(
+            get("sent")
+                .get("status")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as u16,
+        ),
         _ => Sent::Closed,
     };
     let faults = get("faults")
