@@ -10,12 +10,13 @@ mod support;
 
 use bitsmock::Config;
 use bitsmock::client::{Options, UploadError, Uploader};
+use bitsmock::proto::PacketType;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use support::serve::{bitsmock, run, text};
-use support::{Fixture, PROTOCOL, source_in, start_rules_with};
+use support::{Fixture, PROTOCOL, Req, source_in, start_rules_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KIB: u64 = 1024;
@@ -1099,4 +1100,42 @@ async fn a_failure_report_keeps_the_counts_and_the_last_status_of_the_upload() {
     // Create, fragment 1, fragment 2 twice, one resume Ping, then Cancel-Session.
     assert_eq!(failed.counts.requests, 6);
     assert_eq!(failed.json()["ok"], false);
+}
+
+#[tokio::test]
+async fn a_destination_that_stays_taken_ends_the_upload_after_three_retries_of_409() {
+    let f = bed(&[], |_| {}).await;
+    // An orphan session holds the destination (its client vanished after Create-Session).
+    let mut c = f.connect().await;
+    c.ok(&Req::create("/drop/taken.bin")).await;
+    let (path, _) = f.source(10_000);
+    let err = client()
+        .upload(&path, &f.url("/drop/taken.bin"))
+        .await
+        .expect_err("409 for good");
+    assert_eq!(err.status(), Some(409), "{err}");
+    let creates: Vec<_> = f
+        .running
+        .server
+        .events()
+        .into_iter()
+        .filter_map(|e| e.request().cloned())
+        .filter(|r| r.packet == Some(PacketType::CreateSession))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        creates,
+        [Some(200), Some(409), Some(409), Some(409), Some(409)]
+    );
+    let verdict = f.running.server.verdict(&bitsmock::verdict::Options {
+        backoff_floor: Duration::from_millis(1),
+        ..Default::default()
+    });
+    assert!(
+        verdict
+            .outcome("stops-on-fatal")
+            .is_some_and(|o| o.passed()),
+        "{}",
+        bitsmock::verdict::report::text(&verdict)
+    );
 }

@@ -51,6 +51,8 @@ use tokio::time::Instant;
 
 /// Windows clients never send fragments below 5 KB (docs/protocol.md §9.5); neither does this one.
 pub const MIN_FRAGMENT_SIZE: u64 = 5 * 1024;
+/// Retries of a Create-Session answered 409 (destination exists) before giving up.
+pub const CONFLICT_RETRIES: u32 = 3;
 /// The default fragment size.
 pub const DEFAULT_FRAGMENT_SIZE: u64 = 1024 * 1024;
 
@@ -282,6 +284,8 @@ struct Run<'a> {
     timeout: Duration,
     /// Consecutive transient failures.
     failures: u32,
+    /// Consecutive Create-Sessions answered 409.
+    conflicts: u32,
     /// The client-side HRESULT of the answer behind the current transient failure, if any.
     failure_code: Option<u32>,
     fragment_size: u64,
@@ -335,6 +339,7 @@ impl<'a> Run<'a> {
             last_status: None,
             timeout: opts.request_timeout,
             failures: 0,
+            conflicts: 0,
             failure_code: None,
             fragment_size: opts.fragment_size,
             session: None,
@@ -488,10 +493,19 @@ impl<'a> Run<'a> {
                 }
             };
             match judge(packet, answer.status, answer.code()) {
-                Verdict::Success => {}
+                Verdict::Success => self.conflicts = 0,
                 Verdict::Transient => {
                     if answer.status == 409 && self.close_uncertain {
                         return Err(UploadError::CloseUnconfirmed);
+                    }
+                    if answer.status == 409 {
+                        // The destination may be freed by a session finishing, so 409 is
+                        // worth a few tries; more would be a retry loop against a file that
+                        // is not going away (an orphan session holds it until it expires).
+                        self.conflicts += 1;
+                        if self.conflicts > CONFLICT_RETRIES {
+                            return Err(self.refusal(packet, &answer));
+                        }
                     }
                     self.transient_answer(Step::Packet(packet), &answer).await?;
                     continue;

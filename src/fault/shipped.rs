@@ -35,6 +35,15 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../profiles/auth-challenges.toml"),
     ),
     ("hostile", include_str!("../../profiles/hostile.toml")),
+    ("fuzz-acks", include_str!("../../profiles/fuzz-acks.toml")),
+    (
+        "fuzz-framing",
+        include_str!("../../profiles/fuzz-framing.toml"),
+    ),
+    (
+        "fuzz-everything",
+        include_str!("../../profiles/fuzz-everything.toml"),
+    ),
 ];
 
 /// Loads a shipped profile by name.
