@@ -38,6 +38,9 @@ pub struct Config {
     pub sha256: bool,
     /// Fault rules, in order (from a profile and/or `--fault`); empty = a correct server.
     pub rules: Vec<Rule>,
+    /// Firings to leave out although their rule matches (`exercise --minimise` replays a run
+    /// without some of its mutations); empty in normal use.
+    pub suppress: Vec<crate::fault::FiringKey>,
     /// Multiplies every duration in the rules (delays, hangs, windows, idle timeouts).
     pub time_scale: f64,
     /// The profile the rules came from, for the start banner and logs.
@@ -102,6 +105,7 @@ impl Default for Config {
             max_head_bytes: 64 * 1024,
             sha256: false,
             rules: Vec::new(),
+            suppress: Vec::new(),
             time_scale: 1.0,
             profile_name: None,
             journal: None,
@@ -292,6 +296,7 @@ impl Config {
             max_head_bytes: defaults.max_head_bytes,
             sha256: s.sha256.unwrap_or(defaults.sha256),
             rules: s.rules,
+            suppress: Vec::new(),
             time_scale: s.time_scale.unwrap_or(defaults.time_scale),
             profile_name: profile.map(|p| p.name.clone()),
             journal: None,

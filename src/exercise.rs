@@ -5,20 +5,26 @@
 //!  the reference client) ─▶ bounded wait ─▶ committed file read back ─▶ verdict ─▶ cell
 //! ```
 //!
-//! A cell passes when no error-severity check failed and the run met the profile's `expect`:
-//! through a `survive` profile the client must exit 0 with the file committed intact; through
-//! a `fail` profile it may give up, but never claim a success it did not have (exit 0 with
-//! the file missing or different is a *false success* everywhere).
+//! Each run is classified ([`Class`]): *clean* when it met the profile's `expect` (through a
+//! `survive` profile the client must exit 0 with the file committed intact; through a `fail`
+//! profile it may give up with an error) and broke no rule; otherwise a *finding*: a crash
+//! (a signal, or an exit code declared a crash), a hang (no request and no exit within the
+//! timeout), a false success (exit 0, file missing or different), a broken rule, or giving up
+//! where a correct client survives. Campaigns run many seeds, several at once (`jobs`), stop
+//! after `max_findings`, and [`minimise`] re-runs a finding without its mutations one at a
+//! time to find the few that matter.
 
 use crate::client::{Options as ClientOptions, Uploader};
 use crate::config;
-use crate::fault::Expect;
+use crate::fault::{Expect, FiringKey};
 use crate::mock::MockServer;
 use crate::verdict::{self, Source, report};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What to run.
@@ -38,6 +44,67 @@ pub struct Plan {
     /// The client command with `{url}` and `{file}`; empty: the reference client.
     pub command: Vec<String>,
     pub options: verdict::Options,
+    /// Runs at once.
+    pub jobs: usize,
+    /// Stop starting runs after this many findings.
+    pub max_findings: Option<usize>,
+    /// Exit codes that mean the client crashed (a panic: 101; an abort: 134; …).
+    pub crash_exit_codes: Vec<i32>,
+    /// Firings every run leaves out (see [`minimise`]).
+    pub suppress: Vec<FiringKey>,
+}
+
+impl Plan {
+    /// The one-line command that replays one cell.
+    pub fn replay_command(&self, profile: &str, seed: u64) -> String {
+        let mut parts = vec![
+            "bitsmock".to_owned(),
+            "exercise".into(),
+            "--profiles".into(),
+            profile.into(),
+            "--seeds".into(),
+            seed.to_string(),
+            "--size".into(),
+            self.size.to_string(),
+            "--timeout".into(),
+            format!("{}ms", self.timeout.as_millis()),
+        ];
+        if !self.crash_exit_codes.is_empty() {
+            parts.push("--crash-exit-codes".into());
+            parts.push(
+                self.crash_exit_codes
+                    .iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        if self.command.is_empty() {
+            parts.push("--fragment-size".into());
+            parts.push(self.client.fragment_size.to_string());
+        } else {
+            parts.push("--".into());
+            parts.extend(self.command.iter().cloned());
+        }
+        parts
+            .iter()
+            .map(|p| shell_quote(p))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Quotes an argument for a POSIX shell when it needs it.
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,{}@%+".contains(&b));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 /// How the client's run ended.
@@ -45,11 +112,13 @@ pub struct Plan {
 pub enum Exit {
     /// Exit status 0 (the reference client: uploaded).
     Success,
-    /// A non-zero exit, or the reference client's error.
-    Failed(String),
-    /// Killed by a signal.
-    Signalled(String),
-    /// Still running at the timeout (then killed).
+    /// A non-zero exit status.
+    Code(i32),
+    /// The reference client's error.
+    Error(String),
+    /// Killed by this signal.
+    Signalled(i32),
+    /// No request and no exit within the timeout (then killed).
     TimedOut,
     /// The command could not be started.
     NotStarted(String),
@@ -59,12 +128,57 @@ impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Exit::Success => f.write_str("exit 0"),
-            Exit::Failed(why) => write!(f, "failed ({why})"),
-            Exit::Signalled(why) => write!(f, "killed by {why}"),
+            Exit::Code(code) => write!(f, "exit {code}"),
+            Exit::Error(why) => write!(f, "failed ({why})"),
+            Exit::Signalled(signal) => write!(f, "killed by signal {signal}"),
             Exit::TimedOut => f.write_str("timed out"),
             Exit::NotStarted(why) => write!(f, "could not start ({why})"),
         }
     }
+}
+
+/// What a run amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// Uploaded intact, or gave up with an error where the profile allows it; no rule broken.
+    Clean,
+    /// Killed by a signal, or an exit code declared a crash.
+    Crash,
+    /// No request and no exit within the timeout.
+    Hang,
+    /// Exit 0, but the committed file is missing or differs.
+    FalseSuccess,
+    /// A check of severity error failed.
+    RuleBroken,
+    /// Failed through a profile a correct client survives.
+    GaveUp,
+    /// The command could not be started.
+    NotStarted,
+}
+
+impl Class {
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Clean => "clean",
+            Class::Crash => "crash",
+            Class::Hang => "hang",
+            Class::FalseSuccess => "false success",
+            Class::RuleBroken => "rule broken",
+            Class::GaveUp => "gave up",
+            Class::NotStarted => "not started",
+        }
+    }
+}
+
+/// A mutation a run's server made, with the firing that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutated {
+    pub key: FiringKey,
+    /// Event sequence number of the request it answered.
+    pub seq: u64,
+    /// `rule 1 on session 1's Fragment #3: value huge BITS-Received-Content-Range: …`.
+    pub description: String,
 }
 
 /// One profile × seed.
@@ -74,8 +188,17 @@ pub struct Cell {
     pub seed: u64,
     pub expect: Expect,
     pub exit: Exit,
+    pub class: Class,
     pub elapsed: Duration,
     pub run: report::Run,
+    /// Every mutation the server made in this run, in order.
+    pub mutations: Vec<Mutated>,
+}
+
+impl Cell {
+    pub fn is_finding(&self) -> bool {
+        self.class != Class::Clean
+    }
 }
 
 /// The whole exercise.
@@ -87,11 +210,19 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn passed(&self) -> bool {
-        self.cells.iter().all(|c| c.run.passed())
+        self.cells.iter().all(|c| !c.is_finding())
     }
 
-    /// profile × seed → cell, as text.
+    pub fn findings(&self) -> impl Iterator<Item = &Cell> {
+        self.cells.iter().filter(|c| c.is_finding())
+    }
+
+    /// profile × seed → cell, as text; with many seeds, counts per class instead.
     pub fn matrix(&self) -> String {
+        let seeds: std::collections::BTreeSet<u64> = self.cells.iter().map(|c| c.seed).collect();
+        if seeds.len() > 12 {
+            return self.summary();
+        }
         let mut rows: Vec<(String, Vec<(String, String)>)> = Vec::new();
         for c in &self.cells {
             let cell = (c.seed.to_string(), c.run.cell());
@@ -101,6 +232,34 @@ impl Outcome {
             }
         }
         report::matrix(&rows)
+    }
+
+    /// `fuzz-acks: 500 runs: 497 clean, 2 crash, 1 hang`, one line per profile.
+    pub fn summary(&self) -> String {
+        let mut profiles: Vec<&str> = Vec::new();
+        for c in &self.cells {
+            if !profiles.contains(&c.profile.as_str()) {
+                profiles.push(&c.profile);
+            }
+        }
+        let mut out = String::new();
+        for p in profiles {
+            let cells: Vec<&Cell> = self.cells.iter().filter(|c| c.profile == p).collect();
+            let mut counts: BTreeMap<Class, usize> = BTreeMap::new();
+            for c in &cells {
+                *counts.entry(c.class).or_default() += 1;
+            }
+            let parts: Vec<String> = counts
+                .iter()
+                .map(|(class, n)| format!("{n} {}", class.name()))
+                .collect();
+            out.push_str(&format!(
+                "{p}: {} runs: {}\n",
+                cells.len(),
+                parts.join(", ")
+            ));
+        }
+        out
     }
 }
 
@@ -161,7 +320,8 @@ pub fn substitute(command: &[String], url: &str, file: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Runs every cell in order, calling `progress` before and after each.
+/// Runs every cell (`plan.jobs` at a time), calling `progress` with a line as each starts
+/// (one at a time only) and ends; writes the reports.
 pub async fn run(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<Outcome, String> {
     let report_dir = match &plan.report_dir {
         Some(dir) => dir.clone(),
@@ -170,33 +330,59 @@ pub async fn run(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<Outcome,
     let runs_dir = report_dir.join("runs");
     std::fs::create_dir_all(&runs_dir)
         .map_err(|e| format!("cannot create {}: {e}", runs_dir.display()))?;
-    let mut profiles = Vec::new();
+    let mut todo = Vec::new();
     for name in &plan.profiles {
         let profile = config::load_profile(name)?;
-        profiles.push((name.clone(), profile.expect));
-    }
-    let total = profiles.len() * plan.seeds.len();
-    let mut cells = Vec::new();
-    for (profile, expect) in &profiles {
         for &seed in &plan.seeds {
-            progress(&format!(
-                "[{}/{total}] {profile} seed {seed} …",
-                cells.len() + 1
-            ));
-            let cell = run_cell(plan, profile, *expect, seed, &runs_dir).await?;
-            progress(&format!(
-                "[{}/{total}] {profile} seed {seed}: {} ({}, {:.1} s)",
-                cells.len() + 1,
-                cell.run.cell(),
-                cell.exit,
-                cell.elapsed.as_secs_f64()
-            ));
-            cells.push(cell);
+            todo.push((name.clone(), profile.expect, seed));
         }
     }
+    let total = todo.len();
+    let plan = Arc::new(plan.clone());
+    let runs_dir = Arc::new(runs_dir);
+    let mut running = tokio::task::JoinSet::new();
+    let mut queue = todo.into_iter().enumerate();
+    let mut cells: Vec<(usize, Cell)> = Vec::new();
+    let mut findings = 0;
+    let jobs = plan.jobs.max(1);
+    loop {
+        let stop = plan.max_findings.is_some_and(|max| findings >= max);
+        while !stop && running.len() < jobs {
+            let Some((n, (profile, expect, seed))) = queue.next() else {
+                break;
+            };
+            if jobs == 1 {
+                progress(&format!("[{}/{total}] {profile} seed {seed} …", n + 1));
+            }
+            let (plan, runs_dir) = (Arc::clone(&plan), Arc::clone(&runs_dir));
+            running.spawn(async move {
+                let cell = run_cell(&plan, &profile, expect, seed, &runs_dir).await;
+                (n, cell)
+            });
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        let (n, cell) = done.map_err(|e| format!("a run failed: {e}"))?;
+        let cell = cell?;
+        if cell.is_finding() {
+            findings += 1;
+        }
+        progress(&format!(
+            "[{}/{total}] {} seed {}: {} ({}, {:.1} s)",
+            cells.len() + 1,
+            cell.profile,
+            cell.seed,
+            cell.run.cell(),
+            cell.exit,
+            cell.elapsed.as_secs_f64()
+        ));
+        cells.push((n, cell));
+    }
+    cells.sort_by_key(|(n, _)| *n);
     let outcome = Outcome {
-        cells,
-        report_dir: report_dir.clone(),
+        cells: cells.into_iter().map(|(_, c)| c).collect(),
+        report_dir,
     };
     write_reports(&outcome)?;
     Ok(outcome)
@@ -219,13 +405,127 @@ pub fn write_reports(outcome: &Outcome) -> Result<(), String> {
         run["profile"] = cell.profile.clone().into();
         run["seed"] = cell.seed.into();
         run["expect"] = cell.expect.as_str().into();
+        run["class"] = cell.class.name().into();
         run["client"] = cell.exit.to_string().into();
         run["seconds"] = cell.elapsed.as_secs_f64().into();
+        run["mutations"] = cell.mutations.len().into();
     }
     write("verdict.json", format!("{json:#}\n"))?;
     write("junit.xml", report::junit(&runs))?;
     write("report.html", report::html("bitsmock exercise", &runs))?;
     Ok(())
+}
+
+/// The result of [`minimise`].
+#[derive(Debug, Clone)]
+pub struct Minimised {
+    /// The finding being minimised.
+    pub class: Class,
+    /// Mutations of the original run.
+    pub of: usize,
+    /// The mutations that are still needed: without any of the others, the same kind of
+    /// finding comes back.
+    pub kept: Vec<Mutated>,
+    /// Runs it took.
+    pub runs: usize,
+}
+
+/// Re-runs a finding with the same seed, leaving its mutations out one at a time: a
+/// mutation whose absence keeps the finding (same class) stays out. What remains is a small
+/// set that still reproduces it (not always the smallest: leaving one mutation out can change
+/// what the client does next).
+pub async fn minimise(
+    plan: &Plan,
+    cell: &Cell,
+    mut progress: impl FnMut(&str),
+) -> Result<Minimised, String> {
+    let runs_dir = plan
+        .report_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("minimise");
+    std::fs::create_dir_all(&runs_dir)
+        .map_err(|e| format!("cannot create {}: {e}", runs_dir.display()))?;
+    let mut left_out: Vec<FiringKey> = plan.suppress.clone();
+    let mut runs = 0;
+    for (i, m) in cell.mutations.iter().enumerate() {
+        let mut trial = plan.clone();
+        trial.suppress = left_out.clone();
+        trial.suppress.push(m.key);
+        let again = run_cell(&trial, &cell.profile, cell.expect, cell.seed, &runs_dir).await?;
+        runs += 1;
+        let same = again.class == cell.class;
+        progress(&format!(
+            "[{}/{}] without {}: {}",
+            i + 1,
+            cell.mutations.len(),
+            m.description,
+            if same {
+                "still reproduces; left out"
+            } else {
+                "needed"
+            }
+        ));
+        if same {
+            left_out.push(m.key);
+        }
+    }
+    Ok(Minimised {
+        class: cell.class,
+        of: cell.mutations.len(),
+        kept: cell
+            .mutations
+            .iter()
+            .filter(|m| !left_out.contains(&m.key))
+            .cloned()
+            .collect(),
+        runs,
+    })
+}
+
+/// The mutations a run's server made, from its events.
+fn mutations(events: &[crate::journal::Event]) -> Vec<Mutated> {
+    let mut out = Vec::new();
+    for e in events {
+        let Some(r) = e.request() else { continue };
+        for f in &r.faults {
+            if let (crate::fault::Effect::Mutated { mutations }, Some(key)) = (&f.effect, f.key()) {
+                let packet = key.packet.as_str();
+                let said: Vec<String> = mutations.iter().map(ToString::to_string).collect();
+                out.push(Mutated {
+                    key,
+                    seq: e.seq,
+                    description: format!(
+                        "rule {} on session {}'s {packet} #{}: {}",
+                        key.rule + 1,
+                        key.session,
+                        key.index,
+                        said.join("; ")
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn classify(
+    plan: &Plan,
+    exit: &Exit,
+    expect: Expect,
+    intact: bool,
+    verdict: &verdict::Verdict,
+) -> Class {
+    match exit {
+        Exit::Signalled(_) => Class::Crash,
+        Exit::Code(code) if plan.crash_exit_codes.contains(code) => Class::Crash,
+        Exit::TimedOut => Class::Hang,
+        Exit::NotStarted(_) => Class::NotStarted,
+        Exit::Success if !intact => Class::FalseSuccess,
+        _ if !verdict.passed() => Class::RuleBroken,
+        Exit::Code(_) | Exit::Error(_) if expect == Expect::Survive => Class::GaveUp,
+        _ => Class::Clean,
+    }
 }
 
 async fn run_cell(
@@ -245,26 +545,31 @@ async fn run_cell(
     std::fs::write(&source_path, &bytes)
         .map_err(|e| format!("cannot write {}: {e}", source_path.display()))?;
     drop(bytes);
+    let suppress = plan.suppress.clone();
     let server = MockServer::builder()
         .profile(profile)
         .seed(seed)
+        .configure(move |c| c.suppress = suppress)
         .start()
         .await
         .map_err(|e| format!("{profile}: cannot start a server: {e}"))?;
     let destination = format!("upload/{name}.bin");
     let url = format!("{}/{destination}", server.url());
     let started = Instant::now();
-    let exit = if plan.command.is_empty() {
-        reference_client(plan, &source_path, &url).await
-    } else {
-        command_client(plan, &source_path, &url, &runs_dir.join(&name)).await
+    let client = async {
+        if plan.command.is_empty() {
+            reference_client(plan, &source_path, &url).await
+        } else {
+            command_client(plan, &source_path, &url, &runs_dir.join(&name)).await
+        }
     };
+    let exit = supervise(client, server.inner(), plan.timeout).await;
     let elapsed = started.elapsed();
     // Stop first: the journal then ends with the server's `stopped` event, and nothing the
     // client left running can add to it while it is judged.
     let committed = server.root().join(&destination);
     let stored = std::fs::read(&committed).ok().map(|b| sha256_hex(&b));
-    let inner = std::sync::Arc::clone(server.inner());
+    let inner = Arc::clone(server.inner());
     let _ = server.stop().await;
     let events = inner.events();
     let mut journal = String::new();
@@ -292,6 +597,8 @@ async fn run_cell(
     let judged = verdict::judge(&seen, &options);
 
     let intact = stored.as_deref() == Some(source.sha256.as_str());
+    let class = classify(plan, &exit, expect, intact, &judged);
+    // Everything wrong with the run, whatever its class says first.
     let mut problems = Vec::new();
     match (&exit, expect) {
         (Exit::Success, _) if !intact => problems.push(match &stored {
@@ -302,24 +609,28 @@ async fn run_cell(
                 "false success: the client exited 0 but /{destination} differs from the source"
             ),
         }),
-        (Exit::Success, _) => {}
-        (Exit::Failed(why), Expect::Survive) => problems.push(format!(
-            "the client failed ({why}) through a profile a correct client survives"
+        (Exit::Code(code), _) if plan.crash_exit_codes.contains(code) => problems.push(format!(
+            "the client crashed: exit {code} (declared a crash by --crash-exit-codes)"
+        )),
+        (Exit::Code(_) | Exit::Error(_), Expect::Survive) => problems.push(format!(
+            "the client failed ({exit}) through a profile a correct client survives"
         )),
         (Exit::TimedOut, _) => problems.push(format!(
-            "the client did not finish within {:.0} s",
+            "the client did not finish: no request and no exit within {:.0} s",
             plan.timeout.as_secs_f64()
         )),
-        (Exit::Signalled(why), _) => problems.push(format!("the client crashed: killed by {why}")),
-        (Exit::NotStarted(why), _) => problems.push(format!("the client could not start: {why}")),
-        (Exit::Failed(_), Expect::Fail) => {}
+        (Exit::Signalled(_), _) => problems.push(format!("the client crashed: {exit}")),
+        (Exit::NotStarted(_), _) => problems.push(format!("the client could not start: {exit}")),
+        _ => {}
     }
     Ok(Cell {
         profile: profile.to_owned(),
         seed,
         expect,
         exit,
+        class,
         elapsed,
+        mutations: mutations(&events),
         run: report::Run {
             name: format!("{profile} seed {seed}"),
             verdict: judged,
@@ -329,12 +640,39 @@ async fn run_cell(
     })
 }
 
+/// Waits for the client, killing it (by dropping its future) when it neither exits nor sends
+/// a request for `quiet`, or runs for twenty times that in all.
+async fn supervise(
+    client: impl std::future::Future<Output = Exit>,
+    server: &crate::Server,
+    quiet: Duration,
+) -> Exit {
+    tokio::pin!(client);
+    let started = Instant::now();
+    let mut seen = server.events_since(0).last().map_or(0, |e| e.seq);
+    let mut active = Instant::now();
+    let tick = (quiet / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            exit = &mut client => return exit,
+            () = tokio::time::sleep(tick) => {
+                if let Some(last) = server.events_since(seen).last() {
+                    seen = last.seq;
+                    active = Instant::now();
+                }
+                if active.elapsed() >= quiet || started.elapsed() >= quiet.saturating_mul(20) {
+                    return Exit::TimedOut;
+                }
+            }
+        }
+    }
+}
+
 async fn reference_client(plan: &Plan, file: &Path, url: &str) -> Exit {
     let uploader = Uploader::new(plan.client.clone());
-    match tokio::time::timeout(plan.timeout, uploader.upload(file, url)).await {
-        Err(_) => Exit::TimedOut,
-        Ok(Ok(_)) => Exit::Success,
-        Ok(Err(e)) => Exit::Failed(e.to_string()),
+    match uploader.upload(file, url).await {
+        Ok(_) => Exit::Success,
+        Err(e) => Exit::Error(e.to_string()),
     }
 }
 
@@ -361,13 +699,9 @@ async fn command_client(plan: &Plan, file: &Path, url: &str, out: &Path) -> Exit
         Ok(child) => child,
         Err(e) => return Exit::NotStarted(format!("{program}: {e}")),
     };
-    match tokio::time::timeout(plan.timeout, child.wait()).await {
-        Err(_) => {
-            let _ = child.kill().await;
-            Exit::TimedOut
-        }
-        Ok(Err(e)) => Exit::Failed(format!("cannot wait for the client: {e}")),
-        Ok(Ok(status)) => exit_of(status),
+    match child.wait().await {
+        Err(e) => Exit::Error(format!("cannot wait for the client: {e}")),
+        Ok(status) => exit_of(status),
     }
 }
 
@@ -376,16 +710,16 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
         return Exit::Success;
     }
     if let Some(code) = status.code() {
-        return Exit::Failed(format!("exit {code}"));
+        return Exit::Code(code);
     }
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
         if let Some(signal) = status.signal() {
-            return Exit::Signalled(format!("signal {signal}"));
+            return Exit::Signalled(signal);
         }
     }
-    Exit::Failed(status.to_string())
+    Exit::Error(status.to_string())
 }
 
 #[cfg(test)]

@@ -91,6 +91,23 @@ struct ExerciseArgs {
     /// Seeds: `1..5` (inclusive), `3`, or `1,4,9`.
     #[arg(long, default_value = "1", value_parser = bitsmock::exercise::parse_seeds)]
     seeds: std::vec::Vec<u64>,
+    /// Run just this seed again (as `--seeds SEED`), printing its findings in full.
+    #[arg(long, value_name = "SEED", conflicts_with = "seeds")]
+    replay: Option<u64>,
+    /// With --replay: re-run the finding without its mutations one at a time and report the
+    /// few it still needs.
+    #[arg(long, requires = "replay")]
+    minimise: bool,
+    /// Runs at once (each has its own server and client).
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u64).range(1..=64))]
+    jobs: u64,
+    /// Stop starting runs after this many findings.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_findings: Option<u64>,
+    /// Exit codes that mean the client crashed, comma-separated (a Rust panic exits 101, an
+    /// abort 134; a .NET unhandled exception 134 on Linux, 0xE0434352 on Windows).
+    #[arg(long, value_name = "CODES", value_delimiter = ',')]
+    crash_exit_codes: Vec<i32>,
     /// Size of the file each run uploads.
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     size: u64,
@@ -1041,7 +1058,11 @@ fn exercise(args: ExerciseArgs) -> ExitCode {
     };
     let plan = bitsmock::exercise::Plan {
         profiles,
-        seeds: args.seeds,
+        seeds: args.replay.map_or(args.seeds, |seed| vec![seed]),
+        jobs: args.jobs as usize,
+        max_findings: args.max_findings.map(|n| n as usize),
+        crash_exit_codes: args.crash_exit_codes,
+        suppress: Vec::new(),
         size: args.size,
         client: Options {
             fragment_size: args.fragment_size,
@@ -1062,44 +1083,87 @@ fn exercise(args: ExerciseArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(bitsmock::exercise::run(&plan, |line| eprintln!("{line}")));
-    match result {
+    let minimise = args.minimise;
+    let result = runtime.block_on(async {
+        let outcome = bitsmock::exercise::run(&plan, |line| eprintln!("{line}")).await?;
+        let mut minimised = Vec::new();
+        if minimise {
+            for cell in outcome.findings() {
+                eprintln!(
+                    "minimising {} seed {} ({}, {} mutations) …",
+                    cell.profile,
+                    cell.seed,
+                    cell.class.name(),
+                    cell.mutations.len()
+                );
+                let m = bitsmock::exercise::minimise(&plan, cell, |l| eprintln!("  {l}")).await?;
+                minimised.push((cell.profile.clone(), cell.seed, m));
+            }
+        }
+        Ok::<_, String>((outcome, minimised))
+    });
+    let (outcome, minimised) = match result {
+        Ok(done) => done,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-        Ok(outcome) => {
-            print!("{}", outcome.matrix());
-            for cell in outcome.cells.iter().filter(|c| !c.run.passed()) {
-                println!(
-                    "\n{}: {} (client: {})",
-                    cell.run.name,
-                    cell.run.cell(),
-                    cell.exit
-                );
-                for p in &cell.run.problems {
-                    println!("  - {p}");
-                }
-                for o in cell.run.verdict.failed(bitsmock::verdict::Severity::Error) {
-                    for f in o.findings.iter().take(3) {
-                        let who = f
-                            .session
-                            .as_deref()
-                            .map(|s| format!("{s}: "))
-                            .unwrap_or_default();
-                        println!("  - {}: {who}{}", o.check, f.message);
-                    }
-                }
-            }
-            println!(
-                "\nreports: {}/{{verdict.json,junit.xml,report.html}} (journals in runs/)",
-                outcome.report_dir.display()
-            );
-            if outcome.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+    };
+    print!("{}", outcome.matrix());
+    for cell in outcome.findings() {
+        println!(
+            "\nfinding: {} seed {}: {} (client: {})",
+            cell.profile,
+            cell.seed,
+            cell.class.name(),
+            cell.exit
+        );
+        for p in &cell.run.problems {
+            println!("  - {p}");
+        }
+        for o in cell.run.verdict.failed(bitsmock::verdict::Severity::Error) {
+            for f in o.findings.iter().take(3) {
+                let who = f
+                    .session
+                    .as_deref()
+                    .map(|s| format!("{s}: "))
+                    .unwrap_or_default();
+                println!("  - {}: {who}{}", o.check, f.message);
             }
         }
+        match cell.mutations.last() {
+            Some(m) => println!(
+                "  last mutation ({} in all): {} [event {}]",
+                cell.mutations.len(),
+                m.description,
+                m.seq
+            ),
+            None => println!("  no mutation in this run"),
+        }
+        println!(
+            "  replay: {}",
+            plan.replay_command(&cell.profile, cell.seed)
+        );
+    }
+    for (profile, seed, m) in &minimised {
+        println!(
+            "\nminimised {profile} seed {seed} ({}): {} of {} mutations still needed ({} runs):",
+            m.class.name(),
+            m.kept.len(),
+            m.of,
+            m.runs
+        );
+        for k in &m.kept {
+            println!("  - {} [event {}]", k.description, k.seq);
+        }
+    }
+    println!(
+        "\nreports: {}/{{verdict.json,junit.xml,report.html}} (journals in runs/)",
+        outcome.report_dir.display()
+    );
+    if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

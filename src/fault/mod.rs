@@ -12,6 +12,6 @@ pub mod rule;
 pub mod shipped;
 
 pub use answer::{Applied, Wire};
-pub use plan::{Action, ConnAuth, Effect, Facts, Faults, Firing, Lost, Outcome, Plan};
+pub use plan::{Action, ConnAuth, Effect, Facts, Faults, Firing, FiringKey, Lost, Outcome, Plan};
 pub use profile::{Expect, Profile, ProfileError};
 pub use rule::{Fault, Rule, Trigger};

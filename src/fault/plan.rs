@@ -17,7 +17,7 @@ use crate::proto::{Ack, AckError, ErrorHeader, PacketType, Rendered, SessionId};
 use base64::Engine;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Longest single delay a distribution may produce, whatever its tail.
@@ -53,6 +53,30 @@ pub struct Firing {
     pub index: u64,
     pub range: Option<ContentRange>,
     pub effect: Effect,
+}
+
+/// Names one firing across replays of a run: which rule, on which session's which packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct FiringKey {
+    /// The rule's id.
+    pub rule: u64,
+    /// The session's ordinal (0: none).
+    pub session: u64,
+    pub packet: PacketType,
+    /// The packet's position among its session's packets of its type.
+    pub index: u64,
+}
+
+impl Firing {
+    /// This firing's key, when it was on a packet.
+    pub fn key(&self) -> Option<FiringKey> {
+        Some(FiringKey {
+            rule: self.rule as u64,
+            session: self.session,
+            packet: self.packet?,
+            index: self.index,
+        })
+    }
 }
 
 /// What a fired rule did, as data; its `Display` is the sentence the log shows.
@@ -291,6 +315,7 @@ pub struct Faults {
     matches: Vec<u64>,
     fires: Vec<u64>,
     packets: HashMap<u64, [u64; 5]>,
+    suppressed: HashSet<FiringKey>,
 }
 
 impl Faults {
@@ -312,7 +337,14 @@ impl Faults {
             matches: vec![0; n],
             fires: vec![0; n],
             packets: HashMap::new(),
+            suppressed: HashSet::new(),
         }
+    }
+
+    /// Leaves these firings out: their rule matches and draws as always (so every other
+    /// decision stays the same), but does not fire.
+    pub fn suppress(&mut self, keys: impl IntoIterator<Item = FiringKey>) {
+        self.suppressed.extend(keys);
     }
 
     pub fn from_profile(profile: &Profile, seed: u64, time_scale: f64, style: ErrorHeader) -> Self {
@@ -411,6 +443,15 @@ impl Faults {
             let Some(mut rng) = self.gate(i, facts.session, index) else {
                 continue;
             };
+            let key = FiringKey {
+                rule: self.ids[i],
+                session: facts.session,
+                packet: facts.packet,
+                index,
+            };
+            if self.suppressed.contains(&key) {
+                continue;
+            }
             let fault = self.rules[i].fault.clone();
             if !fault.is_modifier() && plan.action != Action::Apply {
                 continue;

@@ -66,12 +66,13 @@ impl Server {
     /// another server holds the root, naming it and the other process.
     pub fn new(config: Config) -> io::Result<Arc<Server>> {
         let store = Store::open(&config.root)?;
-        let faults = Faults::new(
+        let mut faults = Faults::new(
             config.rules.clone(),
             config.seed,
             config.time_scale,
             config.vdir.error_header,
         );
+        faults.suppress(config.suppress.iter().copied());
         let mut events = Journal::default();
         let journal_file = match &config.journal {
             Some(path) => {
