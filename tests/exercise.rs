@@ -272,3 +272,35 @@ fn bad_arguments_are_usage_errors() {
         );
     }
 }
+
+/// Seeds of `fuzz-everything` that once found a flaw in the reference client, replayed as
+/// the campaign ran them (64 KiB in 16 KiB fragments, default backoff).
+#[test]
+fn campaign_findings_in_the_reference_client_stay_fixed() {
+    // 358: a Create-Session Ack whose session id lost its braces made every later, truthful
+    // Ack look as if it named another session; the client retried until it hung.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bitsmock()
+        .args([
+            "exercise",
+            "--profiles",
+            "fuzz-everything",
+            "--replay",
+            "358",
+        ])
+        .args([
+            "--size",
+            "64KiB",
+            "--fragment-size",
+            "16KiB",
+            "--timeout",
+            "20s",
+        ])
+        .arg("--report-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("seed 358: pass"), "{stdout}");
+}

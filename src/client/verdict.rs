@@ -171,10 +171,19 @@ pub fn plausible_offset(offset: u64, sent: u64, total: u64) -> Result<u64, Strin
 }
 
 /// An Ack may omit `BITS-Session-Id` (the spec's samples do), but must not name another one.
+/// Ids are GUIDs: the same with or without braces, in any letter case (a Create-Session Ack
+/// that dropped the braces must not make every later, truthful Ack look like a lie).
 pub fn same_session(echoed: Option<&str>, ours: &str) -> Result<(), String> {
+    let bare = |id: &str| {
+        let id = id.trim();
+        id.strip_prefix('{')
+            .and_then(|i| i.strip_suffix('}'))
+            .unwrap_or(id)
+            .to_ascii_uppercase()
+    };
     match echoed.map(str::trim) {
         None => Ok(()),
-        Some(id) if id.eq_ignore_ascii_case(ours) => Ok(()),
+        Some(id) if bare(id) == bare(ours) => Ok(()),
         Some(id) => Err(format!(
             "the Ack names session {} instead of {ours}",
             id.chars().take(100).collect::<String>()
@@ -314,6 +323,11 @@ mod tests {
         assert!(same_session(None, "{A}").is_ok());
         assert!(same_session(Some("{a}"), "{A}").is_ok());
         assert!(same_session(Some("{B}"), "{A}").is_err());
+        // Found by a fuzz-everything campaign (seed 358): braces dropped on Create-Session.
+        assert!(same_session(Some("{5A95-ab}"), "5a95-AB").is_ok());
+        assert!(same_session(Some(" 5A95 "), "{5a95}").is_ok());
+        assert!(same_session(Some("{5A95"), "{5A95}").is_err());
+        assert!(same_session(Some("{5A96}"), "5A95").is_err());
     }
 
     #[test]
