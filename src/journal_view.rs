@@ -456,6 +456,10 @@ fn sent(value: &Value) -> String {
         Some("status") => {
             fields.get("status").map_or("?".to_owned(), text) + &extras(fields, &["sent", "status"])
         }
+        Some("mutated") => {
+            let status = fields.get("status").map_or("?".to_owned(), text);
+            format!("mutated {status}") + &extras(fields, &["sent", "status"])
+        }
         Some(how) => clean(how) + &extras(fields, &["sent"]),
         None => text(value),
     }
@@ -537,12 +541,36 @@ pub fn effect(value: &Value) -> String {
         ),
         Some("challenged") => (format!("demanded {} auth", text(f("scheme"))), &["scheme"]),
         Some("refused") => ("refused the connection".to_owned(), &[]),
+        Some("mutated") => (mutated(f("mutations")), &["mutations"]),
         Some(other) => (clean(other), &[]),
         None => ("?".to_owned(), &[]),
     };
     let mut known = known.to_vec();
     known.push("kind");
     said + &extras(fields, &known)
+}
+
+/// The mutations of a `mutate` fault: `mutated: value huge BITS-Received-Content-Range
+/// `5120` → `18446744073709551616``, several joined by `; `.
+fn mutated(value: &Value) -> String {
+    let Some(all) = value.as_array() else {
+        return "mutated".to_owned();
+    };
+    let each: Vec<String> = all
+        .iter()
+        .map(|m| {
+            let f = |name: &str| m.get(name).map_or("?".to_owned(), text);
+            format!(
+                "{} {} {} `{}` → `{}`",
+                f("family"),
+                f("name"),
+                f("target"),
+                f("from"),
+                f("to")
+            )
+        })
+        .collect();
+    format!("mutated: {}", each.join("; "))
 }
 
 /// How an answer was lost: `{"how": "hung", "for_": 5000.0}` → `hung 5s`.
@@ -1242,6 +1270,18 @@ mod tests {
                 "demanded NTLM auth",
             ),
             (Effect::Refused, "refused the connection"),
+            (
+                Effect::Mutated {
+                    mutations: vec![crate::fault::mutate::Mutation {
+                        family: crate::fault::mutate::Family::Value,
+                        name: "huge",
+                        target: "BITS-Received-Content-Range".into(),
+                        from: "5120".into(),
+                        to: "18446744073709551616".into(),
+                    }],
+                },
+                "mutated: value huge BITS-Received-Content-Range `5120` → `18446744073709551616`",
+            ),
         ];
         for (effect, phrase) in cases {
             let json = serde_json::to_value(&effect).unwrap();
