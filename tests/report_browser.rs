@@ -81,6 +81,10 @@ fn the_report_renders_in_a_headless_browser_with_the_failing_check_highlighted()
     assert!(html.contains("did not create a new session"));
     assert!(html.contains("class=\"hl\""), "its evidence is outlined");
     assert!(html.contains("<svg class=\"timeline\""));
+    assert!(
+        html.contains("class=\"end\""),
+        "the lost session is marked where it ended"
+    );
 
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exercise-report.png");
     let _ = std::fs::remove_file(&shot);

@@ -399,7 +399,7 @@ fn timeline(out: &mut String, events: &[Seen], highlighted: &[u64]) {
     let height = lane_h * lanes.len() as f64 + 30.0;
     let _ = writeln!(
         out,
-        "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#4a4\"></i>2xx</span><span><i class=\"sw\" style=\"background:#e90\"></i>416/413/4xx</span><span><i class=\"sw\" style=\"background:#c33\"></i>5xx</span><span><i class=\"sw\" style=\"background:#777\"></i>no answer (closed, reset, hung, broken)</span><span>ringed: a fault fired; red outline: evidence of a failed check</span></p>"
+        "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#4a4\"></i>2xx</span><span><i class=\"sw\" style=\"background:#e90\"></i>416/413/4xx</span><span><i class=\"sw\" style=\"background:#c33\"></i>5xx</span><span><i class=\"sw\" style=\"background:#777\"></i>no answer (closed, reset, hung, broken)</span><span>dashed: a fault fired; red outline: evidence of a failed check; diamond: the session was committed (blue) or ended otherwise (red)</span></p>"
     );
     let _ = writeln!(
         out,
@@ -477,6 +477,36 @@ fn timeline(out: &mut String, events: &[Seen], highlighted: &[u64]) {
             } else {
                 format!(" (fault: {})", xml(&faults.join(", ")))
             }
+        );
+    }
+    // Server-side ends of sessions: a diamond where each session was committed or lost.
+    for e in events {
+        let (at, session, what, colour) = match e {
+            Seen::Committed { at_ms, session, .. } => {
+                (*at_ms, session, "committed".to_owned(), "#06c")
+            }
+            Seen::Gone {
+                at_ms,
+                session,
+                why,
+                ..
+            } => (*at_ms, session, why.clone(), "#c33"),
+            _ => continue,
+        };
+        let Some(lane) = lanes
+            .iter()
+            .position(|l| l.eq_ignore_ascii_case(&session.id))
+        else {
+            continue;
+        };
+        let x = left + (at - t0).clamp(0.0, span) / span * width;
+        let y = lane_h * lane as f64 + 15.0 + lane_h / 2.0;
+        let _ = writeln!(
+            out,
+            "<path class=\"end\" d=\"M{x:.1} {:.1} l5 5 l-5 5 l-5 -5 z\" fill=\"{colour}\"><title>{}: {}</title></path>",
+            y - 5.0,
+            xml(&session.label()),
+            xml(&what)
         );
     }
     out.push_str("</svg>\n");

@@ -807,6 +807,10 @@ fn reports_render_every_format() {
     let html = report::html("t", std::slice::from_ref(&run));
     assert!(html.contains("0 of 1 run(s) passed"));
     assert!(html.contains("class=\"hl\""), "evidence is highlighted");
+    assert!(
+        !html.contains("class=\"end\""),
+        "no session ended in this story"
+    );
     assert!(!html.contains("<script"));
     assert_eq!(
         report::xml("a<&>\"'\u{1}"),
