@@ -129,6 +129,7 @@ impl Config {
             "profile": self.profile_name,
             "max_upload_size": self.vdir.max_upload_size,
             "max_fragment_size": self.vdir.max_fragment_size,
+            "max_sessions": self.vdir.max_sessions,
             "session_timeout_ms": ms(self.vdir.session_timeout),
             "allow_overwrites": self.vdir.allow_overwrites,
             "reply_path": reply_path,
@@ -157,6 +158,7 @@ pub struct Settings {
     pub time_scale: Option<f64>,
     pub max_upload_size: Option<u64>,
     pub max_fragment_size: Option<u64>,
+    pub max_sessions: Option<usize>,
     pub session_timeout: Option<Duration>,
     pub allow_overwrites: Option<bool>,
     /// Keep the SHA-256 of every upload (for the `committed` event).
@@ -187,6 +189,7 @@ impl Settings {
             time_scale: self.time_scale.or(lower.time_scale),
             max_upload_size: self.max_upload_size.or(lower.max_upload_size),
             max_fragment_size: self.max_fragment_size.or(lower.max_fragment_size),
+            max_sessions: self.max_sessions.or(lower.max_sessions),
             session_timeout: self.session_timeout.or(lower.session_timeout),
             allow_overwrites: self.allow_overwrites.or(lower.allow_overwrites),
             sha256: self.sha256.or(lower.sha256),
@@ -229,6 +232,7 @@ impl Settings {
             &self.max_fragment_size,
             check::max_fragment_size,
         )?;
+        given("max-sessions", &self.max_sessions, check::max_sessions)?;
         given(
             "session-timeout",
             &self.session_timeout,
@@ -284,6 +288,7 @@ impl Config {
                 host_id_fallback_timeout,
                 overlap: s.overlap.unwrap_or(vdir.overlap),
                 error_header: s.error_header.unwrap_or(vdir.error_header),
+                max_sessions: s.max_sessions.unwrap_or(vdir.max_sessions),
             },
             header_read_timeout: s
                 .header_read_timeout
@@ -312,6 +317,14 @@ pub mod check {
             return Err("must be at least 1 byte".into());
         }
         Ok(bytes)
+    }
+
+    /// Zero would refuse every upload.
+    pub fn max_sessions(sessions: usize) -> Result<usize, String> {
+        if sessions == 0 {
+            return Err("must be at least 1".into());
+        }
+        Ok(sessions)
     }
 
     pub fn session_timeout(idle: Duration) -> Result<Duration, String> {

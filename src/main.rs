@@ -223,6 +223,10 @@ struct ServeArgs {
     /// [default: 32MiB].
     #[arg(long, value_name = "SIZE", value_parser = max_fragment_size)]
     max_fragment_size: Option<u64>,
+    /// Live sessions at most; a Create-Session beyond it gets 500 + 0x8007000E
+    /// (E_OUTOFMEMORY), which clients retry later [default: 10000].
+    #[arg(long, value_name = "N", value_parser = max_sessions)]
+    max_sessions: Option<usize>,
     /// Idle time after which a session and its temp file are deleted (e.g. 30s, 10m, 14d);
     /// later packets for it get 500 + 0x8020001F [default: 14d].
     #[arg(long, value_name = "DURATION", value_parser = session_timeout)]
@@ -306,6 +310,14 @@ fn max_fragment_size(text: &str) -> Result<u64, String> {
     parse_size(text).and_then(check::max_fragment_size)
 }
 
+fn max_sessions(text: &str) -> Result<usize, String> {
+    let n = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    check::max_sessions(n)
+}
+
 fn session_timeout(text: &str) -> Result<Duration, String> {
     parse_duration(text).and_then(check::session_timeout)
 }
@@ -351,6 +363,7 @@ impl ServeArgs {
             time_scale: self.time_scale,
             max_upload_size: self.max_upload_size,
             max_fragment_size: self.max_fragment_size,
+            max_sessions: self.max_sessions,
             session_timeout: self.session_timeout,
             // A switch can only turn the setting on; absent leaves it to the profile.
             allow_overwrites: self.allow_overwrites.then_some(true),
