@@ -401,38 +401,80 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A log field's value, `-` when absent.
+struct Dash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// `first-last/total`.
+struct RangeText(ContentRange);
+
+impl std::fmt::Display for RangeText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}/{}", self.0.first(), self.0.last(), self.0.total())
+    }
+}
+
+/// `rule 2 (lost ack): …; rule 5 (slow): …`, or `-`.
+struct Faults<'a>(&'a [Firing]);
+
+impl std::fmt::Display for Faults<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, firing) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(
+                f,
+                "rule {} ({}): {}",
+                firing.rule + 1,
+                firing.name,
+                firing.effect
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The `tracing` sink: one line per event, `key=value` fields a person can grep.
 pub fn trace(event: &Event) {
     let seq = event.seq;
     match &event.what {
         What::Request(r) => {
-            let faults = r
-                .faults
-                .iter()
-                .map(|f| format!("rule {} ({}): {}", f.rule + 1, f.name, f.effect))
-                .collect::<Vec<_>>()
-                .join("; ");
+            // Fields are formatted straight into the line (no String per field): this runs
+            // for every request at the default level (benches/ping.rs).
+            let packet = r
+                .packet
+                .map(PacketType::as_str)
+                .or(r.packet_label.as_deref());
             tracing::info!(
                 seq,
                 conn = r.conn,
                 peer = %r.peer,
                 method = %r.method,
                 path = %r.path,
-                packet = %r.packet.map_or_else(
-                    || r.packet_label.clone().unwrap_or_else(|| "-".into()),
-                    |p| p.as_str().to_owned()
-                ),
-                session = %r.session.map_or("-".into(), |s| s.id.to_string()),
-                ordinal = %r.session.and_then(|s| s.ordinal).map_or("-".into(), |o| o.to_string()),
+                packet = %Dash(packet),
+                session = %Dash(r.session.map(|s| s.id)),
+                ordinal = %Dash(r.session.and_then(|s| s.ordinal)),
                 index = r.index,
-                range = %r.range.map_or("-".into(), |c| format!("{}-{}/{}", c.first(), c.last(), c.total())),
+                range = %Dash(r.range.map(RangeText)),
                 received = r.received,
                 stored = r.stored,
-                status = %r.status.map_or("-".into(), |s| s.to_string()),
-                reason = %r.reason.as_deref().unwrap_or("-"),
+                status = %Dash(r.status),
+                reason = %Dash(r.reason.as_deref()),
                 sent = %r.sent,
                 latency_ms = format_args!("{:.1}", r.latency_ms),
-                faults = %if faults.is_empty() { "-" } else { &faults },
+                faults = %Faults(&r.faults),
                 "request"
             );
         }
