@@ -185,10 +185,10 @@ impl Store {
         }
     }
 
-    /// Whether an open temp file is still the one at the session's path (nobody deleted or
-    /// replaced it since it was opened). Bytes written to a deleted file are lost.
+    /// Whether an open temp file is still the one at the session's path (nobody deleted it
+    /// since it was opened). Bytes written to a deleted file are lost.
     pub fn still_there(&self, id: &SessionId, file: &File) -> bool {
-        same_file(&self.temp_path(id), file)
+        linked(&self.temp_path(id), file)
     }
 
     /// Moves a session's complete file to its destination, creating parent folders. `empty`:
@@ -371,17 +371,17 @@ fn lock_root(root: &Path, sessions: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Whether an open file still has a name. The file was opened by its path for this one
+/// fragment, so a link count of zero means the path was deleted meanwhile; one `fstat`, no
+/// path lookup, since this runs after every fragment.
 #[cfg(unix)]
-fn same_file(path: &Path, file: &File) -> bool {
+fn linked(_path: &Path, file: &File) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(path), file.metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
+    file.metadata().is_ok_and(|m| m.nlink() > 0)
 }
 
 #[cfg(not(unix))]
-fn same_file(path: &Path, _file: &File) -> bool {
+fn linked(path: &Path, _file: &File) -> bool {
     // Windows cannot delete a file that is open without sharing, so existence is enough.
     path.exists()
 }

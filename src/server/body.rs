@@ -290,13 +290,23 @@ impl Writer {
     }
 }
 
-/// Writes the chunks at `at`; returns the end offset.
+/// Writes the chunks at `at` with as few system calls as the kernel allows (one `writev` for
+/// the whole batch, usually); returns the end offset.
 fn write_at(file: &mut std::fs::File, at: u64, chunks: &[Bytes]) -> io::Result<u64> {
-    use std::io::{Seek, Write};
+    use std::io::{IoSlice, Seek, Write};
     let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-    file.seek(io::SeekFrom::Start(at))
-        .and_then(|_| chunks.iter().try_for_each(|c| file.write_all(c)))
-        .map(|()| at + len)
+    file.seek(io::SeekFrom::Start(at))?;
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at + len)
 }
 
 /// Reads and discards up to `limit` bytes of a leftover body so the connection can be reused.
