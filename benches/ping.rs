@@ -46,27 +46,53 @@ const ACK_HEADERS: [(&str, &str); 1] = [("BITS-Packet-Type", "Ack")];
 
 enum Contender {
     Baseline,
-    Bitsmock { log: bool, journal: bool },
+    Bitsmock { log: Log, journal: bool },
 }
 
-type Reload = reload::Handle<LevelFilter, tracing_subscriber::Registry>;
+/// Where bitsmock's log line goes in a run.
+#[derive(Clone, Copy, PartialEq)]
+enum Log {
+    Off,
+    /// `bitsmock serve`'s writer: [`bitsmock::log::non_blocking`].
+    NonBlocking,
+    /// Written in place by the request's thread, as before issue 14, for comparison.
+    InPlace,
+}
+
+/// Sets one log layer's level.
+type Reload = Box<dyn Fn(LevelFilter) -> io::Result<()>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds = common::rounds(DEFAULT_ROUNDS)?;
     let smoke = common::smoke();
     let scratch = tempfile::tempdir()?;
-    // bitsmock serve's log: the same fmt layer and non-blocking writer, into a file here.
-    let (level, reload) = reload::Layer::new(LevelFilter::OFF);
+    // bitsmock serve's log: the same fmt layer and non-blocking writer, into a file here;
+    // beside it the same layer writing in place (a mutex around a file), each switched on
+    // and off per run.
+    let (level, handle) = reload::Layer::new(LevelFilter::OFF);
+    let (in_place_level, in_place_handle) = reload::Layer::new(LevelFilter::OFF);
     let (writer, _flush) =
         bitsmock::log::non_blocking(std::fs::File::create(scratch.path().join("serve.log"))?);
+    let in_place = std::sync::Mutex::new(std::fs::File::create(
+        scratch.path().join("serve-in-place.log"),
+    )?);
     tracing_subscriber::registry()
-        .with(level)
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(writer)
-                .with_ansi(false),
+                .with_ansi(false)
+                .with_filter(level),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(in_place)
+                .with_ansi(false)
+                .with_filter(in_place_level),
         )
         .init();
+    let reload: Reload = Box::new(move |l| handle.modify(|f| *f = l).map_err(io::Error::other));
+    let in_place_reload: Reload =
+        Box::new(move |l| in_place_handle.modify(|f| *f = l).map_err(io::Error::other));
     let clients = tokio::runtime::Builder::new_multi_thread()
         .thread_name("client")
         .enable_all()
@@ -78,6 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bench = Bench {
         servers: servers.handle().clone(),
         reload,
+        in_place_reload,
         dir: scratch.path(),
     };
     if smoke {
@@ -93,6 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 struct Bench<'a> {
     servers: tokio::runtime::Handle,
     reload: Reload,
+    in_place_reload: Reload,
     dir: &'a Path,
 }
 
@@ -108,22 +136,29 @@ impl Bench<'_> {
             (
                 "bitsmock (default log line)",
                 Contender::Bitsmock {
-                    log: true,
+                    log: Log::NonBlocking,
                     journal: false,
                 },
             ),
             (
                 "bitsmock (log off)",
                 Contender::Bitsmock {
-                    log: false,
+                    log: Log::Off,
                     journal: false,
                 },
             ),
             (
                 "bitsmock --journal FILE (log off)",
                 Contender::Bitsmock {
-                    log: false,
+                    log: Log::Off,
                     journal: true,
+                },
+            ),
+            (
+                "bitsmock (log line in place)",
+                Contender::Bitsmock {
+                    log: Log::InPlace,
+                    journal: false,
                 },
             ),
         ];
@@ -162,6 +197,7 @@ impl Bench<'_> {
         };
         let logged = ratio(1, 0);
         let journal = ratio(3, 2);
+        let writer = ratio(1, 4);
         println!("median over {rounds} round(s):");
         let base = median(&mut rates[0].clone());
         for (i, (name, _)) in contenders.iter().enumerate() {
@@ -182,6 +218,7 @@ impl Bench<'_> {
                 "  --journal vs no journal: {journal:.3}× {} the {JOURNAL_TARGET_RATIO:.2}× target",
                 says(journal, JOURNAL_TARGET_RATIO)
             );
+            println!("  non-blocking log writer vs writing in place: {writer:.3}×");
         }
         Ok(())
     }
@@ -202,14 +239,15 @@ impl Bench<'_> {
                 (addr, Box::pin(async move { task.abort() }))
             }
             Contender::Bitsmock { log, journal } => {
-                let level = if *log {
-                    LevelFilter::INFO
-                } else {
-                    LevelFilter::OFF
+                let level = |on: bool| {
+                    if on {
+                        LevelFilter::INFO
+                    } else {
+                        LevelFilter::OFF
+                    }
                 };
-                self.reload
-                    .modify(|l| *l = level)
-                    .map_err(io::Error::other)?;
+                (self.reload)(level(*log == Log::NonBlocking))?;
+                (self.in_place_reload)(level(*log == Log::InPlace))?;
                 let config = Config {
                     listen: local,
                     root: self.dir.join("root"),
