@@ -1,11 +1,15 @@
-//! Ping rate: bitsmock with `--journal FILE` against the same server without it, same run.
+//! Ping rate: bitsmock with its default per-request log line on, against a minimal hyper
+//! server answering the same Ack, same run; bitsmock with logging off and with `--journal
+//! FILE` too.
 //!
-//! Ping is the cheapest packet, so it shows the per-request cost of recording an event most
-//! plainly. `CONNECTIONS` keep-alive connections each send Pings back to back for a fixed
-//! count; the rate is all Pings over the wall time. Contenders alternate, and every other
-//! round runs them in reverse order; the verdict is the median of the per-round ratios
-//! (target: journal ≥ 0.90× no journal). A minimal hyper server answering the same Ack is
-//! measured too, for scale. See benches/README.md.
+//! Ping is the cheapest packet, so it shows the per-request cost of everything around the
+//! protocol most plainly: the log line, the journal. `CONNECTIONS` keep-alive connections
+//! each send Pings back to back for a fixed count; the rate is all Pings over the wall time.
+//! Contenders alternate, and every other round runs them in reverse order; verdicts use the
+//! median of per-round ratios. The servers run on a runtime of their own whose threads are
+//! named `server`, so their CPU time (utime + stime from /proc/self/task/*/stat, the log
+//! writer's thread included) is reported per Ping apart from the client's. See
+//! benches/README.md.
 
 mod common;
 
@@ -22,148 +26,301 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Instant;
 use tokio::net::TcpListener;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::reload;
 
 /// Connections sending Pings at once.
-const CONNECTIONS: usize = 4;
+const CONNECTIONS: usize = 16;
 /// Pings per connection per run.
-const PINGS: usize = 5_000;
-const TARGET_RATIO: f64 = 0.90;
+const PINGS: usize = 2_000;
+/// bitsmock with its default log line against the minimal hyper server.
+const TARGET_RATIO: f64 = 0.85;
+/// `--journal FILE` against no journal.
+const JOURNAL_TARGET_RATIO: f64 = 0.90;
 const DEFAULT_ROUNDS: usize = 7;
+/// `CLK_TCK`: the unit of utime and stime on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+/// The Ack the baseline sends; bitsmock's Ping Ack has the same headers.
+const ACK_HEADERS: [(&str, &str); 1] = [("BITS-Packet-Type", "Ack")];
 
 enum Contender {
     Baseline,
-    Bitsmock { journal: bool },
+    Bitsmock { log: Log, journal: bool },
 }
+
+/// Where bitsmock's log line goes in a run.
+#[derive(Clone, Copy, PartialEq)]
+enum Log {
+    Off,
+    /// `bitsmock serve`'s writer: [`bitsmock::log::non_blocking`].
+    NonBlocking,
+    /// Written in place by the request's thread, as before issue 14, for comparison.
+    InPlace,
+}
+
+/// Sets one log layer's level.
+type Reload = Box<dyn Fn(LevelFilter) -> io::Result<()>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds = common::rounds(DEFAULT_ROUNDS)?;
     let smoke = common::smoke();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let scratch = tempfile::tempdir()?;
+    // bitsmock serve's log: the same fmt layer and non-blocking writer, into a file here;
+    // beside it the same layer writing in place (a mutex around a file), each switched on
+    // and off per run.
+    let (level, handle) = reload::Layer::new(LevelFilter::OFF);
+    let (in_place_level, in_place_handle) = reload::Layer::new(LevelFilter::OFF);
+    let (writer, _flush) =
+        bitsmock::log::non_blocking(std::fs::File::create(scratch.path().join("serve.log"))?);
+    let in_place = std::sync::Mutex::new(std::fs::File::create(
+        scratch.path().join("serve-in-place.log"),
+    )?);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_filter(level),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(in_place)
+                .with_ansi(false)
+                .with_filter(in_place_level),
+        )
+        .init();
+    let reload: Reload = Box::new(move |l| handle.modify(|f| *f = l).map_err(io::Error::other));
+    let in_place_reload: Reload =
+        Box::new(move |l| in_place_handle.modify(|f| *f = l).map_err(io::Error::other));
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("client")
         .enable_all()
         .build()?;
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let bench = Bench {
+        servers: servers.handle().clone(),
+        reload,
+        in_place_reload,
+        dir: scratch.path(),
+    };
     if smoke {
-        runtime.block_on(bench(1, 200, false))?;
+        clients.block_on(bench.run_all(1, 100, false))?;
         println!("(smoke run of an unoptimized build: figures mean nothing here;");
         println!(" measure with `cargo bench --bench ping`)");
         Ok(())
     } else {
-        runtime.block_on(bench(rounds, PINGS, true))
+        clients.block_on(bench.run_all(rounds, PINGS, true))
     }
 }
 
-async fn bench(rounds: usize, pings: usize, judge: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let contenders = [
-        ("baseline (hyper, fixed Ack)", Contender::Baseline),
-        ("bitsmock", Contender::Bitsmock { journal: false }),
-        (
-            "bitsmock --journal FILE",
-            Contender::Bitsmock { journal: true },
-        ),
-    ];
-    let scratch = tempfile::tempdir()?;
-    println!(
-        "ping: {CONNECTIONS} connections x {pings} Pings over loopback, {rounds} round(s), alternating"
-    );
-    if judge {
-        for (name, contender) in &contenders {
-            let rate = run(contender, pings, scratch.path()).await?;
-            println!("  warm-up      {name:<30} {rate:>9.0} Pings/s");
-        }
-    }
-    let mut samples = vec![Vec::with_capacity(rounds); contenders.len()];
-    for round in 0..rounds {
-        let mut order: Vec<usize> = (0..contenders.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
-            let (name, contender) = &contenders[i];
-            let rate = run(contender, pings, scratch.path()).await?;
-            println!(
-                "  round {}/{rounds}    {name:<30} {rate:>9.0} Pings/s",
-                round + 1
-            );
-            samples[i].push(rate);
-        }
-    }
-    let mut ratios: Vec<f64> = samples[2]
-        .iter()
-        .zip(&samples[1])
-        .map(|(with, without)| with / without)
-        .collect();
-    let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
-    println!("median over {rounds} round(s):");
-    for ((name, _), m) in contenders.iter().zip(&medians) {
-        println!(
-            "  {name:<30} {m:>9.0} Pings/s   {:.3}× baseline",
-            m / medians[0]
-        );
-    }
-    if judge {
-        let ratio = median(&mut ratios);
-        let verdict = if ratio >= TARGET_RATIO {
-            "meets"
-        } else {
-            "MISSES"
-        };
-        println!(
-            "  --journal vs no journal: {ratio:.3}× (median of per-round ratios) {verdict} the {TARGET_RATIO:.2}× target"
-        );
-    }
-    Ok(())
+struct Bench<'a> {
+    servers: tokio::runtime::Handle,
+    reload: Reload,
+    in_place_reload: Reload,
+    dir: &'a Path,
 }
 
-/// One run: a fresh server, `CONNECTIONS` clients sending `pings` Pings each. Pings/s.
-async fn run(contender: &Contender, pings: usize, dir: &Path) -> io::Result<f64> {
-    let local = SocketAddr::from(([127, 0, 0, 1], 0));
-    type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-    let (addr, stop): (SocketAddr, Stop) = match contender {
-        Contender::Baseline => {
-            let listener = TcpListener::bind(local).await?;
-            let addr = listener.local_addr()?;
-            let task = tokio::spawn(serve_baseline(listener));
-            (addr, Box::pin(async move { task.abort() }))
-        }
-        Contender::Bitsmock { journal } => {
-            let root = dir.join("root");
-            let config = Config {
-                listen: local,
-                root,
-                journal: journal.then(|| dir.join("journal.ndjson")),
-                ..Config::default()
-            };
-            let running = bitsmock::spawn(config).await?;
-            let addr = running.addr;
+impl Bench<'_> {
+    async fn run_all(
+        &self,
+        rounds: usize,
+        pings: usize,
+        judge: bool,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let contenders = [
+            ("baseline (hyper, fixed Ack)", Contender::Baseline),
             (
-                addr,
-                Box::pin(async move {
-                    let _ = running.stop().await;
-                }),
-            )
+                "bitsmock (default log line)",
+                Contender::Bitsmock {
+                    log: Log::NonBlocking,
+                    journal: false,
+                },
+            ),
+            (
+                "bitsmock (log off)",
+                Contender::Bitsmock {
+                    log: Log::Off,
+                    journal: false,
+                },
+            ),
+            (
+                "bitsmock --journal FILE (log off)",
+                Contender::Bitsmock {
+                    log: Log::Off,
+                    journal: true,
+                },
+            ),
+            (
+                "bitsmock (log line in place)",
+                Contender::Bitsmock {
+                    log: Log::InPlace,
+                    journal: false,
+                },
+            ),
+        ];
+        println!(
+            "ping: {CONNECTIONS} connections x {pings} Pings over loopback, {rounds} round(s), alternating"
+        );
+        if judge {
+            for (name, contender) in &contenders {
+                let (rate, cpu) = self.run(contender, pings).await?;
+                println!(
+                    "  warm-up      {name:<34} {rate:>9.0} Pings/s   server CPU {cpu:>5.1} µs/Ping"
+                );
+            }
         }
-    };
-    let started = Instant::now();
-    let clients: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            tokio::spawn(async move {
-                let mut client = Client::connect(addr).await?;
-                for _ in 0..pings {
-                    client
-                        .send("/ping", &[("BITS-Packet-Type", "Ping")], &[])
-                        .await?
-                        .expect_ok("Ping")?;
-                }
-                Ok::<(), io::Error>(())
-            })
-        })
-        .collect();
-    for client in clients {
-        client.await.map_err(io::Error::other)??;
+        let mut rates = vec![Vec::with_capacity(rounds); contenders.len()];
+        let mut cpus = vec![Vec::with_capacity(rounds); contenders.len()];
+        for round in 0..rounds {
+            let mut order: Vec<usize> = (0..contenders.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let (name, contender) = &contenders[i];
+                let (rate, cpu) = self.run(contender, pings).await?;
+                println!(
+                    "  round {}/{rounds}    {name:<34} {rate:>9.0} Pings/s   server CPU {cpu:>5.1} µs/Ping",
+                    round + 1
+                );
+                rates[i].push(rate);
+                cpus[i].push(cpu);
+            }
+        }
+        let ratio = |a: usize, b: usize| {
+            let mut r: Vec<f64> = rates[a].iter().zip(&rates[b]).map(|(x, y)| x / y).collect();
+            median(&mut r)
+        };
+        let logged = ratio(1, 0);
+        let journal = ratio(3, 2);
+        let writer = ratio(1, 4);
+        println!("median over {rounds} round(s):");
+        let base = median(&mut rates[0].clone());
+        for (i, (name, _)) in contenders.iter().enumerate() {
+            let m = median(&mut rates[i].clone());
+            let cpu = median(&mut cpus[i].clone());
+            println!(
+                "  {name:<34} {m:>9.0} Pings/s   {:.3}× baseline   server CPU {cpu:>5.1} µs/Ping",
+                m / base
+            );
+        }
+        if judge {
+            let says = |r: f64, target: f64| if r >= target { "meets" } else { "MISSES" };
+            println!(
+                "  default log line vs baseline: {logged:.3}× (median of per-round ratios) {} the {TARGET_RATIO:.2}× target",
+                says(logged, TARGET_RATIO)
+            );
+            println!(
+                "  --journal vs no journal: {journal:.3}× {} the {JOURNAL_TARGET_RATIO:.2}× target",
+                says(journal, JOURNAL_TARGET_RATIO)
+            );
+            println!("  non-blocking log writer vs writing in place: {writer:.3}×");
+        }
+        Ok(())
     }
-    let elapsed = started.elapsed();
-    // Stopped before the next run opens the same root.
-    stop.await;
-    Ok((CONNECTIONS * pings) as f64 / elapsed.as_secs_f64())
+
+    /// One run: a fresh server, `CONNECTIONS` clients sending `pings` Pings each. Returns
+    /// Pings/s and the servers' CPU time per Ping in µs.
+    async fn run(&self, contender: &Contender, pings: usize) -> io::Result<(f64, f64)> {
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+        let (addr, stop): (SocketAddr, Stop) = match contender {
+            Contender::Baseline => {
+                let listener = std::net::TcpListener::bind(local)?;
+                listener.set_nonblocking(true)?;
+                let addr = listener.local_addr()?;
+                let task = self
+                    .servers
+                    .spawn(async move { serve_baseline(TcpListener::from_std(listener)?).await });
+                (addr, Box::pin(async move { task.abort() }))
+            }
+            Contender::Bitsmock { log, journal } => {
+                let level = |on: bool| {
+                    if on {
+                        LevelFilter::INFO
+                    } else {
+                        LevelFilter::OFF
+                    }
+                };
+                (self.reload)(level(*log == Log::NonBlocking))?;
+                (self.in_place_reload)(level(*log == Log::InPlace))?;
+                let config = Config {
+                    listen: local,
+                    root: self.dir.join("root"),
+                    journal: journal.then(|| self.dir.join("journal.ndjson")),
+                    ..Config::default()
+                };
+                let running = self
+                    .servers
+                    .spawn(bitsmock::spawn(config))
+                    .await
+                    .map_err(io::Error::other)??;
+                let addr = running.addr;
+                (
+                    addr,
+                    Box::pin(async move {
+                        let _ = running.stop().await;
+                    }),
+                )
+            }
+        };
+        let cpu_before = server_cpu_seconds();
+        let started = Instant::now();
+        let clients: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut client = Client::connect(addr).await?;
+                    for _ in 0..pings {
+                        client
+                            .send("/ping", &[("BITS-Packet-Type", "Ping")], &[])
+                            .await?
+                            .expect_ok("Ping")?;
+                    }
+                    Ok::<(), io::Error>(())
+                })
+            })
+            .collect();
+        for client in clients {
+            client.await.map_err(io::Error::other)??;
+        }
+        let elapsed = started.elapsed();
+        let cpu = server_cpu_seconds() - cpu_before;
+        // Stopped before the next run opens the same root.
+        stop.await;
+        let n = (CONNECTIONS * pings) as f64;
+        Ok((n / elapsed.as_secs_f64(), cpu / n * 1e6))
+    }
+}
+
+/// CPU time (user + system) of this process' server threads so far: the server runtime's
+/// workers and blocking threads, and the log writer.
+fn server_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state …`: comm may hold spaces, so split after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        if !(comm.starts_with("server") || comm.starts_with("bitsmock-log")) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
+    }
+    ticks as f64 / TICKS_PER_SECOND
 }
 
 /// A hyper server that answers every request with a fixed Ping Ack: the floor of "HTTP in,
@@ -174,9 +331,11 @@ async fn serve_baseline(listener: TcpListener) -> io::Result<()> {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = service_fn(|_req| async {
-                Response::builder()
-                    .header("BITS-Packet-Type", "Ack")
-                    .header("Content-Length", "0")
+                let mut ack = Response::builder();
+                for (name, value) in ACK_HEADERS {
+                    ack = ack.header(name, value);
+                }
+                ack.header("Content-Length", "0")
                     .body(Empty::<Bytes>::new())
             });
             let _ = http1::Builder::new()

@@ -47,6 +47,8 @@ pub struct Config {
     pub profile_name: Option<String>,
     /// Write every event to this file as NDJSON (docs/journal.md).
     pub journal: Option<PathBuf>,
+    /// Events kept in memory for the control API, `MockServer` and verdicts.
+    pub journal_keep: usize,
     /// Add `X-Bitsmock-Fault` to answers a fault shaped (it changes the wire, so off by
     /// default).
     pub mark_faults: bool,
@@ -109,6 +111,7 @@ impl Default for Config {
             time_scale: 1.0,
             profile_name: None,
             journal: None,
+            journal_keep: crate::journal::KEPT,
             mark_faults: false,
             admin: None,
             admin_token: None,
@@ -133,6 +136,7 @@ impl Config {
             "profile": self.profile_name,
             "max_upload_size": self.vdir.max_upload_size,
             "max_fragment_size": self.vdir.max_fragment_size,
+            "max_sessions": self.vdir.max_sessions,
             "session_timeout_ms": ms(self.vdir.session_timeout),
             "allow_overwrites": self.vdir.allow_overwrites,
             "reply_path": reply_path,
@@ -145,6 +149,7 @@ impl Config {
             "max_head_bytes": self.max_head_bytes,
             "sha256": self.sha256,
             "mark_faults": self.mark_faults,
+            "journal_keep": self.journal_keep,
         })
     }
 }
@@ -161,6 +166,7 @@ pub struct Settings {
     pub time_scale: Option<f64>,
     pub max_upload_size: Option<u64>,
     pub max_fragment_size: Option<u64>,
+    pub max_sessions: Option<usize>,
     pub session_timeout: Option<Duration>,
     pub allow_overwrites: Option<bool>,
     /// Keep the SHA-256 of every upload (for the `committed` event).
@@ -191,6 +197,7 @@ impl Settings {
             time_scale: self.time_scale.or(lower.time_scale),
             max_upload_size: self.max_upload_size.or(lower.max_upload_size),
             max_fragment_size: self.max_fragment_size.or(lower.max_fragment_size),
+            max_sessions: self.max_sessions.or(lower.max_sessions),
             session_timeout: self.session_timeout.or(lower.session_timeout),
             allow_overwrites: self.allow_overwrites.or(lower.allow_overwrites),
             sha256: self.sha256.or(lower.sha256),
@@ -233,6 +240,7 @@ impl Settings {
             &self.max_fragment_size,
             check::max_fragment_size,
         )?;
+        given("max-sessions", &self.max_sessions, check::max_sessions)?;
         given(
             "session-timeout",
             &self.session_timeout,
@@ -288,6 +296,7 @@ impl Config {
                 host_id_fallback_timeout,
                 overlap: s.overlap.unwrap_or(vdir.overlap),
                 error_header: s.error_header.unwrap_or(vdir.error_header),
+                max_sessions: s.max_sessions.unwrap_or(vdir.max_sessions),
             },
             header_read_timeout: s
                 .header_read_timeout
@@ -300,6 +309,7 @@ impl Config {
             time_scale: s.time_scale.unwrap_or(defaults.time_scale),
             profile_name: profile.map(|p| p.name.clone()),
             journal: None,
+            journal_keep: crate::journal::KEPT,
             mark_faults: false,
             admin: None,
             admin_token: None,
@@ -317,6 +327,14 @@ pub mod check {
             return Err("must be at least 1 byte".into());
         }
         Ok(bytes)
+    }
+
+    /// Zero would refuse every upload.
+    pub fn max_sessions(sessions: usize) -> Result<usize, String> {
+        if sessions == 0 {
+            return Err("must be at least 1".into());
+        }
+        Ok(sessions)
     }
 
     pub fn session_timeout(idle: Duration) -> Result<Duration, String> {

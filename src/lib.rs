@@ -20,6 +20,7 @@
 //! - [`admin`]: the HTTP control API (docs/admin-api.md) over the journal and the rules, on
 //!   a listener of its own.
 //! - [`config`]: the validated configuration; [`units`]: size and duration parsing.
+//! - [`log`]: the non-blocking writer the `tracing` log goes through.
 //! - `fuzzing` (cargo feature `fuzzing`): the property checks behind the fuzz targets and
 //!   their stable replay.
 //!
@@ -36,6 +37,7 @@ pub mod fault;
 pub mod fuzzing;
 pub mod journal;
 pub mod journal_view;
+pub mod log;
 pub mod mock;
 pub mod proto;
 pub mod reply;

@@ -305,6 +305,10 @@ struct ServeArgs {
     /// [default: 32MiB].
     #[arg(long, value_name = "SIZE", value_parser = max_fragment_size)]
     max_fragment_size: Option<u64>,
+    /// Live sessions at most; a Create-Session beyond it gets 500 + 0x8007000E
+    /// (E_OUTOFMEMORY), which clients retry later [default: 10000].
+    #[arg(long, value_name = "N", value_parser = max_sessions)]
+    max_sessions: Option<usize>,
     /// Idle time after which a session and its temp file are deleted (e.g. 30s, 10m, 14d);
     /// later packets for it get 500 + 0x8020001F [default: 14d].
     #[arg(long, value_name = "DURATION", value_parser = session_timeout)]
@@ -350,6 +354,10 @@ struct ServeArgs {
     /// Write every event to FILE as NDJSON, one object per line (docs/journal.md).
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
+    /// Events kept in memory for the control API and --verdict (about 0.85 KiB each; the
+    /// --journal file keeps them all).
+    #[arg(long, value_name = "N", default_value = "100000", value_parser = clap::value_parser!(u64).range(1..))]
+    journal_keep: u64,
     #[command(flatten)]
     harness: Harness,
 }
@@ -390,6 +398,14 @@ struct Harness {
 
 fn max_fragment_size(text: &str) -> Result<u64, String> {
     parse_size(text).and_then(check::max_fragment_size)
+}
+
+fn max_sessions(text: &str) -> Result<usize, String> {
+    let n = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    check::max_sessions(n)
 }
 
 fn session_timeout(text: &str) -> Result<Duration, String> {
@@ -437,6 +453,7 @@ impl ServeArgs {
             time_scale: self.time_scale,
             max_upload_size: self.max_upload_size,
             max_fragment_size: self.max_fragment_size,
+            max_sessions: self.max_sessions,
             session_timeout: self.session_timeout,
             // A switch can only turn the setting on; absent leaves it to the profile.
             allow_overwrites: self.allow_overwrites.then_some(true),
@@ -463,6 +480,7 @@ impl ServeArgs {
             .transpose()?;
         let mark_faults = self.mark_faults;
         let journal = self.journal.take();
+        let journal_keep = usize::try_from(self.journal_keep).unwrap_or(usize::MAX);
         let harness = Harness {
             admin: self.harness.admin,
             admin_token: self.harness.admin_token.take(),
@@ -478,6 +496,7 @@ impl ServeArgs {
         let mut config = Config::from_parts(profile.as_ref(), flags).map_err(|e| e.to_string())?;
         config.mark_faults = mark_faults;
         config.journal = journal;
+        config.journal_keep = journal_keep;
         config.admin = harness.admin;
         config.admin_token = harness.admin_token.clone().map(AdminToken::from);
         Ok((config, harness))
@@ -491,12 +510,14 @@ fn main() -> ExitCode {
         Command::Exercise(_) => "warn",
         _ => "info",
     };
+    // Flushes the log when main returns.
+    let (log, _flush_log) = bitsmock::log::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log)
         .with_ansi(colour())
         .init();
     match cli.command {

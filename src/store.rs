@@ -38,19 +38,37 @@ pub struct Store {
 
 impl Store {
     /// Creates the root and its session area if missing, takes the root's lock, and clears
-    /// temp files a previous run left behind (sessions live in memory, so those can never be
-    /// resumed). Fails with [`ErrorKind::ResourceBusy`] when another server holds the root.
+    /// the temp files a previous run left behind, killed or not (sessions live in memory, so
+    /// those can never be resumed). Only names this store makes are removed; anything else
+    /// in the session area is left alone. Fails with [`ErrorKind::ResourceBusy`] when
+    /// another server holds the root.
     pub fn open(root: &Path) -> io::Result<Store> {
         std::fs::create_dir_all(root)?;
         let root = root.canonicalize()?;
         let sessions = root.join(RESERVED_SEGMENT);
         let requests = sessions.join("Requests");
         std::fs::create_dir_all(&requests)?;
+        for dir in [&sessions, &requests] {
+            if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symbolic link; the session area must be inside the upload root",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
         let lock = lock_root(&root, &sessions)?;
         for entry in std::fs::read_dir(&requests)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "bin") {
-                let _ = std::fs::remove_file(path);
+            let entry = entry?;
+            let ours = entry.file_name().to_str().is_some_and(is_temp_name);
+            // A directory with our name is not ours either; a link is removed, not followed.
+            if ours
+                && !entry.file_type()?.is_dir()
+                && let Err(e) = std::fs::remove_file(entry.path())
+            {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale temp file");
             }
         }
         Ok(Store {
@@ -120,7 +138,7 @@ impl Store {
         path
     }
 
-    /// Where a session's file is assembled.
+    /// Where a session's file is assembled: `<hyphenated lower-case uuid>.bin`.
     pub fn temp_path(&self, id: &SessionId) -> PathBuf {
         self.requests.join(format!("{}.bin", id.simple()))
     }
@@ -134,42 +152,43 @@ impl Store {
         }
     }
 
-    /// Opens a session's temp file for writing on the blocking pool. `fresh`: no byte was
-    /// stored yet, so the file may be created (re-creating the session area if it was
-    /// deleted). Otherwise the file must exist: if it is gone, so are the bytes it held, and
-    /// the answer is [`Temp::Vanished`], never a new empty file.
-    pub async fn open_temp(&self, id: &SessionId, fresh: bool) -> Temp {
-        let store = self.clone();
+    /// Opens a session's temp file for one fragment's writes at offset `at` (blocking: call
+    /// it on the blocking pool). At offset 0 no byte was stored yet, so the file may be
+    /// created (re-creating the session area if it was deleted). Otherwise the file must
+    /// exist and hold the `at` bytes acknowledged so far: if it is gone or shorter, so are
+    /// those bytes, and the answer is [`TempError::Vanished`], never a new empty file.
+    pub fn open_temp(&self, id: &SessionId, at: u64) -> Result<File, TempError> {
         let path = self.temp_path(id);
-        let opened = tokio::task::spawn_blocking(move || {
-            let open = || {
-                std::fs::OpenOptions::new()
-                    .create(fresh)
-                    .write(true)
-                    .truncate(false)
-                    .open(&path)
-            };
-            match open() {
-                Err(e) if e.kind() == ErrorKind::NotFound && fresh => {
-                    store.restore()?;
-                    open()
-                }
-                other => other,
+        let fresh = at == 0;
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(fresh)
+                .write(true)
+                .truncate(false)
+                .open(&path)
+        };
+        let opened = match open() {
+            Err(e) if e.kind() == ErrorKind::NotFound && fresh => {
+                self.restore().and_then(|()| open())
             }
-        })
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)));
+            other => other,
+        };
         match opened {
-            Ok(file) => Temp::Open(file),
-            Err(e) if e.kind() == ErrorKind::NotFound => Temp::Vanished,
-            Err(e) => Temp::Failed(e),
+            Ok(file) if fresh => Ok(file),
+            Ok(file) => match file.metadata() {
+                Ok(m) if m.len() >= at => Ok(file),
+                Ok(_) => Err(TempError::Vanished),
+                Err(e) => Err(TempError::Io(e)),
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(TempError::Vanished),
+            Err(e) => Err(TempError::Io(e)),
         }
     }
 
-    /// Whether an open temp file is still the one at the session's path (nobody deleted or
-    /// replaced it since it was opened). Bytes written to a deleted file are lost.
+    /// Whether an open temp file is still the one at the session's path (nobody deleted it
+    /// since it was opened). Bytes written to a deleted file are lost.
     pub fn still_there(&self, id: &SessionId, file: &File) -> bool {
-        same_file(&self.temp_path(id), file)
+        linked(&self.temp_path(id), file)
     }
 
     /// Moves a session's complete file to its destination, creating parent folders. `empty`:
@@ -183,12 +202,12 @@ impl Store {
     ) -> CloseOutcome {
         let store = self.clone();
         let temp = self.temp_path(id);
-        let target = self.destination_path(destination);
+        let segments: Vec<String> = destination.segments().map(str::to_owned).collect();
         tokio::task::spawn_blocking(move || {
             if empty && let Err(e) = store.restore().and_then(|()| File::create(&temp)) {
                 return close_error(&e);
             }
-            commit_blocking(&temp, &target, overwrite)
+            commit_blocking(&temp, &store.root, &segments, overwrite)
         })
         .await
         .unwrap_or(CloseOutcome::Failed)
@@ -200,29 +219,32 @@ impl Store {
     }
 }
 
-fn commit_blocking(temp: &Path, target: &Path, overwrite: bool) -> CloseOutcome {
+fn commit_blocking(temp: &Path, root: &Path, segments: &[String], overwrite: bool) -> CloseOutcome {
     if !temp.exists() {
         return CloseOutcome::Vanished;
     }
-    match std::fs::symlink_metadata(target) {
+    let Some((name, folders)) = segments.split_last() else {
+        return CloseOutcome::Directory;
+    };
+    let parent = match confined_folder(root, folders) {
+        Ok(parent) => parent,
+        Err(Refused::NotAFolder) => return CloseOutcome::Denied,
+        Err(Refused::Io(e)) => return close_error(&e),
+    };
+    let target = parent.join(name);
+    // symlink_metadata: a link at the destination itself is replaced by the rename (never
+    // followed), so the file still lands inside the root.
+    match std::fs::symlink_metadata(&target) {
         Ok(m) if m.is_dir() => return CloseOutcome::Directory,
         Ok(_) if !overwrite => return CloseOutcome::Conflict,
         _ => {}
     }
-    if let Some(parent) = target.parent()
-        && let Err(e) = std::fs::create_dir_all(parent)
-    {
-        return match e.kind() {
-            ErrorKind::AlreadyExists | ErrorKind::NotADirectory => CloseOutcome::Denied,
-            _ => close_error(&e),
-        };
-    }
     let placed = if overwrite {
-        std::fs::rename(temp, target)
+        std::fs::rename(temp, &target)
     } else {
         // A hard link never replaces an existing file, so a destination that appeared
         // since the check above still is not overwritten.
-        std::fs::hard_link(temp, target).and_then(|()| std::fs::remove_file(temp))
+        std::fs::hard_link(temp, &target).and_then(|()| std::fs::remove_file(temp))
     };
     match placed {
         Ok(()) => CloseOutcome::Done,
@@ -233,19 +255,60 @@ fn commit_blocking(temp: &Path, target: &Path, overwrite: bool) -> CloseOutcome 
     }
 }
 
-/// A session's temp file, as [`Store::open_temp`] found it.
+/// Why a destination's folder cannot be used.
+enum Refused {
+    /// A file or a symbolic link stands where a folder must be.
+    NotAFolder,
+    Io(io::Error),
+}
+
+/// The folder `root/folders…`, created as needed, one component at a time: every component
+/// must be a real directory, never a symbolic link, so a link planted in the root (`evil ->
+/// /elsewhere`) cannot carry a commit out of it. (`create_dir_all` would follow it.)
+fn confined_folder(root: &Path, folders: &[String]) -> Result<PathBuf, Refused> {
+    let mut path = root.to_path_buf();
+    for folder in folders {
+        path.push(folder);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(Refused::NotAFolder),
+            Err(e) if e.kind() == ErrorKind::NotFound => match std::fs::create_dir(&path) {
+                Ok(()) => {}
+                // Created meanwhile by a concurrent commit: look again.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    match std::fs::symlink_metadata(&path) {
+                        Ok(m) if m.is_dir() => {}
+                        _ => return Err(Refused::NotAFolder),
+                    }
+                }
+                Err(e) => return Err(Refused::Io(e)),
+            },
+            Err(e) if e.kind() == ErrorKind::NotADirectory => return Err(Refused::NotAFolder),
+            Err(e) => return Err(Refused::Io(e)),
+        }
+    }
+    Ok(path)
+}
+
+/// Why a session's temp file cannot take a fragment.
 #[derive(Debug)]
-pub enum Temp {
-    Open(File),
-    /// It should exist and does not: its bytes are gone.
+pub enum TempError {
+    /// It should exist (and hold the bytes acknowledged so far) and does not: its bytes are
+    /// gone.
     Vanished,
-    Failed(io::Error),
+    Io(io::Error),
 }
 
 /// The truthful BITS error for a failed file operation (docs/protocol.md §5.3): no space is
-/// `ERROR_DISK_FULL`, a permission problem `E_ACCESSDENIED` (403), anything else `E_FAIL`
-/// (500; the caller logs the cause).
+/// `ERROR_DISK_FULL`, a permission problem `E_ACCESSDENIED` (403), no file descriptor left
+/// `E_OUTOFMEMORY` (500, retried later), anything else `E_FAIL` (500; the caller logs the
+/// cause).
 pub fn error_for(e: &io::Error) -> BitsError {
+    // EMFILE and ENFILE (the same numbers on Linux and the BSDs): a passing shortage.
+    #[cfg(unix)]
+    if matches!(e.raw_os_error(), Some(23 | 24)) {
+        return BitsError::OutOfResources;
+    }
     match e.kind() {
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
             BitsError::DiskFull
@@ -262,6 +325,13 @@ fn close_error(e: &io::Error) -> CloseOutcome {
         BitsError::AccessDenied => CloseOutcome::Denied,
         _ => CloseOutcome::Failed,
     }
+}
+
+/// Whether a file name in the session area is one [`Store::temp_path`] makes.
+fn is_temp_name(name: &str) -> bool {
+    name.strip_suffix(".bin").is_some_and(|stem| {
+        uuid::Uuid::try_parse(stem).is_ok_and(|id| id.hyphenated().to_string() == stem)
+    })
 }
 
 /// Takes the root's lock file, writing this process' id into it.
@@ -301,17 +371,17 @@ fn lock_root(root: &Path, sessions: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Whether an open file still has a name. The file was opened by its path for this one
+/// fragment, so a link count of zero means the path was deleted meanwhile; one `fstat`, no
+/// path lookup, since this runs after every fragment.
 #[cfg(unix)]
-fn same_file(path: &Path, file: &File) -> bool {
+fn linked(_path: &Path, file: &File) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(path), file.metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
+    file.metadata().is_ok_and(|m| m.nlink() > 0)
 }
 
 #[cfg(not(unix))]
-fn same_file(path: &Path, _file: &File) -> bool {
+fn linked(path: &Path, _file: &File) -> bool {
     // Windows cannot delete a file that is open without sharing, so existence is enough.
     path.exists()
 }
@@ -332,6 +402,31 @@ mod tests {
         ];
         for (kind, error) in kinds {
             assert_eq!(error_for(&io::Error::from(kind)), error, "{kind:?}");
+        }
+        #[cfg(unix)]
+        for emfile_or_enfile in [24, 23] {
+            let e = io::Error::from_raw_os_error(emfile_or_enfile);
+            assert_eq!(error_for(&e), BitsError::OutOfResources, "{e}");
+        }
+    }
+
+    #[test]
+    fn only_names_the_store_makes_are_temp_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = SessionId::from_bytes([7; 16]);
+        let name = store.temp_path(&id);
+        let name = name.file_name().unwrap().to_str().unwrap();
+        assert!(is_temp_name(name), "{name}");
+        for other in [
+            "notes.bin",
+            "lock",
+            "07070707070707070707070707070707.bin",
+            "07070707-0707-0707-0707-070707070707.BIN",
+            "{07070707-0707-0707-0707-070707070707}.bin",
+            "07070707-0707-0707-0707-070707070707.bin.bak",
+        ] {
+            assert!(!is_temp_name(other), "{other}");
         }
     }
 

@@ -81,6 +81,33 @@ impl Client {
         self.read_answer().await
     }
 
+    /// Sends one `BITS_POST` whose body is `chunk` repeated to `len` bytes (a body far larger
+    /// than the client wants to hold), and reads the response.
+    pub async fn send_repeated(
+        &mut self,
+        target: &str,
+        headers: &[(&str, &str)],
+        len: u64,
+        chunk: &[u8],
+    ) -> io::Result<Answer> {
+        let mut head = format!(
+            "BITS_POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\n",
+            self.host
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream.write_all(head.as_bytes()).await?;
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            self.stream.write_all(&chunk[..n]).await?;
+            left -= n as u64;
+        }
+        self.read_answer().await
+    }
+
     async fn read_answer(&mut self) -> io::Result<Answer> {
         let end = loop {
             if let Some(at) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {

@@ -251,6 +251,12 @@ mod tests {
             Verdict::Fatal
         );
         assert_eq!(judge(Fragment, 500, Some(DISK_FULL)), Verdict::Transient);
+        // The server's session limit and descriptor shortage (E_OUTOFMEMORY): retry later.
+        assert_eq!(
+            judge(CreateSession, 500, Some(0x8007_000E)),
+            Verdict::Transient
+        );
+        assert_eq!(judge(Fragment, 500, Some(0x8007_000E)), Verdict::Transient);
     }
 
     #[test]

@@ -321,6 +321,7 @@ fn server_settings(f: &mut Fields<'_>) -> Result<Settings, ProfileError> {
             Fields::size,
             check::max_fragment_size,
         )?,
+        max_sessions: f.checked("max-sessions", Fields::count, check::max_sessions)?,
         session_timeout: f.checked("session-timeout", Fields::duration, check::session_timeout)?,
         allow_overwrites: f.bool("allow-overwrites")?,
         sha256: f.bool("sha256")?,
@@ -823,6 +824,15 @@ impl<'a> Fields<'a> {
             Some((line, v)) => value_u64(&v)
                 .map(Some)
                 .map_err(|m| self.at(line, format!("`{key}` {m}"))),
+        }
+    }
+
+    fn count(&mut self, key: &str) -> Result<Option<usize>, ProfileError> {
+        match self.u64(key)? {
+            None => Ok(None),
+            Some(n) => usize::try_from(n)
+                .map(Some)
+                .map_err(|_| self.error(key, format!("`{key}` is too large"))),
         }
     }
 

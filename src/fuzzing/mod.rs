@@ -53,8 +53,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("admin", admin::check),
 ];
 
-/// Statuses whose Acks carry no BITS error by design: 401 (auth challenge), 404 (Close on a
-/// vanished file), 405 (not BITS), 409 (destination exists), 413 (fragment too large), 416
+/// Statuses whose Acks carry no BITS error by design: 401 (auth challenge), 404 (a `status`
+/// fault faking IIS 7's bare 404), 405 (not BITS), 409 (destination exists), 413 (fragment too large), 416
 /// (range not satisfiable, offset header instead).
 pub const BARE_ERROR_STATUSES: [u16; 6] = [401, 404, 405, 409, 413, 416];
 

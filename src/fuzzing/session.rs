@@ -192,6 +192,7 @@ impl VdirChoice {
             },
             host_id: self.host_id.then(|| "node1.farm.test".to_owned()),
             host_id_fallback_timeout: self.host_id.then_some(600),
+            max_sessions: Vdir::default().max_sessions,
             overlap: if self.strict {
                 Overlap::Strict
             } else {
@@ -701,7 +702,7 @@ impl Machine {
         assert_echoes(&ack, id, "finishing a close");
         let (status, error) = match outcome {
             CloseOutcome::Done => (200, None),
-            CloseOutcome::Vanished => (404, None),
+            CloseOutcome::Vanished => (500, Some(BitsError::SessionNotFound)),
             CloseOutcome::Conflict => (409, None),
             CloseOutcome::Directory => (400, Some(BitsError::InvalidArg)),
             CloseOutcome::Denied => (403, Some(BitsError::AccessDenied)),

@@ -38,6 +38,10 @@ pub enum BitsError {
     TooLarge,
     /// `ERROR_DISK_FULL` as an HRESULT: the server ran out of space.
     DiskFull,
+    /// `E_OUTOFMEMORY` with 500: the server is out of resources for another session (the
+    /// live-session limit). A 5xx that is not session-not-found is transient to clients, so
+    /// they retry later, as they would with IIS out of memory.
+    OutOfResources,
     /// `E_FAIL` with 500: the server failed for another reason (an I/O error it cannot name
     /// more precisely; the log carries the cause).
     Internal,
@@ -45,7 +49,7 @@ pub enum BitsError {
 
 impl BitsError {
     /// Every row, for tests and documentation.
-    pub const ALL: [BitsError; 8] = [
+    pub const ALL: [BitsError; 9] = [
         BitsError::SessionNotFound,
         BitsError::AccessDenied,
         BitsError::UploadsDisabled,
@@ -53,6 +57,7 @@ impl BitsError {
         BitsError::LengthRequired,
         BitsError::TooLarge,
         BitsError::DiskFull,
+        BitsError::OutOfResources,
         BitsError::Internal,
     ];
 
@@ -64,6 +69,7 @@ impl BitsError {
             BitsError::InvalidArg | BitsError::LengthRequired => 0x8007_0057,
             BitsError::TooLarge => 0x8020_0020,
             BitsError::DiskFull => 0x8007_0112,
+            BitsError::OutOfResources => 0x8007_000E,
             BitsError::Internal => 0x8000_4005,
         }
     }
@@ -74,6 +80,7 @@ impl BitsError {
             BitsError::SessionNotFound
             | BitsError::TooLarge
             | BitsError::DiskFull
+            | BitsError::OutOfResources
             | BitsError::Internal => 500,
             BitsError::AccessDenied => 403,
             BitsError::UploadsDisabled => 501,
@@ -95,6 +102,7 @@ impl BitsError {
             BitsError::InvalidArg | BitsError::LengthRequired => "E_INVALIDARG",
             BitsError::TooLarge => "BG_E_TOO_LARGE",
             BitsError::DiskFull => "ERROR_DISK_FULL",
+            BitsError::OutOfResources => "E_OUTOFMEMORY",
             BitsError::Internal => "E_FAIL",
         }
     }
@@ -138,6 +146,7 @@ mod tests {
             (BitsError::LengthRequired, 411, 0x8007_0057),
             (BitsError::TooLarge, 500, 0x8020_0020),
             (BitsError::DiskFull, 500, 0x8007_0112),
+            (BitsError::OutOfResources, 500, 0x8007_000E),
             (BitsError::Internal, 500, 0x8000_4005),
         ];
         assert_eq!(expected.len(), BitsError::ALL.len());

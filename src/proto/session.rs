@@ -131,8 +131,8 @@ pub enum Gone {
     Committed,
     /// Close-Session before the last byte: the partial file is discarded.
     Discarded,
-    /// Its temp file was deleted behind the server's back (Close-Session answers 404; a
-    /// Fragment finds it and answers `BG_E_SESSION_NOT_FOUND`).
+    /// Its temp file was deleted behind the server's back: the Fragment or Close-Session
+    /// that finds out answers `BG_E_SESSION_NOT_FOUND`, so the client starts over.
     Vanished,
     Cancelled,
     /// Idle longer than its timeout.
@@ -191,7 +191,8 @@ pub enum CloseOutcome {
     Conflict,
     /// The destination is a directory: 400, session kept.
     Directory,
-    /// The temp file vanished behind the server's back: 404, session removed.
+    /// The temp file vanished behind the server's back: 500 + `0x8020001F` (the client
+    /// starts over; a 404 would be fatal to it), session removed.
     Vanished,
     /// The parent path cannot be created (a file is in the way): 403, session kept.
     Denied,
@@ -315,7 +316,7 @@ impl Table {
         }
         let ack = match outcome {
             CloseOutcome::Done => Ack::ok(),
-            CloseOutcome::Vanished => Ack::status(404),
+            CloseOutcome::Vanished => Ack::error(BitsError::SessionNotFound),
             CloseOutcome::Conflict => Ack::status(409),
             CloseOutcome::Directory => Ack::error(BitsError::InvalidArg),
             CloseOutcome::Denied => Ack::error(BitsError::AccessDenied),
@@ -403,6 +404,9 @@ impl Table {
                 .any(|s| &s.destination == destination && !s.expired(env.now, vdir.session_timeout))
         {
             return Ack::status(409);
+        }
+        if self.sessions.len() >= vdir.max_sessions {
+            return Ack::error(BitsError::OutOfResources);
         }
         let Some(id) = env.fresh_id.filter(|id| !self.sessions.contains_key(id)) else {
             // No id could be drawn, or the id source repeated itself: never hand out a live
@@ -798,6 +802,23 @@ mod tests {
         // No sweep has run yet: expiry must not depend on one.
         assert_eq!(f.create(PLAIN, sid(2)).status, 200);
         assert_eq!(f.session(sid(2)).destination, dest(PLAIN));
+    }
+
+    #[test]
+    fn a_create_beyond_the_session_limit_answers_out_of_resources_until_one_is_gone() {
+        let mut f = Fixture::with(Vdir {
+            max_sessions: 2,
+            ..Vdir::default()
+        });
+        assert_eq!(f.create("/a.bin", sid(1)).status, 200);
+        assert_eq!(f.create("/b.bin", sid(2)).status, 200);
+        f.table.take_changes();
+        let refused = f.create("/c.bin", sid(3));
+        assert_error(&refused, 500, 0x8007_000E, None);
+        assert_eq!(f.table.len(), 2);
+        assert!(f.table.take_changes().is_empty(), "nothing was created");
+        f.table.forget(&sid(1));
+        assert_eq!(f.create("/c.bin", sid(3)).status, 200);
     }
 
     #[test]
@@ -1415,13 +1436,13 @@ mod tests {
     }
 
     #[test]
-    fn a_vanished_temp_file_answers_404_and_removes_the_session() {
+    fn a_vanished_temp_file_answers_session_not_found_and_removes_the_session() {
         let mut f = Fixture::new();
         f.create(PLAIN, sid(1));
         f.send(sid(1), 0, 9, 10);
         let plan = planned_close(f.step(&close(sid(1))));
         let ack = f.table.finish_close(&plan, CloseOutcome::Vanished);
-        assert_eq!(ack, Ack::status(404).for_session(&sid(1)));
+        assert_session_not_found(&ack, sid(1));
         assert!(f.table.is_empty());
     }
 

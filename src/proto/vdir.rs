@@ -35,10 +35,16 @@ pub struct Vdir {
     pub host_id_fallback_timeout: Option<u64>,
     pub overlap: Overlap,
     pub error_header: ErrorHeader,
+    /// Live sessions at most; a Create-Session beyond it gets 500 + `E_OUTOFMEMORY`, which
+    /// clients retry later. Bounds the memory a client can make the server hold.
+    pub max_sessions: usize,
 }
 
 /// Windows clients send fragments of up to 13 MB (docs/protocol.md §9.5); leave generous room.
 pub const DEFAULT_MAX_FRAGMENT_SIZE: u64 = 32 * 1024 * 1024;
+/// Live sessions at most, unless configured: far above what a test run keeps open, far below
+/// what would strain memory (a live session costs well under a kilobyte).
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// IIS's `BITSSessionTimeout` default: 14 days.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(1_209_600);
 
@@ -54,6 +60,7 @@ impl Default for Vdir {
             host_id_fallback_timeout: None,
             overlap: Overlap::Tail,
             error_header: ErrorHeader::Code,
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }

@@ -2,11 +2,12 @@
 //! leftovers of bodies nobody needs drained so the connection can carry on.
 
 use super::execute;
-use super::sessions::Sink;
+use crate::proto::SessionId;
+use crate::store::{Store, TempError};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use sha2::Digest;
+use sha2::{Digest, Sha256};
 use std::io;
 use std::time::Duration;
 
@@ -59,15 +60,21 @@ pub(super) enum End {
     Cut,
     /// The body ended early or stalled.
     Body(String),
-    /// The file could not be written.
+    /// The file could not be opened or written.
     Disk(io::Error),
+    /// The temp file was deleted behind the server's back: the session's bytes are gone.
+    Vanished,
 }
 
-/// Streams a fragment body into the sink. The sink travels to the blocking pool and back; if
-/// this future is dropped meanwhile, `slot` stays empty and the next fragment reopens the file.
+/// Streams a fragment body into the session's temp file. The file is opened by the first
+/// batch's blocking task and closed by the last one, so a file is open only while a fragment
+/// is being written: open descriptors are bounded by requests in flight, never by live
+/// sessions. `hash` is the session's running digest; it comes back only if it still covers
+/// every stored byte (if this future is dropped meanwhile, it is gone and the digest is
+/// computed from the file when needed).
 pub(super) async fn stream(
-    slot: &mut Option<Sink>,
-    mut sink: Sink,
+    hash: &mut Option<Hash>,
+    temp: Temp,
     body: &mut Incoming,
     span: Span,
     reading: Reading,
@@ -75,9 +82,14 @@ pub(super) async fn stream(
     // Writes append at the received offset, so the digest grows in file order. It is kept
     // here, on the async side, so hashing a frame overlaps the blocking write of the last
     // batch instead of adding to it (SHA-256 is about as fast as the disk path).
-    let mut digest = sink.digest.take().filter(|_| sink.hashed == span.at);
+    let mut digest = match hash.take() {
+        Some(h) if h.hashed == span.at => Some(h.digest),
+        _ if temp.hash && span.at == 0 => Some(Sha256::new()),
+        _ => None,
+    };
     let mut writer = Writer {
-        sink: Some(sink),
+        temp,
+        file: None,
         in_flight: None,
         landed: span.at,
     };
@@ -134,35 +146,39 @@ pub(super) async fn stream(
         written += take as u64;
         if pending_len >= WRITE_CHUNK {
             let at = span.at + written - pending_len as u64;
-            if let Err(e) = writer.submit(at, std::mem::take(&mut pending)).await {
-                end = Some(End::Disk(e));
-                pending_len = 0;
+            pending_len = 0;
+            if let Err(lost) = writer.submit(at, std::mem::take(&mut pending), false).await {
+                end = Some(lost.into());
                 break;
             }
-            pending_len = 0;
         }
     }
     if end.is_none() && reading.cut_after.is_some() {
         // The whole body fitted before the cut: the reset still happens, after it.
         end = Some(End::Cut);
     }
-    // Only bytes the file really holds may be acknowledged.
+    // Only bytes the file really holds may be acknowledged: the last batch also checks that
+    // the file is still the session's (not deleted meanwhile) and closes it.
     let at = span.at + written - pending_len as u64;
-    let flushed = match writer.submit(at, pending).await {
-        Ok(()) => writer.settle().await,
-        Err(e) => Err(e),
+    let flushed = match end {
+        Some(End::Disk(_) | End::Vanished) => Ok(()),
+        _ => match writer.submit(at, pending, true).await {
+            Ok(()) => writer.settle().await,
+            Err(lost) => Err(lost),
+        },
     };
     let stored = writer.landed.saturating_sub(span.at);
-    if let Some(sink) = writer.sink.as_mut()
+    if let Some(digest) = digest
         && flushed.is_ok()
         && stored == written
     {
-        sink.digest = digest;
-        sink.hashed = writer.landed;
+        *hash = Some(Hash {
+            digest,
+            hashed: writer.landed,
+        });
     }
-    *slot = writer.sink;
     let end = match (flushed, end) {
-        (_, Some(End::Disk(e))) | (Err(e), _) => End::Disk(e),
+        (Err(lost), _) => lost.into(),
         (Ok(()), Some(end)) => end,
         (Ok(()), None) => End::Whole,
     };
@@ -173,56 +189,124 @@ pub(super) async fn stream(
     }
 }
 
+/// A session's running SHA-256, kept between fragments.
+pub(super) struct Hash {
+    /// Digest of bytes `0..hashed`.
+    pub digest: Sha256,
+    pub hashed: u64,
+}
+
+impl Hash {
+    /// The digest of the first `size` bytes, if that is what it covers.
+    pub fn of(hash: Option<&Hash>, size: u64) -> Option<String> {
+        hash.filter(|h| h.hashed == size)
+            .map(|h| super::sessions::hex(&h.digest.clone().finalize()))
+    }
+}
+
+/// Which temp file a fragment goes to, and whether its bytes are hashed.
+pub(super) struct Temp {
+    pub store: Store,
+    pub session: SessionId,
+    pub hash: bool,
+}
+
+impl From<TempError> for End {
+    fn from(e: TempError) -> End {
+        match e {
+            TempError::Vanished => End::Vanished,
+            TempError::Io(e) => End::Disk(e),
+        }
+    }
+}
+
 /// Writes a fragment's bytes to its temp file on the blocking pool, with one batch in flight
 /// while the next is read from the socket (disk and network overlap, as with a buffered file).
 struct Writer {
-    sink: Option<Sink>,
-    in_flight: Option<tokio::task::JoinHandle<(Sink, io::Result<u64>)>>,
+    temp: Temp,
+    /// Open between the first batch and the last.
+    file: Option<std::fs::File>,
+    in_flight: Option<Batch>,
     /// The end offset of the last batch known to be in the file.
     landed: u64,
 }
 
+type Batch = tokio::task::JoinHandle<(Option<std::fs::File>, Result<u64, TempError>)>;
+
 impl Writer {
-    /// Starts writing `chunks` at offset `at`, after the previous batch has landed.
-    async fn submit(&mut self, at: u64, chunks: Vec<Bytes>) -> io::Result<()> {
+    /// Starts writing `chunks` at offset `at`, after the previous batch has landed. `last`:
+    /// then check the file is still there and close it.
+    async fn submit(&mut self, at: u64, chunks: Vec<Bytes>, last: bool) -> Result<(), TempError> {
         self.settle().await?;
         if self.landed < at {
             self.landed = at;
         }
-        if chunks.is_empty() {
+        if chunks.is_empty() && (self.file.is_none() || !last) {
+            // Nothing to write, and no open file to check and close.
             return Ok(());
         }
-        let mut sink = self
-            .sink
-            .take()
-            .ok_or_else(|| io::Error::other("temp file not open"))?;
+        let file = self.file.take();
+        let store = self.temp.store.clone();
+        let session = self.temp.session;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            let result = write_at(&mut sink, at, &chunks);
-            (sink, result)
+            let mut file = match file {
+                Some(file) => file,
+                None => match store.open_temp(&session, at) {
+                    Ok(file) => file,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let result = write_at(&mut file, at, &chunks).map_err(TempError::Io);
+            match result {
+                Ok(end) if last => {
+                    // Bytes written into a deleted file are lost: never acknowledge them.
+                    let kept = store.still_there(&session, &file);
+                    (
+                        None,
+                        if kept {
+                            Ok(end)
+                        } else {
+                            Err(TempError::Vanished)
+                        },
+                    )
+                }
+                result => (Some(file), result),
+            }
         }));
         Ok(())
     }
 
     /// Waits for the batch in flight, if any; only then are its bytes in the file.
-    async fn settle(&mut self) -> io::Result<()> {
+    async fn settle(&mut self) -> Result<(), TempError> {
         let Some(task) = self.in_flight.take() else {
             return Ok(());
         };
-        let (sink, result) = task.await.map_err(io::Error::other)?;
-        self.sink = Some(sink);
+        let (file, result) = task
+            .await
+            .unwrap_or_else(|e| (None, Err(TempError::Io(io::Error::other(e)))));
+        self.file = file;
         self.landed = result?;
         Ok(())
     }
 }
 
-/// Writes the chunks at `at`; returns the end offset.
-fn write_at(sink: &mut Sink, at: u64, chunks: &[Bytes]) -> io::Result<u64> {
-    use std::io::{Seek, Write};
+/// Writes the chunks at `at` with as few system calls as the kernel allows (one `writev` for
+/// the whole batch, usually); returns the end offset.
+fn write_at(file: &mut std::fs::File, at: u64, chunks: &[Bytes]) -> io::Result<u64> {
+    use std::io::{IoSlice, Seek, Write};
     let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-    sink.file
-        .seek(io::SeekFrom::Start(at))
-        .and_then(|_| chunks.iter().try_for_each(|c| sink.file.write_all(c)))
-        .map(|()| at + len)
+    file.seek(io::SeekFrom::Start(at))?;
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at + len)
 }
 
 /// Reads and discards up to `limit` bytes of a leftover body so the connection can be reused.

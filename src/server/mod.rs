@@ -73,7 +73,7 @@ impl Server {
             config.vdir.error_header,
         );
         faults.suppress(config.suppress.iter().copied());
-        let mut events = Journal::default();
+        let mut events = Journal::keeping(config.journal_keep);
         let journal_file = match &config.journal {
             Some(path) => {
                 let sink = Arc::new(journal::FileSink::create(path).map_err(|e| {

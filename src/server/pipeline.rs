@@ -6,10 +6,10 @@
 //! [`Server::execute`], which puts the answer on the wire and records it.
 
 use super::accept::Conn;
-use super::body::{self, DRAIN_LIMIT, End, FRAGMENT_DRAIN_LIMIT, Reading, Span};
+use super::body::{self, DRAIN_LIMIT, End, FRAGMENT_DRAIN_LIMIT, Hash, Reading, Span};
 use super::execute::{self, Answer};
 use super::reply_http::origin;
-use super::sessions::{Entry, Follow, Sink};
+use super::sessions::{Entry, Follow};
 use super::{Server, lock};
 use crate::fault::answer::answer;
 use crate::fault::{Action, Applied, Outcome, Plan, Wire};
@@ -18,7 +18,7 @@ use crate::proto::{
     Ack, AckError, BitsError, Close, CloseOutcome, Env, Existing, Head, Packet, SessionId, Step,
     Write, packet,
 };
-use crate::store::{Temp, error_for};
+use crate::store::error_for;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -187,28 +187,14 @@ impl Server {
         record: &mut Record,
     ) -> Applied {
         let session_id = write.session;
-        // The temp file must still hold every byte acknowledged so far.
-        let sink = match entry.sink.take() {
-            Some(sink) if self.store.still_there(&session_id, &sink.file) => sink,
-            Some(_) => return self.vanished(session_id, body).await,
-            None => match self.store.open_temp(&session_id, write.at == 0).await {
-                Temp::Open(file) => {
-                    let reply = lock(&self.state)
-                        .table
-                        .get(&session_id)
-                        .is_some_and(|s| s.reply);
-                    Sink::new(file, write.at, self.config.sha256 || reply)
-                }
-                Temp::Vanished => return self.vanished(session_id, body).await,
-                Temp::Failed(e) => {
-                    tracing::warn!(session = %session_id, error = %e, "cannot open the temp file");
-                    body::drain(body, self.fragment_drain_limit()).await;
-                    record.reason = Some(format!("cannot open the temp file: {e}"));
-                    return Applied::Answered(
-                        Ack::error(error_for(&e)).with_session(Some(&session_id.to_string())),
-                    );
-                }
-            },
+        let reply = lock(&self.state)
+            .table
+            .get(&session_id)
+            .is_some_and(|s| s.reply);
+        let temp = body::Temp {
+            store: self.store.clone(),
+            session: session_id,
+            hash: self.config.sha256 || reply,
         };
         let reading = Reading {
             cut_after: cut.map(|(after, _)| after),
@@ -220,11 +206,12 @@ impl Server {
             skip: write.skip,
             len: write.len,
         };
-        let streamed = body::stream(&mut entry.sink, sink, body, span, reading).await;
+        let streamed = body::stream(&mut entry.hash, temp, body, span, reading).await;
         record.received = streamed.received;
-        // Bytes stored before a mid-body reset count only when the fault keeps them.
+        // Bytes stored before a mid-body reset count only when the fault keeps them; bytes
+        // written into a deleted file never count.
         let stored = match (&streamed.end, cut) {
-            (End::Cut, Some((_, false))) => 0,
+            (End::Cut, Some((_, false))) | (End::Vanished, _) => 0,
             _ => streamed.stored,
         };
         record.stored = stored;
@@ -245,7 +232,7 @@ impl Server {
             (ack, completed)
         };
         if let (Some((destination, size)), None) = (completed, &entry.reply) {
-            let digest = entry.sink.as_ref().and_then(|s| s.digest_of(size));
+            let digest = Hash::of(entry.hash.as_ref(), size);
             let reply = self
                 .build_reply(&session_id, &destination, size, digest)
                 .await;
@@ -261,8 +248,12 @@ impl Server {
             End::Disk(e) => {
                 tracing::warn!(session = %session_id, error = %e, "fragment write failed");
                 record.reason = Some(format!("fragment write failed: {e}"));
+                // The client sends the whole body before it reads the answer: read the rest,
+                // or the error Ack is lost in a reset.
+                body::drain(body, self.fragment_drain_limit()).await;
                 Applied::Answered(Ack::error(error_for(&e)).with_session(ack.session_id.as_deref()))
             }
+            End::Vanished => self.vanished(session_id, body).await,
         }
     }
 
@@ -280,8 +271,6 @@ impl Server {
 
     /// Commits or discards a session's file and answers the Close-Session.
     async fn close(&self, entry: &mut Entry, close: &Close) -> Ack {
-        // The file must be closed before it is renamed or deleted.
-        let sink = entry.sink.take();
         let size = lock(&self.state)
             .table
             .get(&close.session)
@@ -302,7 +291,7 @@ impl Server {
         if close.commit && outcome == CloseOutcome::Done {
             // Only a digest already at hand is reported: hashing the file here would hold
             // up the Ack.
-            let digest = match sink.as_ref().and_then(|s| s.digest_of(size)) {
+            let digest = match Hash::of(entry.hash.as_ref(), size) {
                 Some(digest) => Some(digest),
                 None if close.empty => Some(super::sessions::hex(
                     &<sha2::Sha256 as sha2::Digest>::digest([]),
@@ -312,7 +301,6 @@ impl Server {
             let path = close.destination.to_string();
             follow.committed = Some((path.trim_start_matches('/').to_owned(), size, digest));
         }
-        drop(sink);
         let ack = self
             .with_table(follow, |t| t.finish_close(close, outcome))
             .await;
@@ -420,7 +408,6 @@ fn reason(ack: &Ack) -> Option<String> {
             409 => "the destination exists or another session is uploading to it".into(),
             413 => "fragment larger than the maximum fragment size".into(),
             416 => "fragment does not start at the received offset".into(),
-            404 => "the temp file vanished before commit".into(),
             status => format!("status {status}"),
         },
     })

@@ -8,13 +8,13 @@
 //! recorded for each.
 
 use super::accept::Conn;
+use super::body::Hash;
 use super::{Server, lock, now};
 use crate::fault::rule::SessionLoss;
 use crate::fault::{Action, Facts, Faults, Plan};
 use crate::journal::{SessionRef, What};
 use crate::proto::{Change, Env, Existing, Gone, Head, Packet, SessionId, Step, Table};
 use rand::TryRng;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// What the one lock guards.
@@ -23,41 +23,14 @@ pub(super) struct State {
     pub faults: Faults,
 }
 
-/// One session's glue-side state, locked for the whole of a request on that session.
+/// One session's glue-side state, locked for the whole of a request on that session. No
+/// file stays open here: each fragment opens and closes the temp file (`body::stream`).
 #[derive(Default)]
 pub(super) struct Entry {
-    /// The open temp file; empty until the first write, and after a request was abandoned
-    /// while its write was in flight (the next fragment reopens it).
-    pub sink: Option<Sink>,
+    /// The SHA-256 of the bytes stored so far, when it is kept and still trusted (not after
+    /// a failed write or an abandoned request; the digest is then computed when needed).
+    pub hash: Option<Hash>,
     pub reply: Option<Reply>,
-}
-
-/// An open temp file and the SHA-256 of its bytes so far.
-pub(super) struct Sink {
-    pub file: std::fs::File,
-    /// Digest of bytes `0..hashed`; `None` once it cannot be trusted (a reopened file, a
-    /// failed write), and the digest is then computed from the file when needed.
-    pub digest: Option<Sha256>,
-    pub hashed: u64,
-}
-
-impl Sink {
-    /// `hash`: keep a digest (from byte 0 only; a reopened file is hashed when needed).
-    pub fn new(file: std::fs::File, at: u64, hash: bool) -> Sink {
-        Sink {
-            file,
-            digest: (hash && at == 0).then(Sha256::new),
-            hashed: 0,
-        }
-    }
-
-    /// The digest of the first `size` bytes, if that is what it covers.
-    pub fn digest_of(&self, size: u64) -> Option<String> {
-        self.digest
-            .as_ref()
-            .filter(|_| self.hashed == size)
-            .map(|d| hex(&d.clone().finalize()))
-    }
 }
 
 #[derive(Clone)]

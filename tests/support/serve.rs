@@ -55,6 +55,14 @@ pub fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     None
 }
 
+/// The address in the banner `bitsmock listening on http://ADDR/`.
+fn banner_addr(banner: &str) -> Option<SocketAddr> {
+    banner
+        .strip_prefix("bitsmock listening on http://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -78,12 +86,7 @@ impl Serve {
 
     /// As [`Serve::start`], after letting the test adjust the command (its environment, say).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Serve {
-        Serve::start_reading(args, adjust, |banner| {
-            banner
-                .strip_prefix("bitsmock listening on http://")
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|a| a.parse().ok())
-        })
+        Serve::start_reading(args, adjust, banner_addr)
     }
 
     /// `bitsmock serve --json …`: the first stdout line is the JSON object (kept in
@@ -97,6 +100,25 @@ impl Serve {
         })
     }
 
+    /// As [`Serve::start`] with at most `nofile` open file descriptors (`ulimit -n` in `sh`,
+    /// which then execs the server, so the limit is the server's own).
+    pub fn start_limited(nofile: u32, args: &[&str]) -> Serve {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .arg("serve")
+            .arg("--dir")
+            .arg(dir.path().join("uploads"))
+            .args(args)
+            .env_remove("NO_COLOR")
+            // Nobody reads stderr until the end: a log line per request would fill the pipe.
+            .env("RUST_LOG", "warn");
+        Serve::spawn(command, dir, banner_addr)
+    }
+
     /// Starts it and reads the address from the first stdout line with `addr_of`.
     fn start_reading(
         args: &[&str],
@@ -107,6 +129,14 @@ impl Serve {
         let mut command = bitsmock(&["serve", "--dir"]);
         command.arg(dir.path().join("uploads")).args(args);
         adjust(&mut command);
+        Serve::spawn(command, dir, addr_of)
+    }
+
+    fn spawn(
+        mut command: Command,
+        dir: TempDir,
+        addr_of: impl FnOnce(&str) -> Option<SocketAddr>,
+    ) -> Serve {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -160,6 +190,17 @@ impl Serve {
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// Kills it with SIGKILL (an unclean stop: no cleanup runs) and waits for the exit;
+    /// returns the private temp directory, upload root included, for the next server.
+    pub fn kill_keeping_dir(mut self) -> TempDir {
+        self.signal("KILL");
+        assert!(
+            wait(&mut self.child, PATIENCE).is_some(),
+            "bitsmock still running after SIGKILL"
+        );
+        self.dir
     }
 
     /// Waits for the exit; returns its status, the rest of stdout, and stderr.
