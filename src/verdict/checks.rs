@@ -347,7 +347,10 @@ pub fn backs_off(m: &Model, o: &Options) -> Judged {
             if run.len() >= GROWTH_AFTER {
                 let first = run[0].0;
                 let last = run[run.len() - 1].0;
-                if last < LONG_WAIT_MS && last < first * GROWTH && run.len() == GROWTH_AFTER {
+                // Grown means by half and by half the floor at least, so that timing noise
+                // on waits of a millisecond cannot pass for a backoff.
+                let grown = last >= first * GROWTH && last - first >= floor / 2.0;
+                if last < LONG_WAIT_MS && !grown && run.len() == GROWTH_AFTER {
                     j.findings.push(finding(
                         format!(
                             "{} transient failures in a row, and the wait did not grow ({first:.0} ms, then {last:.0} ms)",
