@@ -33,15 +33,6 @@ pub enum Severity {
     Warning,
 }
 
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        }
-    }
-}
-
 /// What the checks need besides the events.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -106,12 +97,6 @@ pub struct Check {
     /// Where docs/protocol.md explains it.
     pub section: &'static str,
     run: fn(&Model, &Options) -> Judged,
-}
-
-impl std::fmt::Debug for Check {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
-    }
 }
 
 /// Every check, in the order reports list them.
@@ -208,11 +193,6 @@ pub static CATALOGUE: &[Check] = &[
         run: checks::upload_intact,
     },
 ];
-
-/// The check of this name.
-pub fn check(name: &str) -> Option<&'static Check> {
-    CATALOGUE.iter().find(|c| c.name == name)
-}
 
 /// One check's result.
 #[derive(Debug, Clone, Serialize)]
