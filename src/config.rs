@@ -8,7 +8,7 @@
 //! so that its errors can say where the bad value was (a flag, or `FILE:LINE`).
 
 use crate::fault::{Profile, Rule, profile, shipped};
-use crate::proto::{ErrorHeader, Overlap, Vdir, destination};
+use crate::proto::{ContentLength, ErrorHeader, Overlap, Vdir, destination};
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -53,6 +53,20 @@ pub struct Config {
     /// The bearer token every control API request must carry. Without one, only loopback
     /// peers are served.
     pub admin_token: Option<AdminToken>,
+    /// The `Server` (and `Pragma`) headers on every answer.
+    pub server_header: ServerHeader,
+}
+
+/// Which `Server` header answers carry (`--server-header`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerHeader {
+    /// `Server: Microsoft-IIS/10.0` and `Pragma: no-cache`, as IIS sends them.
+    #[default]
+    Iis,
+    /// `Server: bitsmock/VERSION`.
+    Bitsmock,
+    /// Neither header.
+    Omitted,
 }
 
 /// The control API's bearer token. Its own type so that `Debug` (of a [`Config`], in a log or
@@ -108,6 +122,7 @@ impl Default for Config {
             mark_faults: false,
             admin: None,
             admin_token: None,
+            server_header: ServerHeader::Iis,
         }
     }
 }
@@ -141,6 +156,9 @@ impl Config {
             "max_head_bytes": self.max_head_bytes,
             "sha256": self.sha256,
             "mark_faults": self.mark_faults,
+            "content_length": CONTENT_LENGTH.name(self.vdir.content_length),
+            "remember_closed_ms": self.vdir.remember_closed.map(ms),
+            "server_header": SERVER_HEADER.name(self.server_header),
         })
     }
 }
@@ -169,6 +187,9 @@ pub struct Settings {
     pub error_header: Option<ErrorHeader>,
     pub header_read_timeout: Option<Duration>,
     pub body_read_timeout: Option<Duration>,
+    pub content_length: Option<ContentLength>,
+    pub remember_closed: Option<Duration>,
+    pub server_header: Option<ServerHeader>,
     /// Rules; unlike the other fields they add up: [`Settings::over`] puts these after the
     /// lower layer's.
     pub rules: Vec<Rule>,
@@ -199,6 +220,9 @@ impl Settings {
             error_header: self.error_header.or(lower.error_header),
             header_read_timeout: self.header_read_timeout.or(lower.header_read_timeout),
             body_read_timeout: self.body_read_timeout.or(lower.body_read_timeout),
+            content_length: self.content_length.or(lower.content_length),
+            remember_closed: self.remember_closed.or(lower.remember_closed),
+            server_header: self.server_header.or(lower.server_header),
             rules,
         }
     }
@@ -238,6 +262,7 @@ impl Settings {
         given("time-scale", &self.time_scale, check::time_scale)?;
         given("header-timeout", &self.header_read_timeout, check::timeout)?;
         given("body-timeout", &self.body_read_timeout, check::timeout)?;
+        given("remember-closed", &self.remember_closed, check::timeout)?;
         Ok(())
     }
 }
@@ -284,6 +309,8 @@ impl Config {
                 host_id_fallback_timeout,
                 overlap: s.overlap.unwrap_or(vdir.overlap),
                 error_header: s.error_header.unwrap_or(vdir.error_header),
+                content_length: s.content_length.unwrap_or(vdir.content_length),
+                remember_closed: s.remember_closed.or(vdir.remember_closed),
             },
             header_read_timeout: s
                 .header_read_timeout
@@ -298,6 +325,7 @@ impl Config {
             mark_faults: false,
             admin: None,
             admin_token: None,
+            server_header: s.server_header.unwrap_or(defaults.server_header),
         })
     }
 }
@@ -388,6 +416,19 @@ pub const ERROR_HEADER: Names<ErrorHeader> = Names(&[
     ("code", ErrorHeader::Code),
     ("spec", ErrorHeader::Spec),
     ("both", ErrorHeader::Both),
+]);
+
+/// `--content-length` / `content-length =`.
+pub const CONTENT_LENGTH: Names<ContentLength> = Names(&[
+    ("required", ContentLength::Required),
+    ("optional", ContentLength::Optional),
+]);
+
+/// `--server-header` / `server-header =`.
+pub const SERVER_HEADER: Names<ServerHeader> = Names(&[
+    ("iis", ServerHeader::Iis),
+    ("bitsmock", ServerHeader::Bitsmock),
+    ("none", ServerHeader::Omitted),
 ]);
 
 /// What `--listen` accepts, for its error message.

@@ -162,6 +162,10 @@ pub struct Request {
     pub sent: Sent,
     /// From the request head's arrival to the end of the answer's handling.
     pub latency_ms: f64,
+    /// A BITS_POST came without `Content-Length` (answered 411 under IIS framing, read as
+    /// an empty body under `--content-length optional`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub content_length_missing: bool,
 }
 
 /// What the server put on the wire for a request.
@@ -549,6 +553,7 @@ mod tests {
             faults: Vec::new(),
             sent: Sent::Status { status: 200 },
             latency_ms: 0.1,
+            content_length_missing: false,
         };
         let event = j.push(1.0, What::Request(record)).clone();
         assert_eq!(event.request().map(|r| r.path.as_str()), Some("/a"));

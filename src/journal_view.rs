@@ -873,6 +873,7 @@ mod tests {
             faults,
             sent: Sent::Status { status: 200 },
             latency_ms: 0.3,
+            content_length_missing: false,
         }
     }
 

@@ -3,12 +3,12 @@
 use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
 use bitsmock::client::{Credentials, FailedUpload, Meter, Options, UploadError, Uploader};
-use bitsmock::config::{self, AdminToken, Names, Settings, check};
+use bitsmock::config::{self, AdminToken, Names, ServerHeader, Settings, check};
 use bitsmock::fault::lint;
 use bitsmock::fault::profile::{self, parse_rule_line_at};
 use bitsmock::fault::shipped;
 use bitsmock::journal_view::{self, Filter, Layout, Lines, SessionMatch, packet_named};
-use bitsmock::proto::{ErrorHeader, Overlap, PacketType};
+use bitsmock::proto::{ContentLength, ErrorHeader, Overlap, PacketType};
 use bitsmock::units::{parse_duration, parse_size};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -262,6 +262,19 @@ struct ServeArgs {
     /// [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = timeout)]
     body_timeout: Option<Duration>,
+    /// Bodyless packets (Ping, Create-, Close-, Cancel-Session) without Content-Length:
+    /// `required` answers 411 + 0x80070057 as IIS does; `optional` reads them as empty, as
+    /// HTTP/1.1 allows (Python's bits.py omits it). Fragments always need it [default: required].
+    #[arg(long, value_name = "POLICY", value_parser = named(&config::CONTENT_LENGTH))]
+    content_length: Option<ContentLength>,
+    /// Remember closed sessions this long, so a repeated Close-Session (its Ack was lost)
+    /// answers 200 instead of 500 + 0x8020001F, e.g. 10m [default: off, as IIS].
+    #[arg(long, value_name = "DURATION", value_parser = timeout)]
+    remember_closed: Option<Duration>,
+    /// The Server header on answers: `iis` (Server: Microsoft-IIS/10.0 and Pragma: no-cache,
+    /// as IIS), `bitsmock` (Server: bitsmock/VERSION) or `none` [default: iis].
+    #[arg(long, value_name = "KIND", value_parser = named(&config::SERVER_HEADER))]
+    server_header: Option<ServerHeader>,
     /// Add an `X-Bitsmock-Fault` header to every answer a fault shaped (changes the wire).
     #[arg(long)]
     mark_faults: bool,
@@ -362,6 +375,9 @@ impl ServeArgs {
             error_header: self.error_header,
             header_read_timeout: self.header_timeout,
             body_read_timeout: self.body_timeout,
+            content_length: self.content_length,
+            remember_closed: self.remember_closed,
+            server_header: self.server_header,
             rules,
         })
     }

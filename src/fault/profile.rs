@@ -292,6 +292,9 @@ fn server_settings(f: &mut Fields<'_>) -> Result<Settings, ProfileError> {
         error_header: f.named("error-header", &config::ERROR_HEADER)?,
         header_read_timeout: f.checked("header-timeout", Fields::duration, check::timeout)?,
         body_read_timeout: f.checked("body-timeout", Fields::duration, check::timeout)?,
+        content_length: f.named("content-length", &config::CONTENT_LENGTH)?,
+        remember_closed: f.checked("remember-closed", Fields::duration, check::timeout)?,
+        server_header: f.named("server-header", &config::SERVER_HEADER)?,
         ..Settings::default()
     })
 }
@@ -1048,6 +1051,25 @@ mod tests {
         .unwrap();
         assert_eq!(p.server.overlap, Some(crate::proto::Overlap::Strict));
         assert_eq!(p.server.error_header, Some(crate::proto::ErrorHeader::Both));
+        let p = parse(
+            &format!(
+                "{HEAD}[server]\ncontent-length = \"optional\"\nremember-closed = \"10m\"\nserver-header = \"none\"\n"
+            ),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            p.server.content_length,
+            Some(crate::proto::ContentLength::Optional)
+        );
+        assert_eq!(
+            p.server.remember_closed,
+            Some(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            p.server.server_header,
+            Some(crate::config::ServerHeader::Omitted)
+        );
         for (setting, wanted) in [
             (
                 "max-fragment-size = 0",
@@ -1068,6 +1090,18 @@ mod tests {
             (
                 "error-header = \"all\"",
                 "p.toml:5: `error-header` must be \"code\", \"spec\" or \"both\"",
+            ),
+            (
+                "content-length = \"maybe\"",
+                "p.toml:5: `content-length` must be \"required\" or \"optional\"",
+            ),
+            (
+                "server-header = \"apache\"",
+                "p.toml:5: `server-header` must be \"iis\", \"bitsmock\" or \"none\"",
+            ),
+            (
+                "remember-closed = \"0s\"",
+                "p.toml:5: `remember-closed` must be longer than zero",
             ),
         ] {
             let e = err(&format!(

@@ -146,6 +146,7 @@ fn events() -> Vec<Event> {
         faults: Vec::new(),
         sent: Sent::Status { status: 200 },
         latency_ms: 0.0,
+        content_length_missing: false,
     };
     [
         What::Request(request),

@@ -198,6 +198,9 @@ impl VdirChoice {
                 Overlap::Tail
             },
             error_header: ErrorHeader::Code,
+            // IIS framing and no memory of closed sessions: the machine checks the default core.
+            content_length: Default::default(),
+            remember_closed: None,
         }
     }
 }

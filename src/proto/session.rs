@@ -105,6 +105,9 @@ pub struct Close {
     /// No fragment ever arrived: the committed file is the empty file (docs/protocol.md
     /// §10.16), so a missing temp file is expected rather than a sign of lost data.
     pub empty: bool,
+    /// When the Close-Session came and how long to remember the id once it is done
+    /// (`Vdir::remember_closed`); `None` = forget it at once.
+    pub remember: Option<(Instant, Duration)>,
 }
 
 /// A change to the set of live sessions. The table is the only source of these; the server
@@ -207,6 +210,8 @@ pub struct Table {
     sessions: BTreeMap<SessionId, Session>,
     created: u64,
     changes: Vec<Change>,
+    /// Sessions a Close-Session ended, and when (kept only under `Vdir::remember_closed`).
+    closed: BTreeMap<SessionId, Instant>,
 }
 
 impl Table {
@@ -268,6 +273,12 @@ impl Table {
                 Ok(s) => s.fragment(vdir, *range, env.now),
                 Err(step) => step,
             },
+            Packet::CloseSession { session, .. }
+                if self.recently_closed(vdir, session, env.now) =>
+            {
+                // Its first Ack was lost: the client must not upload the file again.
+                Step::Answer(Ack::ok().for_session(session))
+            }
             Packet::CloseSession { session, .. } => match self.live(vdir, session, env.now) {
                 Ok(s) => {
                     // A file no fragment ever touched is the empty file (docs/protocol.md §10.16).
@@ -277,6 +288,7 @@ impl Table {
                         destination: s.destination.clone(),
                         commit: s.is_complete() || empty,
                         empty,
+                        remember: vdir.remember_closed.map(|keep| (env.now, keep)),
                     })
                 }
                 Err(step) => step,
@@ -322,6 +334,12 @@ impl Table {
             CloseOutcome::DiskFull => Ack::error(BitsError::DiskFull),
             CloseOutcome::Failed => Ack::error(BitsError::Internal),
         };
+        if let (CloseOutcome::Done, Some((now, keep))) = (outcome, close.remember) {
+            // Pruned here, so the memory holds only the last `keep`'s worth of closes.
+            self.closed
+                .retain(|_, at| now.saturating_duration_since(*at) < keep);
+            self.closed.insert(close.session, now);
+        }
         match outcome {
             CloseOutcome::Done if close.commit => self.remove(&close.session, Gone::Committed),
             CloseOutcome::Done => self.remove(&close.session, Gone::Discarded),
@@ -375,6 +393,7 @@ impl Table {
 
     /// Forgets every session, like a server restart; returns their ids.
     pub fn clear(&mut self) -> Vec<SessionId> {
+        self.closed.clear();
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in &ids {
             self.remove(id, Gone::Forgotten);
@@ -437,6 +456,17 @@ impl Table {
             ack.host_id_fallback_timeout = vdir.host_id_fallback_timeout;
         }
         ack
+    }
+
+    /// Whether a Close-Session for `id` repeats one that ended the session less than
+    /// `Vdir::remember_closed` ago (docs/protocol.md §10.23).
+    fn recently_closed(&self, vdir: &Vdir, id: &SessionId, now: Instant) -> bool {
+        match (vdir.remember_closed, self.closed.get(id)) {
+            (Some(keep), Some(at)) => {
+                !self.sessions.contains_key(id) && now.saturating_duration_since(*at) < keep
+            }
+            _ => false,
+        }
     }
 
     /// The live session for an id, or the step answering that it is unknown. A session past
@@ -1368,10 +1398,56 @@ mod tests {
                 destination: dest("/drop/report.bin"),
                 commit: true,
                 empty: false,
+                remember: None,
             }
         );
         // The session lives until the server reports how the commit went.
         assert!(f.table.get(&sid(1)).is_some());
+    }
+
+    #[test]
+    fn a_repeated_close_answers_200_only_while_the_closed_session_is_remembered() {
+        let mut f = Fixture::with(Vdir {
+            remember_closed: Some(Duration::from_secs(60)),
+            ..Vdir::default()
+        });
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        let closing = planned_close(f.step(&close(sid(1))));
+        assert_eq!(closing.remember, Some((f.now, Duration::from_secs(60))));
+        assert_eq!(
+            f.table.finish_close(&closing, CloseOutcome::Done).status,
+            200
+        );
+        f.later(Duration::from_secs(59));
+        let again = answer(f.step(&close(sid(1))));
+        assert_eq!(again.status, 200);
+        assert_eq!(again.session_id, Some(sid(1).to_string()));
+        // Only Close-Session is forgiven; a fragment for the closed session is still unknown.
+        assert_session_not_found(&answer(f.step(&fragment(sid(1), 0, 9, 10))), sid(1));
+        f.later(Duration::from_secs(1));
+        assert_session_not_found(&answer(f.step(&close(sid(1)))), sid(1));
+    }
+
+    #[test]
+    fn without_remember_closed_a_repeated_close_is_session_not_found() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        let closing = planned_close(f.step(&close(sid(1))));
+        assert_eq!(closing.remember, None);
+        f.table.finish_close(&closing, CloseOutcome::Done);
+        assert_session_not_found(&answer(f.step(&close(sid(1)))), sid(1));
+        // A close that failed (the destination appeared) is not remembered either.
+        let mut f = Fixture::with(Vdir {
+            remember_closed: Some(Duration::from_secs(60)),
+            ..Vdir::default()
+        });
+        f.create(PLAIN, sid(2));
+        let closing = planned_close(f.step(&close(sid(2))));
+        f.table.finish_close(&closing, CloseOutcome::Conflict);
+        f.table.forget(&sid(2));
+        assert_session_not_found(&answer(f.step(&close(sid(2)))), sid(2));
     }
 
     #[test]

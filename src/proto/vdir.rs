@@ -16,6 +16,18 @@ pub enum Overlap {
     Strict,
 }
 
+/// Whether a bodyless packet must carry `Content-Length` (docs/protocol.md §2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentLength {
+    /// IIS: a packet without `Content-Length` gets 411 + `0x80070057`.
+    #[default]
+    Required,
+    /// HTTP/1.1: a Ping, Create-Session, Close-Session or Cancel-Session without
+    /// `Content-Length` (and without `Transfer-Encoding`) has an empty body. Fragments still
+    /// need it: their length is checked against `Content-Range`.
+    Optional,
+}
+
 /// Server settings that change what the protocol core answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vdir {
@@ -35,6 +47,11 @@ pub struct Vdir {
     pub host_id_fallback_timeout: Option<u64>,
     pub overlap: Overlap,
     pub error_header: ErrorHeader,
+    pub content_length: ContentLength,
+    /// How long a closed session's id is remembered, so that a repeated Close-Session (its
+    /// first Ack was lost) answers 200 instead of `0x8020001F` (docs/protocol.md §10.23);
+    /// `None` = not at all, as IIS.
+    pub remember_closed: Option<Duration>,
 }
 
 /// Windows clients send fragments of up to 13 MB (docs/protocol.md §9.5); leave generous room.
@@ -54,6 +71,8 @@ impl Default for Vdir {
             host_id_fallback_timeout: None,
             overlap: Overlap::Tail,
             error_header: ErrorHeader::Code,
+            content_length: ContentLength::Required,
+            remember_closed: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::socket::{Control, FaultIo};
 use super::{Server, lock};
+use crate::config::ServerHeader;
 use crate::fault::ConnAuth;
 use crate::journal::What;
 use hyper::server::conn::http1;
@@ -119,15 +120,38 @@ impl Server {
         let service = service_fn(move |req| {
             let server = Arc::clone(&server);
             let conn = Arc::clone(&conn);
-            async move { server.handle(req, conn).await }
+            async move {
+                let kind = server.config.server_header;
+                let mut response = server.handle(req, conn).await?;
+                server_headers(kind, response.headers_mut());
+                Ok::<_, super::execute::Dropped>(response)
+            }
         });
         http1::Builder::new()
+            // Title case, then IIS's spelling of the BITS names (`casing`, in `FaultIo`).
+            .title_case_headers(true)
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.header_read_timeout)
             .max_buf_size(self.config.max_head_bytes.max(8192))
             .keep_alive(true)
             .serve_connection(TokioIo::new(io), service)
     }
+}
+
+/// The `Server` and `Pragma` headers of every answer (`--server-header`).
+fn server_headers(kind: ServerHeader, headers: &mut http::HeaderMap) {
+    use http::{HeaderValue, header};
+    let server = match kind {
+        ServerHeader::Iis => {
+            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            HeaderValue::from_static("Microsoft-IIS/10.0")
+        }
+        ServerHeader::Bitsmock => {
+            HeaderValue::from_static(concat!("bitsmock/", env!("CARGO_PKG_VERSION")))
+        }
+        ServerHeader::Omitted => return,
+    };
+    headers.insert(header::SERVER, server);
 }
 
 /// The next connection. An accept error (running out of file descriptors, say) must not end

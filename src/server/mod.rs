@@ -9,12 +9,14 @@
 //!   entries (temp file, reply), and following the table's changes (files, events).
 //! - `body`: streaming a fragment body into the temp file; draining unused bodies.
 //! - `reply_http`: the built-in reply application over HTTP, and Ack → HTTP response.
+//! - `casing`: IIS's spelling of header names in the bytes hyper writes.
 //!
 //! Locks are std mutexes held for a few lines and never across `.await`, except the
 //! per-session async lock that serializes requests of one session.
 
 mod accept;
 mod body;
+mod casing;
 mod control;
 mod execute;
 mod pipeline;

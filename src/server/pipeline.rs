@@ -26,7 +26,7 @@ use std::sync::Arc;
 impl Server {
     pub(super) async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Arc<Conn>) -> Answer {
         let arrived = tokio::time::Instant::now();
-        let record = new_record(&conn, req.method(), req.uri().path());
+        let mut record = new_record(&conn, req.method(), req.uri().path());
         if req.method() == Method::GET || req.method() == Method::HEAD {
             return Ok(self.serve_reply(&req, record, arrived).await);
         }
@@ -43,7 +43,8 @@ impl Server {
         };
 
         // Parse: a malformed packet is answered by the core's Ack, nothing else happens.
-        let packet = match packet::parse(&head) {
+        record.content_length_missing = head.header("Content-Length").is_none();
+        let packet = match packet::parse(&head, self.config.vdir.content_length) {
             Ok(packet) => packet,
             Err(ack) => {
                 body::drain(&mut body, DRAIN_LIMIT).await;
@@ -374,6 +375,7 @@ fn new_record(conn: &Conn, method: &Method, path: &str) -> Record {
         faults: Vec::new(),
         sent: Sent::Closed,
         latency_ms: 0.0,
+        content_length_missing: false,
     }
 }
 

@@ -3,7 +3,9 @@
 //! hyper writes responses through [`FaultIo`]; a request handler steers it through the shared
 //! [`Control`]: reset the connection (RST instead of FIN), trickle writes at a fixed rate, or
 //! replace the next response with raw bytes (a broken response) and then fail the connection.
+//! Every response goes out with IIS's spelling of header names ([`Casing`]).
 
+use super::casing::Casing;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -59,6 +61,7 @@ pub struct FaultIo {
     control: Arc<Control>,
     raw_sent: usize,
     pause: Option<Pin<Box<Sleep>>>,
+    casing: Casing,
 }
 
 impl FaultIo {
@@ -68,6 +71,7 @@ impl FaultIo {
             control,
             raw_sent: 0,
             pause: None,
+            casing: Casing::default(),
         }
     }
 }
@@ -116,15 +120,20 @@ impl AsyncWrite for FaultIo {
                 "broken response sent",
             )));
         }
+        let spelled = this.casing.respell(buf);
         let Some(rate) = rate else {
-            return Pin::new(&mut this.stream).poll_write(cx, buf);
+            let n = ready!(Pin::new(&mut this.stream).poll_write(cx, &spelled))?;
+            this.casing.advance(buf, n);
+            return Poll::Ready(Ok(n));
         };
         if let Some(pause) = this.pause.as_mut() {
             ready!(pause.as_mut().poll(cx));
             this.pause = None;
         }
         let quantum = (rate as f64 * TICK.as_secs_f64()).ceil().max(1.0) as usize;
-        let n = ready!(Pin::new(&mut this.stream).poll_write(cx, &buf[..buf.len().min(quantum)]))?;
+        let n =
+            ready!(Pin::new(&mut this.stream).poll_write(cx, &spelled[..buf.len().min(quantum)]))?;
+        this.casing.advance(buf, n);
         let wait = TICK.mul_f64(n as f64 / quantum as f64);
         this.pause = Some(Box::pin(tokio::time::sleep(wait)));
         Poll::Ready(Ok(n))
