@@ -55,6 +55,24 @@ pub struct Config {
     pub admin_token: Option<AdminToken>,
     /// The `Server` (and `Pragma`) headers on every answer.
     pub server_header: ServerHeader,
+    /// Serve HTTPS with this certificate; `None` = plain HTTP only.
+    pub tls: Option<TlsSource>,
+    /// `--tls`: the `listen` address speaks HTTPS (needs `tls`).
+    pub listen_tls: bool,
+    /// `--tls-listen`: an HTTPS listener beside `listen` (needs `tls`). [`crate::spawn`]
+    /// binds it; port 0 picks a free one.
+    pub tls_listen: Option<SocketAddr>,
+}
+
+/// Where the server's TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TlsSource {
+    /// A fresh local CA and a certificate for `localhost`, `127.0.0.1` and `::1` signed by
+    /// it, made at start; the CA goes to `DIR/BITS-Sessions/tls/ca.pem`.
+    #[default]
+    Generated,
+    /// `--tls-cert FILE --tls-key FILE`: a PEM chain (leaf first) and its private key.
+    Files { cert: PathBuf, key: PathBuf },
 }
 
 /// Which `Server` header answers carry (`--server-header`).
@@ -123,6 +141,9 @@ impl Default for Config {
             admin: None,
             admin_token: None,
             server_header: ServerHeader::Iis,
+            tls: None,
+            listen_tls: false,
+            tls_listen: None,
         }
     }
 }
@@ -159,6 +180,13 @@ impl Config {
             "content_length": CONTENT_LENGTH.name(self.vdir.content_length),
             "remember_closed_ms": self.vdir.remember_closed.map(ms),
             "server_header": SERVER_HEADER.name(self.server_header),
+            "tls": match &self.tls {
+                None => serde_json::Value::Null,
+                Some(TlsSource::Generated) => "generated".into(),
+                Some(TlsSource::Files { cert, .. }) => cert.display().to_string().into(),
+            },
+            "listen_tls": self.listen_tls,
+            "tls_listen": self.tls_listen.map(|a| a.to_string()),
         })
     }
 }
@@ -326,6 +354,9 @@ impl Config {
             admin: None,
             admin_token: None,
             server_header: s.server_header.unwrap_or(defaults.server_header),
+            tls: None,
+            listen_tls: false,
+            tls_listen: None,
         })
     }
 }

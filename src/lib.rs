@@ -52,6 +52,8 @@ use std::sync::Arc;
 /// A server running in the background of the current tokio runtime.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The `--tls-listen` HTTPS listener, when [`Config::tls_listen`] asked for one.
+    pub tls_addr: Option<SocketAddr>,
     pub server: Arc<Server>,
     admin: Option<SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -59,9 +61,19 @@ pub struct Running {
 }
 
 impl Running {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` under [`Config::listen_tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.server.config().listen_tls {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// `https://127.0.0.1:PORT` of the HTTPS listener beside the main one, if any.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_addr.map(|a| format!("https://{a}"))
     }
 
     /// Where the control API listens, when [`Config::admin`] asked for it.
@@ -91,6 +103,20 @@ impl Running {
 pub async fn spawn(config: Config) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let mut listeners = vec![if config.listen_tls {
+        server::Listener::https(listener)
+    } else {
+        server::Listener::http(listener)
+    }];
+    let tls_addr = match config.tls_listen {
+        Some(at) => {
+            let tls = tokio::net::TcpListener::bind(at).await?;
+            let bound = tls.local_addr()?;
+            listeners.push(server::Listener::https(tls));
+            Some(bound)
+        }
+        None => None,
+    };
     let admin_listener = match config.admin {
         Some(at) => Some(tokio::net::TcpListener::bind(at).await?),
         None => None,
@@ -111,7 +137,7 @@ pub async fn spawn(config: Config) -> std::io::Result<Running> {
     let running = Arc::clone(&server);
     let task = tokio::spawn(async move {
         let result = running
-            .run(listener, async {
+            .serve(listeners, async {
                 let _ = stopped.await;
             })
             .await;
@@ -123,6 +149,7 @@ pub async fn spawn(config: Config) -> std::io::Result<Running> {
     });
     Ok(Running {
         addr,
+        tls_addr,
         server,
         admin,
         stop,

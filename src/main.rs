@@ -2,13 +2,14 @@
 
 use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
-use bitsmock::client::{Credentials, FailedUpload, Meter, Options, UploadError, Uploader};
-use bitsmock::config::{self, AdminToken, Names, ServerHeader, Settings, check};
+use bitsmock::client::{Credentials, FailedUpload, Meter, Options, Trust, UploadError, Uploader};
+use bitsmock::config::{self, AdminToken, Names, ServerHeader, Settings, TlsSource, check};
 use bitsmock::fault::lint;
 use bitsmock::fault::profile::{self, parse_rule_line_at};
 use bitsmock::fault::shipped;
 use bitsmock::journal_view::{self, Filter, Layout, Lines, SessionMatch, packet_named};
 use bitsmock::proto::{ContentLength, ErrorHeader, Overlap, PacketType};
+use bitsmock::server::Listener;
 use bitsmock::units::{parse_duration, parse_size};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -72,9 +73,18 @@ struct UploadArgs {
     /// The file to upload (streamed from disk).
     #[arg(value_name = "FILE")]
     file: PathBuf,
-    /// The destination, an absolute http:// URL, e.g. http://127.0.0.1:8080/drop/a.bin.
+    /// The destination, an absolute http:// or https:// URL, e.g.
+    /// http://127.0.0.1:8080/drop/a.bin.
     #[arg(value_name = "URL")]
     url: String,
+    /// For https:// URLs, trust only the CAs in this PEM file (e.g. the ca.pem that
+    /// `bitsmock serve --tls` writes) instead of the system's.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca_cert: Option<PathBuf>,
+    /// For https:// URLs, accept any server certificate (expired, self-signed, for another
+    /// host): to try a server whose certificate is known to be bad.
+    #[arg(long)]
+    insecure: bool,
     /// Bytes per fragment; halved on 413, never below 5KiB.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1MiB")]
     fragment_size: u64,
@@ -161,6 +171,11 @@ impl UploadArgs {
             max_restarts: self.max_restarts,
             expect_reply: self.expect_reply || self.reply_out.is_some(),
             reply_out: self.reply_out.clone(),
+            trust: match (&self.ca_cert, self.insecure) {
+                (_, true) => Trust::Insecure,
+                (Some(file), false) => Trust::Ca(file.clone()),
+                (None, false) => Trust::System,
+            },
             ..Options::default()
         })
     }
@@ -195,6 +210,21 @@ struct ServeArgs {
     /// [IPV6]:PORT; port 0 picks a free one, printed at start [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR", value_parser = config::parse_listen)]
     listen: Option<SocketAddr>,
+    /// Serve HTTPS on --listen. Without --tls-cert/--tls-key, a local CA and a certificate
+    /// for localhost, 127.0.0.1 and ::1 are generated at start; the CA is written to
+    /// DIR/BITS-Sessions/tls/ca.pem (printed, and `ca` in --ready-file/--json).
+    #[arg(long)]
+    tls: bool,
+    /// Also serve HTTPS on this address, beside the HTTP --listen (same forms as --listen).
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_listen)]
+    tls_listen: Option<SocketAddr>,
+    /// The server certificate chain (PEM, leaf first) for --tls/--tls-listen, instead of a
+    /// generated one.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Upload root: committed files land at DIR + URL path; created if missing [default: ./uploads].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -393,6 +423,14 @@ impl ServeArgs {
             .transpose()?;
         let mark_faults = self.mark_faults;
         let journal = self.journal.take();
+        let tls_source = match (self.tls_cert.take(), self.tls_key.take()) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            _ => TlsSource::Generated,
+        };
+        let (listen_tls, tls_listen) = (self.tls, self.tls_listen);
+        if !listen_tls && tls_listen.is_none() && tls_source != TlsSource::Generated {
+            return Err("--tls-cert and --tls-key need --tls or --tls-listen".into());
+        }
         let harness = Harness {
             admin: self.harness.admin,
             admin_token: self.harness.admin_token.take(),
@@ -407,6 +445,9 @@ impl ServeArgs {
         let mut config = Config::from_parts(profile.as_ref(), flags).map_err(|e| e.to_string())?;
         config.mark_faults = mark_faults;
         config.journal = journal;
+        config.tls = (listen_tls || tls_listen.is_some()).then_some(tls_source);
+        config.listen_tls = listen_tls;
+        config.tls_listen = tls_listen;
         config.admin = harness.admin;
         config.admin_token = harness.admin_token.clone().map(AdminToken::from);
         Ok((config, harness))
@@ -535,6 +576,25 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
             }
         };
         let addr = listener.local_addr().unwrap_or(config.listen);
+        let mut listeners = vec![if config.listen_tls {
+            Listener::https(listener)
+        } else {
+            Listener::http(listener)
+        }];
+        let tls_addr = match config.tls_listen {
+            Some(at) => match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => {
+                    let bound = l.local_addr().unwrap_or(at);
+                    listeners.push(Listener::https(l));
+                    Some(bound)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot listen on {at} (--tls-listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         let admin_listener = match config.admin {
             Some(at) => match tokio::net::TcpListener::bind(at).await {
                 Ok(l) => Some(l),
@@ -563,7 +623,15 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let ready = ready(addr, admin_addr, &server);
+        let urls = Urls {
+            main: format!(
+                "{}://{addr}",
+                if server.config().listen_tls { "https" } else { "http" }
+            ),
+            tls: tls_addr.map(|a| format!("https://{a}")),
+            admin: admin_addr.map(|a| format!("http://{a}")),
+        };
+        let ready = ready(&urls, &server);
         if let Some(path) = &harness.ready_file
             && let Err(e) = write_whole(path, &format!("{ready}\n"))
         {
@@ -581,7 +649,7 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
         if harness.json {
             println!("{ready}");
         }
-        say(&banner(addr, admin_addr, &server));
+        say(&banner(&urls, &server));
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_task = admin_listener.map(|listener| {
             tokio::spawn(bitsmock::admin::serve(
@@ -607,7 +675,7 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
                 std::process::exit(130);
             });
         };
-        let result = Arc::clone(&server).run(listener, shutdown).await;
+        let result = Arc::clone(&server).serve(listeners, shutdown).await;
         let _ = admin_stop.send(());
         if let Some(task) = admin_task {
             let _ = task.await;
@@ -625,15 +693,22 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
     })
 }
 
+/// Where the server listens, as URLs.
+struct Urls {
+    /// `--listen`: `http://…`, or `https://…` under `--tls`.
+    main: String,
+    /// `--tls-listen`.
+    tls: Option<String>,
+    admin: Option<String>,
+}
+
 /// What a harness needs to start talking to the server: `--ready-file` and `--json`.
-fn ready(
-    addr: SocketAddr,
-    admin: Option<SocketAddr>,
-    server: &bitsmock::Server,
-) -> serde_json::Value {
+fn ready(urls: &Urls, server: &bitsmock::Server) -> serde_json::Value {
     serde_json::json!({
-        "url": format!("http://{addr}"),
-        "admin_url": admin.map(|a| format!("http://{a}")),
+        "url": urls.main,
+        "tls_url": urls.tls,
+        "admin_url": urls.admin,
+        "ca": server.ca_path().map(|p| p.display().to_string()),
         "seed": server.config().seed,
         "pid": std::process::id(),
     })
@@ -674,12 +749,23 @@ fn stdin_closed(watch: bool) -> impl std::future::Future<Output = ()> {
 
 /// The first line on stdout. Scripts and tests read the address from its start, so that part
 /// stays `bitsmock listening on http://ADDR/`; the seed is there to replay a run with --seed.
-fn banner(addr: SocketAddr, admin: Option<SocketAddr>, server: &bitsmock::Server) -> String {
+fn banner(urls: &Urls, server: &bitsmock::Server) -> String {
     let config = server.config();
     let rules = config.rules.len();
-    let admin = admin.map_or(String::new(), |a| format!("; control API on http://{a}/"));
+    let admin = urls
+        .admin
+        .as_ref()
+        .map_or(String::new(), |a| format!("; control API on {a}/"));
+    let tls = urls
+        .tls
+        .as_ref()
+        .map_or(String::new(), |t| format!(" and {t}/"));
+    let ca = server
+        .ca_path()
+        .map_or(String::new(), |p| format!("; TLS CA in {}", p.display()));
     format!(
-        "bitsmock listening on http://{addr}/ (uploads go to {}; profile {}, {rules} rule{}, seed {}, time scale {}{admin})",
+        "bitsmock listening on {}/{tls} (uploads go to {}; profile {}, {rules} rule{}, seed {}, time scale {}{admin}{ca})",
+        urls.main,
         server.store().root().display(),
         config.profile_name.as_deref().unwrap_or("none"),
         if rules == 1 { "" } else { "s" },

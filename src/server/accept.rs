@@ -1,4 +1,5 @@
-//! Accepting connections: one loop for TCP, the same connection setup for any byte stream.
+//! Accepting connections: one loop over every listener (HTTP and HTTPS), the TLS handshake,
+//! and the same connection setup for any byte stream.
 
 use super::socket::{Control, FaultIo};
 use super::{Server, lock};
@@ -8,6 +9,7 @@ use crate::journal::What;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::Watcher;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -25,24 +28,87 @@ pub(super) struct Conn {
     pub id: u64,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// What the listener it came in on speaks: reply URLs use the same scheme.
+    pub scheme: Scheme,
     pub control: Arc<Control>,
     pub auth: Mutex<ConnAuth>,
 }
 
+/// A bound listener and the scheme it speaks.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub scheme: Scheme,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    /// TLS with the server's identity, then HTTP.
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl Listener {
+    pub fn http(tcp: TcpListener) -> Listener {
+        Listener {
+            tcp,
+            scheme: Scheme::Http,
+        }
+    }
+
+    pub fn https(tcp: TcpListener) -> Listener {
+        Listener {
+            tcp,
+            scheme: Scheme::Https,
+        }
+    }
+}
+
 impl Server {
-    /// Accepts connections until `shutdown` resolves, then lets in-flight requests finish
-    /// (for a few seconds at most).
+    /// Accepts connections on one plain HTTP listener until `shutdown` resolves; see
+    /// [`Server::serve`].
     pub async fn run(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        self.serve(vec![Listener::http(listener)], shutdown).await
+    }
+
+    /// Accepts connections on every listener until `shutdown` resolves, then lets in-flight
+    /// requests finish (for a few seconds at most). An HTTPS listener needs the TLS identity
+    /// that [`Config::tls`](crate::Config::tls) asks for.
+    pub async fn serve(
+        self: Arc<Self>,
+        listeners: Vec<Listener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let acceptor = self
+            .tls
+            .as_ref()
+            .map(|t| TlsAcceptor::from(Arc::clone(&t.config)));
+        if acceptor.is_none() && listeners.iter().any(|l| l.scheme == Scheme::Https) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an HTTPS listener needs a TLS certificate (Config::tls)",
+            ));
+        }
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let sweeper = tokio::spawn(Arc::clone(&self).sweep());
+        let tcp: Vec<&TcpListener> = listeners.iter().map(|l| &l.tcp).collect();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                (stream, peer) = accept(&listener, "upload") => {
+                (index, stream, peer) = accept(&tcp, "upload") => {
                     let id = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
                     let refused = lock(&self.state).faults.refuse(self.started.elapsed());
                     if let Some(fault) = refused {
@@ -52,15 +118,17 @@ impl Server {
                     }
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(peer);
-                    let conn = Conn::new(id, peer, local);
-                    let stream = FaultIo::new(stream, Arc::clone(&conn.control));
-                    let served = graceful.watch(self.connection(stream, conn));
+                    let scheme = listeners[index].scheme;
+                    let conn = Conn::new(id, peer, local, scheme);
+                    let tls = match scheme {
+                        Scheme::Http => None,
+                        Scheme::Https => acceptor.clone(),
+                    };
+                    let watcher = graceful.watcher();
                     let server = Arc::clone(&self);
                     server.open_connections.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
-                        if let Err(e) = served.await {
-                            tracing::debug!(%peer, error = %e, "connection ended");
-                        }
+                        server.open(stream, conn, tls, watcher).await;
                         server.open_connections.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -68,7 +136,8 @@ impl Server {
                 () = self.stopping.notified() => break,
             }
         }
-        drop(listener);
+        drop(tcp);
+        drop(listeners);
         sweeper.abort();
         // An aborted task drops its future later; wait, so nothing touches the root after this.
         let _ = sweeper.await;
@@ -85,6 +154,45 @@ impl Server {
         Ok(())
     }
 
+    /// Serves one accepted connection: the TLS handshake first on an HTTPS listener (bounded
+    /// by the header timeout, so a silent client cannot hold it open), then HTTP.
+    async fn open(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        conn: Conn,
+        tls: Option<TlsAcceptor>,
+        watcher: Watcher,
+    ) {
+        let peer = conn.peer;
+        let control = Arc::clone(&conn.control);
+        let served = match tls {
+            None => {
+                let io = FaultIo::new(stream, control);
+                watcher.watch(self.connection(io, conn)).await
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                let stream =
+                    match tokio::time::timeout(self.config.header_read_timeout, handshake).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let io = FaultIo::new(stream, control);
+                watcher.watch(self.connection(io, conn)).await
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(%peer, error = %e, "connection ended");
+        }
+    }
+
     /// Serves one already-open connection over any byte stream — an in-memory duplex in the
     /// `connection` fuzz target — with the same HTTP settings and request pipeline as
     /// [`Server::run`]. Refusals, resets, broken responses and write throttling act on the
@@ -95,7 +203,8 @@ impl Server {
     {
         let nowhere = SocketAddr::from(([127, 0, 0, 1], 0));
         let id = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        self.connection(io, Conn::new(id, nowhere, nowhere)).await
+        self.connection(io, Conn::new(id, nowhere, nowhere, Scheme::Http))
+            .await
     }
 
     /// One HTTP/1.1 connection with keep-alive, the server's limits and the pipeline.
@@ -154,12 +263,27 @@ fn server_headers(kind: ServerHeader, headers: &mut http::HeaderMap) {
     headers.insert(header::SERVER, server);
 }
 
-/// The next connection. An accept error (running out of file descriptors, say) must not end
-/// a listener: it is logged, and accepting resumes after a short pause.
-pub(crate) async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
+/// The next connection on any of `listeners`, with the index of the one it came in on. An
+/// accept error (running out of file descriptors, say) must not end a listener: it is
+/// logged, and accepting resumes after a short pause.
+pub(crate) async fn accept(
+    listeners: &[&TcpListener],
+    what: &str,
+) -> (usize, TcpStream, SocketAddr) {
     loop {
-        match listener.accept().await {
-            Ok(pair) => return pair,
+        let (index, accepted) = std::future::poll_fn(|cx| {
+            listeners
+                .iter()
+                .enumerate()
+                .find_map(|(i, l)| match l.poll_accept(cx) {
+                    std::task::Poll::Ready(r) => Some(std::task::Poll::Ready((i, r))),
+                    std::task::Poll::Pending => None,
+                })
+                .unwrap_or(std::task::Poll::Pending)
+        })
+        .await;
+        match accepted {
+            Ok((stream, peer)) => return (index, stream, peer),
             Err(e) => {
                 tracing::warn!(listener = what, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -169,11 +293,12 @@ pub(crate) async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, So
 }
 
 impl Conn {
-    fn new(id: u64, peer: SocketAddr, local: SocketAddr) -> Conn {
+    fn new(id: u64, peer: SocketAddr, local: SocketAddr, scheme: Scheme) -> Conn {
         Conn {
             id,
             peer,
             local,
+            scheme,
             control: Arc::new(Control::default()),
             auth: Mutex::default(),
         }

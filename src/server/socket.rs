@@ -55,17 +55,35 @@ impl Control {
     }
 }
 
-/// A TCP stream that obeys a [`Control`].
-pub struct FaultIo {
-    stream: TcpStream,
+/// A connection's byte stream: TCP, or TLS over TCP. Either can end with RST.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// A connection's stream that obeys a [`Control`]. Under TLS it sits above the encryption:
+/// a broken response is broken HTTP inside a sound TLS stream.
+pub struct FaultIo<S: Socket> {
+    stream: S,
     control: Arc<Control>,
     raw_sent: usize,
     pause: Option<Pin<Box<Sleep>>>,
     casing: Casing,
 }
 
-impl FaultIo {
-    pub fn new(stream: TcpStream, control: Arc<Control>) -> Self {
+impl<S: Socket> FaultIo<S> {
+    pub fn new(stream: S, control: Arc<Control>) -> Self {
         FaultIo {
             stream,
             control,
@@ -76,16 +94,16 @@ impl FaultIo {
     }
 }
 
-impl Drop for FaultIo {
+impl<S: Socket> Drop for FaultIo<S> {
     fn drop(&mut self) {
         if self.control.lock().reset {
             // SO_LINGER 0: closing sends RST and discards unsent data.
-            let _ = self.stream.set_zero_linger();
+            let _ = self.stream.tcp().set_zero_linger();
         }
     }
 }
 
-impl AsyncRead for FaultIo {
+impl<S: Socket> AsyncRead for FaultIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -95,7 +113,7 @@ impl AsyncRead for FaultIo {
     }
 }
 
-impl AsyncWrite for FaultIo {
+impl<S: Socket> AsyncWrite for FaultIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,0 +1,185 @@
+//! HTTPS: the server's certificate — generated at start under a local CA, or the user's own
+//! — as a rustls configuration for the TLS listeners.
+//!
+//! The generated CA signs one certificate for `localhost`, `127.0.0.1` and `::1`; its PEM is
+//! written to `DIR/BITS-Sessions/tls/ca.pem` so that a client trusting that file needs no
+//! other set-up. Everything is generated in memory with rcgen (ECDSA P-256) and served with
+//! rustls on ring: no OpenSSL.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use crate::config::TlsSource as Source;
+
+/// The names the generated certificate is valid for.
+pub const HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The server's TLS identity, ready to accept handshakes.
+pub struct Identity {
+    pub config: Arc<ServerConfig>,
+    /// The generated CA's certificate as PEM (`None` with the user's own certificate).
+    pub ca_pem: Option<String>,
+}
+
+/// Why no TLS identity could be made; the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("cannot generate the TLS certificates: {0}")]
+    Generate(String),
+    #[error("the TLS certificate and key do not go together: {0}")]
+    Config(String),
+}
+
+impl Identity {
+    pub fn load(source: &Source) -> Result<Identity, TlsError> {
+        match source {
+            Source::Generated => {
+                let ca = LocalCa::new()?;
+                let (chain, key) = ca.issue(&HOSTS)?;
+                Ok(Identity {
+                    config: server_config(chain, key)?,
+                    ca_pem: Some(ca.pem),
+                })
+            }
+            Source::Files { cert, key } => {
+                let chain = read_chain(cert)?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
+                    path: key.clone(),
+                    message: format!("no PEM private key: {e}"),
+                })?;
+                Ok(Identity {
+                    config: server_config(chain, key)?,
+                    ca_pem: None,
+                })
+            }
+        }
+    }
+}
+
+/// A CA made for this run: its certificate (PEM) and what it takes to sign with it.
+struct LocalCa {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl LocalCa {
+    fn new() -> Result<LocalCa, TlsError> {
+        let key = KeyPair::generate().map_err(generate)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("bitsmock local CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).map_err(generate)?;
+        Ok(LocalCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// A server certificate for `hosts`, signed by this CA, with its key.
+    fn issue(
+        &self,
+        hosts: &[&str],
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let key = KeyPair::generate().map_err(generate)?;
+        let params = server_params(hosts)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(generate)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok((vec![cert.der().clone()], key))
+    }
+}
+
+/// A TLS server certificate's parameters: the hosts as subject alternative names, usable
+/// for server authentication.
+fn server_params(hosts: &[&str]) -> Result<CertificateParams, TlsError> {
+    let owned: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+    let mut params = CertificateParams::new(owned).map_err(generate)?;
+    params.distinguished_name = name(hosts.first().copied().unwrap_or("localhost"));
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    Ok(params)
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    name
+}
+
+fn generate(e: rcgen::Error) -> TlsError {
+    TlsError::Generate(e.to_string())
+}
+
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let fail = |message: String| TlsError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(format!("cannot read: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("bad PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(fail("no PEM certificate in it".into()));
+    }
+    Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_identity_comes_with_its_ca() {
+        let identity = Identity::load(&Source::Generated).unwrap();
+        let ca = identity.ca_pem.unwrap();
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    }
+
+    #[test]
+    fn missing_or_empty_files_are_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let source = Source::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let e = Identity::load(&source).err().unwrap().to_string();
+        assert!(e.starts_with(&cert.display().to_string()), "{e}");
+        std::fs::write(&cert, "not pem").unwrap();
+        let e = Identity::load(&source).err().unwrap().to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+    }
+}
