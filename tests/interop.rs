@@ -3,6 +3,7 @@
 
 mod support;
 
+use bitsmock::config::TlsSource;
 use bitsmock::journal::What;
 use bitsmock::proto::ContentLength;
 use std::process::Output;
@@ -99,6 +100,52 @@ async fn the_bits_py_dialect_fails_with_required_content_length_and_uploads_with
                 );
                 // Ping, Create-Session, two fragments, Close-Session.
                 assert_eq!(missing, [true, true, false, false, true]);
+            }
+        }
+        f.stop().await;
+    }
+}
+
+/// Python's own TLS stack (the ssl module, OpenSSL underneath) trusts the generated CA and
+/// uploads byte-identically, and refuses every bad certificate a `tls` fault presents, for
+/// the reason OpenSSL gives.
+#[tokio::test]
+async fn pythons_ssl_module_uploads_over_https_and_refuses_each_bad_certificate() {
+    let data = data(800_000, 79);
+    for (rule, reason) in [
+        (None, None),
+        (Some("expired"), Some("certificate has expired")),
+        (Some("not-yet-valid"), Some("certificate is not yet valid")),
+        (Some("wrong-host"), Some("mismatch")),
+        (Some("self-signed"), Some("self")),
+        (Some("bad-usage"), Some("certificate purpose")),
+    ] {
+        let rules: Vec<String> = rule.iter().map(|c| format!("fault=tls cert={c}")).collect();
+        let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let f = start_rules_with(&rules, |c| {
+            c.tls = Some(TlsSource::Generated);
+            c.listen_tls = true;
+        })
+        .await;
+        let source = f.dir.path().join("tls.bin");
+        std::fs::write(&source, &data).unwrap();
+        let url = format!("https://localhost:{}/interop/tls.bin", f.addr().port());
+        let ca = f.running.server.ca_path().unwrap().display().to_string();
+        let out = python_client(&["--ca", &ca], source, url).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match reason {
+            None => {
+                assert!(out.status.success(), "client failed: {stderr}");
+                assert_same(
+                    &f.stored("/interop/tls.bin").expect("file committed"),
+                    &data,
+                    "stored file",
+                );
+            }
+            Some(reason) => {
+                assert!(!out.status.success(), "{rule:?} was accepted");
+                assert!(stderr.contains("certificate refused"), "{rule:?}: {stderr}");
+                assert!(stderr.contains(reason), "{rule:?}: {stderr}");
             }
         }
         f.stop().await;

@@ -4,7 +4,7 @@
 use super::socket::{Control, FaultIo};
 use super::{Server, lock};
 use crate::config::ServerHeader;
-use crate::fault::ConnAuth;
+use crate::fault::{ConnAuth, TlsFault};
 use crate::journal::What;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -32,6 +32,12 @@ pub(super) struct Conn {
     pub scheme: Scheme,
     pub control: Arc<Control>,
     pub auth: Mutex<ConnAuth>,
+}
+
+/// What an accepted connection speaks, and for TLS, how a fault makes it misbehave.
+enum Transport {
+    Plain,
+    Tls(Option<TlsFault>),
 }
 
 /// A bound listener and the scheme it speaks.
@@ -92,11 +98,7 @@ impl Server {
         listeners: Vec<Listener>,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
-        let acceptor = self
-            .tls
-            .as_ref()
-            .map(|t| TlsAcceptor::from(Arc::clone(&t.config)));
-        if acceptor.is_none() && listeners.iter().any(|l| l.scheme == Scheme::Https) {
+        if self.tls.is_none() && listeners.iter().any(|l| l.scheme == Scheme::Https) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "an HTTPS listener needs a TLS certificate (Config::tls)",
@@ -110,7 +112,7 @@ impl Server {
             tokio::select! {
                 (index, stream, peer) = accept(&tcp, "upload") => {
                     let id = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
-                    let refused = lock(&self.state).faults.refuse(self.started.elapsed());
+                    let refused = lock(&self.state).faults.refuse(id, self.started.elapsed());
                     if let Some(fault) = refused {
                         self.emit(What::Refused { conn: id, peer, fault });
                         drop(stream);
@@ -120,15 +122,15 @@ impl Server {
                     let local = stream.local_addr().unwrap_or(peer);
                     let scheme = listeners[index].scheme;
                     let conn = Conn::new(id, peer, local, scheme);
-                    let tls = match scheme {
-                        Scheme::Http => None,
-                        Scheme::Https => acceptor.clone(),
+                    let transport = match scheme {
+                        Scheme::Http => Transport::Plain,
+                        Scheme::Https => Transport::Tls(self.tls_fault(id, peer)),
                     };
                     let watcher = graceful.watcher();
                     let server = Arc::clone(&self);
                     server.open_connections.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
-                        server.open(stream, conn, tls, watcher).await;
+                        server.open(stream, conn, transport, watcher).await;
                         server.open_connections.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -154,41 +156,73 @@ impl Server {
         Ok(())
     }
 
+    /// How connection `conn`'s TLS misbehaves, if a `tls` rule fires; recorded at once.
+    fn tls_fault(&self, conn: u64, peer: SocketAddr) -> Option<TlsFault> {
+        let decided = lock(&self.state).faults.tls(conn, self.started.elapsed());
+        decided.map(|(fault, tls)| {
+            self.emit(What::TlsFault { conn, peer, fault });
+            tls
+        })
+    }
+
     /// Serves one accepted connection: the TLS handshake first on an HTTPS listener (bounded
     /// by the header timeout, so a silent client cannot hold it open), then HTTP.
     async fn open(
         self: &Arc<Self>,
         stream: TcpStream,
         conn: Conn,
-        tls: Option<TlsAcceptor>,
+        transport: Transport,
         watcher: Watcher,
     ) {
         let peer = conn.peer;
         let control = Arc::clone(&conn.control);
-        let served = match tls {
-            None => {
+        let fault = match transport {
+            Transport::Plain => {
                 let io = FaultIo::new(stream, control);
-                watcher.watch(self.connection(io, conn)).await
+                if let Err(e) = watcher.watch(self.connection(io, conn)).await {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+                return;
             }
-            Some(acceptor) => {
-                let handshake = acceptor.accept(stream);
-                let stream =
-                    match tokio::time::timeout(self.config.header_read_timeout, handshake).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                let io = FaultIo::new(stream, control);
-                watcher.watch(self.connection(io, conn)).await
+            Transport::Tls(fault) => fault,
+        };
+        let Some(identity) = &self.tls else {
+            return;
+        };
+        let config = match fault {
+            Some(TlsFault::HandshakeStall(hang)) => {
+                // Accepted, then silence: the client's handshake timeout must fire.
+                tokio::time::sleep(hang).await;
+                return;
+            }
+            Some(TlsFault::HandshakeReset) => {
+                // Wait for the ClientHello, then RST instead of a ServerHello.
+                let hello = stream.readable();
+                let _ = tokio::time::timeout(self.config.header_read_timeout, hello).await;
+                let _ = stream.set_zero_linger();
+                return;
+            }
+            Some(TlsFault::Cert(bad)) => identity.bad(bad),
+            Some(TlsFault::CloseNoNotify) => {
+                conn.control.close_without_notify();
+                Arc::clone(&identity.config)
+            }
+            None => Arc::clone(&identity.config),
+        };
+        let handshake = TlsAcceptor::from(config).accept(stream);
+        let stream = match tokio::time::timeout(self.config.header_read_timeout, handshake).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
             }
         };
-        if let Err(e) = served {
+        let io = FaultIo::new(stream, control);
+        if let Err(e) = watcher.watch(self.connection(io, conn)).await {
             tracing::debug!(%peer, error = %e, "connection ended");
         }
     }

@@ -207,7 +207,7 @@ impl Server {
             .into_iter()
             .flat_map(|e| match e.what {
                 What::Request(r) => r.faults,
-                What::Refused { fault, .. } => vec![fault],
+                What::Refused { fault, .. } | What::TlsFault { fault, .. } => vec![fault],
                 _ => Vec::new(),
             })
             .collect()

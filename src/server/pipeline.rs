@@ -60,6 +60,13 @@ impl Server {
             range: fragment_range(&packet),
             ..record
         };
+        if let Some(range) = record.range
+            && conn.control.take_close_without_notify()
+        {
+            return self
+                .close_mid_body(range.len(), body, record, &conn, arrived)
+                .await;
+        }
 
         // Plan and step, under one lock; then follow what the table changed.
         let existing = match &packet {
@@ -115,6 +122,25 @@ impl Server {
             record.reason = Some(format!("fault: answered {}", rendered.status));
         }
         self.execute(wire, &plan, record, &conn, arrived).await
+    }
+
+    /// A `tls` fault's `close=no-notify`: half the fragment body is read, then the TCP stream
+    /// ends under TLS (FIN, no `close_notify`). The rest of the body is read and dropped,
+    /// so the client sees a truncated TLS stream rather than a reset. Nothing is stored.
+    async fn close_mid_body(
+        &self,
+        len: u64,
+        mut body: Incoming,
+        mut record: Record,
+        conn: &Arc<Conn>,
+        arrived: tokio::time::Instant,
+    ) -> Answer {
+        body::drain(&mut body, len / 2).await;
+        conn.control.fin_below_tls();
+        body::drain(&mut body, self.fragment_drain_limit()).await;
+        record.reason = Some("fault: closed mid-body without TLS close_notify".into());
+        self.execute(Wire::Close, &Plan::default(), record, conn, arrived)
+            .await
     }
 
     /// Does the I/O a step asks for and returns how the core's part ended.

@@ -30,6 +30,10 @@ struct State {
     reset: bool,
     raw: Option<Vec<u8>>,
     write_rate: Option<u64>,
+    /// A `close=no-notify` fault waits for this connection's first fragment.
+    no_notify_armed: bool,
+    /// End the TCP stream now (FIN), below TLS: no `close_notify` is ever sent.
+    fin: bool,
 }
 
 impl Control {
@@ -41,6 +45,22 @@ impl Control {
     /// Send these bytes instead of the next response, then fail the connection.
     pub fn replace_response(&self, raw: Vec<u8>) {
         self.lock().raw = Some(raw);
+    }
+
+    /// Arms a `close=no-notify` fault for the connection's first fragment.
+    pub fn close_without_notify(&self) {
+        self.lock().no_notify_armed = true;
+    }
+
+    /// Takes the armed `close=no-notify` fault, if there is one.
+    pub fn take_close_without_notify(&self) -> bool {
+        std::mem::take(&mut self.lock().no_notify_armed)
+    }
+
+    /// Sends FIN under the TLS layer at the next read or write: the peer sees the stream
+    /// end without `close_notify`.
+    pub fn fin_below_tls(&self) {
+        self.lock().fin = true;
     }
 
     /// Write at most this many bytes per second (`None`: full speed).
@@ -58,10 +78,15 @@ impl Control {
 /// A connection's byte stream: TCP, or TLS over TCP. Either can end with RST.
 pub trait Socket: AsyncRead + AsyncWrite + Unpin {
     fn tcp(&self) -> &TcpStream;
+    fn tcp_mut(&mut self) -> &mut TcpStream;
 }
 
 impl Socket for TcpStream {
     fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    fn tcp_mut(&mut self) -> &mut TcpStream {
         self
     }
 }
@@ -69,6 +94,10 @@ impl Socket for TcpStream {
 impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
     fn tcp(&self) -> &TcpStream {
         self.get_ref().0
+    }
+
+    fn tcp_mut(&mut self) -> &mut TcpStream {
+        self.get_mut().0
     }
 }
 
@@ -80,6 +109,8 @@ pub struct FaultIo<S: Socket> {
     raw_sent: usize,
     pause: Option<Pin<Box<Sleep>>>,
     casing: Casing,
+    /// FIN went out below TLS ([`Control::fin_below_tls`]); nothing more is written.
+    fin_sent: bool,
 }
 
 impl<S: Socket> FaultIo<S> {
@@ -90,6 +121,7 @@ impl<S: Socket> FaultIo<S> {
             raw_sent: 0,
             pause: None,
             casing: Casing::default(),
+            fin_sent: false,
         }
     }
 }
@@ -103,12 +135,26 @@ impl<S: Socket> Drop for FaultIo<S> {
     }
 }
 
+impl<S: Socket> FaultIo<S> {
+    /// Sends a FIN the handler asked for, straight on the TCP stream.
+    fn poll_fin(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.fin_sent && self.control.lock().fin {
+            ready!(Pin::new(self.stream.tcp_mut()).poll_shutdown(cx))?;
+            self.fin_sent = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: Socket> AsyncRead for FaultIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // The handler reads on after asking for the FIN: the rest of the body must be
+        // consumed, or closing with unread bytes would send RST instead.
+        let _ = ready!(self.poll_fin(cx));
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -120,6 +166,13 @@ impl<S: Socket> AsyncWrite for FaultIo<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        ready!(this.poll_fin(cx))?;
+        if this.fin_sent {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "closed below TLS",
+            )));
+        }
         let (raw, rate) = {
             let state = this.control.lock();
             (state.raw.clone(), state.write_rate)
@@ -162,6 +215,10 @@ impl<S: Socket> AsyncWrite for FaultIo<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.fin_sent {
+            // Shutting TLS down now would send the close_notify the fault withholds.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

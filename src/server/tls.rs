@@ -17,15 +17,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::config::TlsSource as Source;
+use crate::fault::BadCert;
 
 /// The names the generated certificate is valid for.
 pub const HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// The server's TLS identity, ready to accept handshakes.
+/// The server's TLS identity, ready to accept handshakes, and the bad certificates the
+/// `tls` faults present instead.
 pub struct Identity {
     pub config: Arc<ServerConfig>,
     /// The generated CA's certificate as PEM (`None` with the user's own certificate).
     pub ca_pem: Option<String>,
+    /// One configuration per [`BadCert::ALL`] entry, in that order.
+    bad: Vec<Arc<ServerConfig>>,
 }
 
 /// Why no TLS identity could be made; the message names the file.
@@ -40,14 +44,25 @@ pub enum TlsError {
 }
 
 impl Identity {
+    /// The certificates are made here, at start: a handshake never waits for key generation.
+    /// With the user's own certificate the bad ones still come from a generated CA, which
+    /// the client does not trust either.
     pub fn load(source: &Source) -> Result<Identity, TlsError> {
+        let ca = LocalCa::new()?;
+        let bad = BadCert::ALL
+            .into_iter()
+            .map(|cert| {
+                let (chain, key) = ca.issue_bad(cert)?;
+                server_config(chain, key)
+            })
+            .collect::<Result<_, _>>()?;
         match source {
             Source::Generated => {
-                let ca = LocalCa::new()?;
-                let (chain, key) = ca.issue(&HOSTS)?;
+                let (chain, key) = ca.issue(server_params(&HOSTS)?)?;
                 Ok(Identity {
                     config: server_config(chain, key)?,
                     ca_pem: Some(ca.pem),
+                    bad,
                 })
             }
             Source::Files { cert, key } => {
@@ -59,9 +74,16 @@ impl Identity {
                 Ok(Identity {
                     config: server_config(chain, key)?,
                     ca_pem: None,
+                    bad,
                 })
             }
         }
+    }
+
+    /// The configuration presenting `cert`.
+    pub fn bad(&self, cert: BadCert) -> Arc<ServerConfig> {
+        let at = BadCert::ALL.iter().position(|c| *c == cert).unwrap_or(0);
+        Arc::clone(&self.bad[at])
     }
 }
 
@@ -89,17 +111,47 @@ impl LocalCa {
         })
     }
 
-    /// A server certificate for `hosts`, signed by this CA, with its key.
-    fn issue(
-        &self,
-        hosts: &[&str],
-    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    /// A certificate with these parameters, signed by this CA, with its key.
+    fn issue(&self, params: CertificateParams) -> Result<Chain, TlsError> {
         let key = KeyPair::generate().map_err(generate)?;
-        let params = server_params(hosts)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(generate)?;
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        Ok((vec![cert.der().clone()], key))
+        Ok((vec![cert.der().clone()], pkcs8(&key)))
     }
+
+    /// The certificate a `tls` fault presents: each is wrong in exactly one way.
+    fn issue_bad(&self, cert: BadCert) -> Result<Chain, TlsError> {
+        let mut params = server_params(&HOSTS)?;
+        match cert {
+            BadCert::Expired => {
+                params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+            }
+            BadCert::NotYetValid => {
+                params.not_before = rcgen::date_time_ymd(2090, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2091, 1, 1);
+            }
+            BadCert::WrongHost => params = server_params(&[WRONG_HOST])?,
+            BadCert::SelfSigned => {
+                let key = KeyPair::generate().map_err(generate)?;
+                let cert = params.self_signed(&key).map_err(generate)?;
+                return Ok((vec![cert.der().clone()], pkcs8(&key)));
+            }
+            BadCert::BadUsage => {
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            }
+        }
+        self.issue(params)
+    }
+}
+
+/// The host name a `cert = "wrong-host"` certificate is for.
+pub const WRONG_HOST: &str = "wrong-host.invalid";
+
+/// A certificate chain (leaf first) and the leaf's key.
+type Chain = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn pkcs8(key: &KeyPair) -> PrivateKeyDer<'static> {
+    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))
 }
 
 /// A TLS server certificate's parameters: the hosts as subject alternative names, usable
