@@ -62,6 +62,16 @@ pub struct Config {
     /// `--tls-listen`: an HTTPS listener beside `listen` (needs `tls`). [`crate::spawn`]
     /// binds it; port 0 picks a free one.
     pub tls_listen: Option<SocketAddr>,
+    /// `--farm N`: [`crate::spawn`] binds N member listeners on the `listen` address's IP
+    /// (free ports) and fills in [`Vdir::farm`].
+    pub farm: Option<FarmSize>,
+}
+
+/// How many members a farm has, and whether they share one store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FarmSize {
+    pub members: u32,
+    pub shared: bool,
 }
 
 /// Where the server's TLS certificate comes from.
@@ -144,6 +154,7 @@ impl Default for Config {
             tls: None,
             listen_tls: false,
             tls_listen: None,
+            farm: None,
         }
     }
 }
@@ -187,6 +198,10 @@ impl Config {
             },
             "listen_tls": self.listen_tls,
             "tls_listen": self.tls_listen.map(|a| a.to_string()),
+            "farm": self.vdir.farm.as_ref().map(|f| serde_json::json!({
+                "members": f.members,
+                "shared": f.shared,
+            })),
         })
     }
 }
@@ -316,10 +331,10 @@ impl Config {
         s.check()?;
         let defaults = Config::default();
         let vdir = Vdir::default();
-        let host_id_fallback_timeout = s.host_id.as_ref().map(|_| {
-            s.host_id_fallback_timeout
-                .unwrap_or(DEFAULT_HOST_ID_FALLBACK)
-        });
+        // Given alone it waits for a farm (`--farm`), whose Create Acks carry it too.
+        let host_id_fallback_timeout = s
+            .host_id_fallback_timeout
+            .or(s.host_id.as_ref().map(|_| DEFAULT_HOST_ID_FALLBACK));
         Ok(Config {
             listen: s.listen.unwrap_or(defaults.listen),
             root: s.root.unwrap_or(defaults.root),
@@ -339,6 +354,8 @@ impl Config {
                 error_header: s.error_header.unwrap_or(vdir.error_header),
                 content_length: s.content_length.unwrap_or(vdir.content_length),
                 remember_closed: s.remember_closed.or(vdir.remember_closed),
+                // Member addresses exist once their listeners are bound ([`crate::spawn`]).
+                farm: None,
             },
             header_read_timeout: s
                 .header_read_timeout
@@ -357,6 +374,7 @@ impl Config {
             tls: None,
             listen_tls: false,
             tls_listen: None,
+            farm: None,
         })
     }
 }
@@ -622,6 +640,13 @@ mod tests {
         assert_eq!(c.vdir.host_id_fallback_timeout, Some(86_400));
         let c = Config::from_parts(None, Settings::default()).unwrap();
         assert_eq!(c.vdir.host_id_fallback_timeout, None);
+        // Given alone, it is kept for a farm's Create Acks.
+        let flags = Settings {
+            host_id_fallback_timeout: Some(5),
+            ..Settings::default()
+        };
+        let c = Config::from_parts(None, flags).unwrap();
+        assert_eq!(c.vdir.host_id_fallback_timeout, Some(5));
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The `--tls-listen` HTTPS listener, when [`Config::tls_listen`] asked for one.
     pub tls_addr: Option<SocketAddr>,
+    /// The farm members' listeners (member 1 first), when [`Config::farm`] asked for them.
+    pub members: Vec<SocketAddr>,
     pub server: Arc<Server>,
     admin: Option<SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -98,25 +100,74 @@ impl Running {
     }
 }
 
-/// Binds `config.listen` (use port 0 for a free port), and `config.admin` when set, and serves
-/// in the background. The control API stops when the server does.
-pub async fn spawn(config: Config) -> std::io::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
-    let mut listeners = vec![if config.listen_tls {
-        server::Listener::https(listener)
-    } else {
-        server::Listener::http(listener)
-    }];
+/// The upload listeners [`bind`] opened, and where they are.
+pub struct Bound {
+    pub listeners: Vec<server::Listener>,
+    /// `listen`.
+    pub addr: SocketAddr,
+    /// `tls_listen`.
+    pub tls_addr: Option<SocketAddr>,
+    /// The farm members, member 1 first.
+    pub members: Vec<SocketAddr>,
+}
+
+/// Binds `config.listen`, `config.tls_listen` and, for a farm, one listener per member on
+/// `listen`'s address with a free port, speaking `listen`'s scheme; then records the
+/// members' `BITS-Host-Id` values in `config.vdir.farm`. Errors name the address.
+pub async fn bind(config: &mut Config) -> std::io::Result<Bound> {
+    async fn open(
+        at: SocketAddr,
+        what: &str,
+    ) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+        let listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {at}{what}: {e}"))
+        })?;
+        let bound = listener.local_addr()?;
+        Ok((listener, bound))
+    }
+    let front = |tcp| match config.listen_tls {
+        true => server::Listener::https(tcp),
+        false => server::Listener::http(tcp),
+    };
+    let (listener, addr) = open(config.listen, "").await?;
+    let mut listeners = vec![front(listener)];
     let tls_addr = match config.tls_listen {
         Some(at) => {
-            let tls = tokio::net::TcpListener::bind(at).await?;
-            let bound = tls.local_addr()?;
+            let (tls, bound) = open(at, " (--tls-listen)").await?;
             listeners.push(server::Listener::https(tls));
             Some(bound)
         }
         None => None,
     };
+    let mut members = Vec::new();
+    if let Some(farm) = config.farm {
+        for member in 1..=farm.members {
+            let (tcp, bound) = open(SocketAddr::new(addr.ip(), 0), " (--farm)").await?;
+            listeners.push(front(tcp).member(member));
+            members.push(bound);
+        }
+        config.vdir.farm = Some(proto::Farm {
+            members: members.iter().map(SocketAddr::to_string).collect(),
+            shared: farm.shared,
+        });
+    }
+    Ok(Bound {
+        listeners,
+        addr,
+        tls_addr,
+        members,
+    })
+}
+
+/// Binds `config.listen` (use port 0 for a free port), and `config.admin` when set, and serves
+/// in the background. The control API stops when the server does.
+pub async fn spawn(mut config: Config) -> std::io::Result<Running> {
+    let Bound {
+        listeners,
+        addr,
+        tls_addr,
+        members,
+    } = bind(&mut config).await?;
     let admin_listener = match config.admin {
         Some(at) => Some(tokio::net::TcpListener::bind(at).await?),
         None => None,
@@ -150,6 +201,7 @@ pub async fn spawn(config: Config) -> std::io::Result<Running> {
     Ok(Running {
         addr,
         tls_addr,
+        members,
         server,
         admin,
         stop,

@@ -3,13 +3,14 @@
 use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
 use bitsmock::client::{Credentials, FailedUpload, Meter, Options, Trust, UploadError, Uploader};
-use bitsmock::config::{self, AdminToken, Names, ServerHeader, Settings, TlsSource, check};
+use bitsmock::config::{
+    self, AdminToken, FarmSize, Names, ServerHeader, Settings, TlsSource, check,
+};
 use bitsmock::fault::lint;
 use bitsmock::fault::profile::{self, parse_rule_line_at};
 use bitsmock::fault::shipped;
 use bitsmock::journal_view::{self, Filter, Layout, Lines, SessionMatch, packet_named};
 use bitsmock::proto::{ContentLength, ErrorHeader, Overlap, PacketType};
-use bitsmock::server::Listener;
 use bitsmock::units::{parse_duration, parse_size};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -225,6 +226,14 @@ struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Start N farm members beside --listen (free ports, same scheme): Create-Session on the
+    /// front answers BITS-Host-Id naming one, round-robin, with
+    /// BITS-Host-Id-Fallback-Timeout; a member knows only its own sessions (1-16).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    farm: Option<u32>,
+    /// The farm members and the front share one session store (IIS on a shared folder).
+    #[arg(long, requires = "farm")]
+    farm_shared: bool,
     /// Upload root: committed files land at DIR + URL path; created if missing [default: ./uploads].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -428,6 +437,10 @@ impl ServeArgs {
             _ => TlsSource::Generated,
         };
         let (listen_tls, tls_listen) = (self.tls, self.tls_listen);
+        let farm = self.farm.map(|members| FarmSize {
+            members,
+            shared: self.farm_shared,
+        });
         if !listen_tls && tls_listen.is_none() && tls_source != TlsSource::Generated {
             return Err("--tls-cert and --tls-key need --tls or --tls-listen".into());
         }
@@ -446,6 +459,7 @@ impl ServeArgs {
         config.mark_faults = mark_faults;
         config.journal = journal;
         config.tls = (listen_tls || tls_listen.is_some()).then_some(tls_source);
+        config.farm = farm;
         config.listen_tls = listen_tls;
         config.tls_listen = tls_listen;
         config.admin = harness.admin;
@@ -568,32 +582,18 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(l) => l,
+        let mut config = config;
+        let bitsmock::Bound {
+            listeners,
+            addr,
+            tls_addr,
+            members,
+        } = match bitsmock::bind(&mut config).await {
+            Ok(bound) => bound,
             Err(e) => {
-                eprintln!("error: cannot listen on {}: {e}", config.listen);
+                eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
-        };
-        let addr = listener.local_addr().unwrap_or(config.listen);
-        let mut listeners = vec![if config.listen_tls {
-            Listener::https(listener)
-        } else {
-            Listener::http(listener)
-        }];
-        let tls_addr = match config.tls_listen {
-            Some(at) => match tokio::net::TcpListener::bind(at).await {
-                Ok(l) => {
-                    let bound = l.local_addr().unwrap_or(at);
-                    listeners.push(Listener::https(l));
-                    Some(bound)
-                }
-                Err(e) => {
-                    eprintln!("error: cannot listen on {at} (--tls-listen): {e}");
-                    return ExitCode::FAILURE;
-                }
-            },
-            None => None,
         };
         let admin_listener = match config.admin {
             Some(at) => match tokio::net::TcpListener::bind(at).await {
@@ -623,13 +623,16 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let scheme = if server.config().listen_tls {
+            "https"
+        } else {
+            "http"
+        };
         let urls = Urls {
-            main: format!(
-                "{}://{addr}",
-                if server.config().listen_tls { "https" } else { "http" }
-            ),
+            main: format!("{scheme}://{addr}"),
             tls: tls_addr.map(|a| format!("https://{a}")),
             admin: admin_addr.map(|a| format!("http://{a}")),
+            farm: members.iter().map(|a| format!("{scheme}://{a}")).collect(),
         };
         let ready = ready(&urls, &server);
         if let Some(path) = &harness.ready_file
@@ -700,6 +703,8 @@ struct Urls {
     /// `--tls-listen`.
     tls: Option<String>,
     admin: Option<String>,
+    /// `--farm`: the members, member 1 first.
+    farm: Vec<String>,
 }
 
 /// What a harness needs to start talking to the server: `--ready-file` and `--json`.
@@ -709,6 +714,7 @@ fn ready(urls: &Urls, server: &bitsmock::Server) -> serde_json::Value {
         "tls_url": urls.tls,
         "admin_url": urls.admin,
         "ca": server.ca_path().map(|p| p.display().to_string()),
+        "farm": urls.farm,
         "seed": server.config().seed,
         "pid": std::process::id(),
     })
@@ -763,8 +769,20 @@ fn banner(urls: &Urls, server: &bitsmock::Server) -> String {
     let ca = server
         .ca_path()
         .map_or(String::new(), |p| format!("; TLS CA in {}", p.display()));
+    let farm = match urls.farm.as_slice() {
+        [] => String::new(),
+        members => format!(
+            "; farm members {}{}",
+            members.join(", "),
+            if config.vdir.farm.as_ref().is_some_and(|f| f.shared) {
+                " (shared store)"
+            } else {
+                ""
+            }
+        ),
+    };
     format!(
-        "bitsmock listening on {}/{tls} (uploads go to {}; profile {}, {rules} rule{}, seed {}, time scale {}{admin}{ca})",
+        "bitsmock listening on {}/{tls} (uploads go to {}; profile {}, {rules} rule{}, seed {}, time scale {}{admin}{ca}{farm})",
         urls.main,
         server.store().root().display(),
         config.profile_name.as_deref().unwrap_or("none"),

@@ -170,7 +170,8 @@ fn shadowing<'a>(earlier: &'a [Rule], later: &Rule) -> Option<&'a Rule> {
 fn always_fires(rule: &Rule) -> bool {
     let t = &rule.trigger;
     !rule.fault.is_modifier()
-        && !matches!(rule.fault, Fault::Refuse | Fault::Tls(_) | Fault::Auth(_))
+        && !rule.fault.is_connection_fault()
+        && !matches!(rule.fault, Fault::Auth(_))
         && t.probability.is_none_or(|p| p >= 1.0)
         && t.every.is_none_or(|e| e == 1)
         && rule.times.is_none()

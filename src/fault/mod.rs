@@ -13,4 +13,4 @@ pub mod shipped;
 pub use answer::{Applied, Wire};
 pub use plan::{Action, ConnAuth, Effect, Facts, Faults, Firing, Lost, Outcome, Plan};
 pub use profile::{Profile, ProfileError};
-pub use rule::{BadCert, Fault, Rule, TlsFault, Trigger};
+pub use rule::{BadCert, Down, Fault, Rule, TlsFault, Trigger};

@@ -10,7 +10,9 @@
 //! decides the request's fate, and the first such rule to fire wins for that request.
 
 use super::profile::Profile;
-use super::rule::{Auth, Broken, Dist, Fault, Lie, Loss, Rule, Scheme, SessionLoss, TlsFault};
+use super::rule::{
+    Auth, Broken, Dist, Down, Fault, Lie, Loss, Rule, Scheme, SessionLoss, TlsFault,
+};
 
 use crate::proto::range::ContentRange;
 use crate::proto::{Ack, AckError, ErrorHeader, PacketType, Rendered, SessionId};
@@ -105,6 +107,12 @@ pub enum Effect {
         scheme: Scheme,
     },
     Refused,
+    /// A farm member was down for a connection or a request.
+    MemberDown {
+        member: u32,
+        #[serde(serialize_with = "shown_down")]
+        how: Down,
+    },
     /// An HTTPS connection's TLS misbehaved this way.
     Tls {
         #[serde(serialize_with = "shown")]
@@ -184,6 +192,10 @@ impl std::fmt::Display for Effect {
                 write!(f, "demanded {} authentication", scheme.token())
             }
             Effect::Refused => f.write_str("refused the connection"),
+            Effect::MemberDown { member, how } => match how {
+                Down::Refuse => write!(f, "farm member {member} is down: refused"),
+                Down::Blackhole => write!(f, "farm member {member} is down: no answer"),
+            },
             Effect::Tls { fault } => match fault {
                 TlsFault::Cert(cert) => {
                     write!(f, "presented a bad TLS certificate ({})", cert.name())
@@ -196,6 +208,10 @@ impl std::fmt::Display for Effect {
             },
         }
     }
+}
+
+fn shown_down<S: serde::Serializer>(how: &Down, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(how.name())
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -400,6 +416,29 @@ impl Faults {
         None
     }
 
+    /// Decides whether farm member `member` is down for connection `conn` (at accept, and
+    /// for each request on a connection already open).
+    pub fn member_down(
+        &mut self,
+        member: u32,
+        conn: u64,
+        since_start: Duration,
+    ) -> Option<(Firing, Down)> {
+        for i in 0..self.rules.len() {
+            let Fault::MemberDown { member: down, how } = self.rules[i].fault else {
+                continue;
+            };
+            if down != member || !self.connection_matches(i, conn, since_start) {
+                continue;
+            }
+            if self.gate(i, 0, conn).is_some() {
+                let effect = Effect::MemberDown { member, how };
+                return Some((self.fire_on_connection(i, effect), how));
+            }
+        }
+        None
+    }
+
     fn connection_matches(&self, i: usize, conn: u64, since_start: Duration) -> bool {
         let rule = &self.rules[i];
         rule.trigger.connection.is_none_or(|n| n == conn) && self.in_window(rule, since_start)
@@ -523,7 +562,7 @@ impl Faults {
                     }
                     None => None,
                 },
-                Fault::Refuse | Fault::Tls(_) => None,
+                Fault::Refuse | Fault::Tls(_) | Fault::MemberDown { .. } => None,
             };
             if let Some(effect) = effect {
                 self.fires[i] += 1;
@@ -1004,6 +1043,20 @@ mod tests {
                 "reset the TLS handshake",
             ),
             (
+                Effect::MemberDown {
+                    member: 2,
+                    how: Down::Refuse,
+                },
+                "farm member 2 is down: refused",
+            ),
+            (
+                Effect::MemberDown {
+                    member: 1,
+                    how: Down::Blackhole,
+                },
+                "farm member 1 is down: no answer",
+            ),
+            (
                 Effect::Tls {
                     fault: TlsFault::CloseNoNotify,
                 },
@@ -1251,7 +1304,10 @@ mod tests {
             ],
             0,
         );
-        assert!(f.tls(1, Duration::ZERO).is_none(), "refuse rules are not tls rules");
+        assert!(
+            f.tls(1, Duration::ZERO).is_none(),
+            "refuse rules are not tls rules"
+        );
         let (firing, fault) = f.tls(2, Duration::ZERO).unwrap();
         assert_eq!(fault, TlsFault::Cert(crate::fault::BadCert::Expired));
         assert_eq!((firing.rule, firing.packet), (0, None));

@@ -22,8 +22,8 @@
 //! are keys that do not apply to the rule's fault.
 
 use super::rule::{
-    Auth, BadCert, Broken, Dist, Fault, Lie, Loss, Portion, Position, Rule, Scheme, SessionLoss,
-    TlsFault, Trigger,
+    Auth, BadCert, Broken, Dist, Down, Fault, Lie, Loss, Portion, Position, Rule, Scheme,
+    SessionLoss, TlsFault, Trigger,
 };
 use crate::config::{self, Names, Settings, check};
 use crate::proto::PacketType;
@@ -334,7 +334,8 @@ fn rule(mut f: Fields<'_>, number: usize) -> Result<Rule, ProfileError> {
     if trigger.connection.is_some() && !fault.is_connection_fault() {
         return Err(f.error(
             "connection",
-            "`connection` picks connections for `refuse` and `tls` rules only".into(),
+            "`connection` picks connections for `refuse`, `tls` and `member-down` rules only"
+                .into(),
         ));
     }
     f.finish(Some(&kind))?;
@@ -545,6 +546,22 @@ fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
         }
         "refuse" => Fault::Refuse,
         "tls" => Fault::Tls(tls(f)?),
+        "member-down" => {
+            let member = f.positive("member")?.ok_or_else(|| {
+                f.here("fault `member-down` needs `member` (1 for the first farm member)".into())
+            })?;
+            let how = match f.string("how")?.as_deref() {
+                None | Some("refuse") => Down::Refuse,
+                Some("blackhole") => Down::Blackhole,
+                Some(_) => {
+                    return Err(f.error("how", "`how` must be \"refuse\" or \"blackhole\"".into()));
+                }
+            };
+            Fault::MemberDown {
+                member: u32::try_from(member).unwrap_or(u32::MAX),
+                how,
+            }
+        }
         "auth" => {
             let name = f.string("scheme")?.unwrap_or_else(|| "basic".into());
             let Some(scheme) = Scheme::ALL.into_iter().find(|s| s.name() == name) else {
@@ -576,7 +593,7 @@ fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
         other => {
             return Err(f.error(
                 "fault",
-                format!("unknown fault `{other}` (delay, stall, lose-ack, lose-request, reset-mid-body, lose-session, status, lie, broken, throttle, refuse, auth, tls)"),
+                format!("unknown fault `{other}` (delay, stall, lose-ack, lose-request, reset-mid-body, lose-session, status, lie, broken, throttle, refuse, auth, tls, member-down)"),
             ));
         }
     })
@@ -1203,6 +1220,7 @@ mod tests {
             "fault = \"tls\"\ncert = \"wrong-host\"\nconnection = 2",
             "fault = \"tls\"\nhandshake = \"stall\"\nhang = \"5s\"",
             "fault = \"tls\"\nclose = \"no-notify\"\nprobability = 0.5",
+            "fault = \"member-down\"\nmember = 2\nhow = \"blackhole\"\nuntil = \"5s\"",
         ] {
             parse(&format!("{HEAD}[[rule]]\n{rule}\n"), "p.toml")
                 .unwrap_or_else(|e| panic!("{rule:?}: {e}"));
@@ -1450,6 +1468,14 @@ mod tests {
             Fault::Tls(TlsFault::HandshakeStall(ms(1500))),
             Fault::Tls(TlsFault::HandshakeReset),
             Fault::Tls(TlsFault::CloseNoNotify),
+            Fault::MemberDown {
+                member: 1,
+                how: Down::Refuse,
+            },
+            Fault::MemberDown {
+                member: 16,
+                how: Down::Blackhole,
+            },
             Fault::Auth(Auth {
                 scheme: Scheme::Basic,
                 credentials: None,

@@ -241,6 +241,27 @@ pub enum Fault {
     Auth(Auth),
     /// Misbehave in TLS, on HTTPS connections.
     Tls(TlsFault),
+    /// A farm member (1-based) is down: its connections and requests are refused or
+    /// swallowed (use with a time window).
+    MemberDown { member: u32, how: Down },
+}
+
+/// How a farm member is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Down {
+    /// Connections are closed at once; requests on open connections too.
+    Refuse,
+    /// Connections are accepted and never answered (until the header timeout).
+    Blackhole,
+}
+
+impl Down {
+    pub fn name(self) -> &'static str {
+        match self {
+            Down::Refuse => "refuse",
+            Down::Blackhole => "blackhole",
+        }
+    }
 }
 
 /// What a `tls` fault does to an HTTPS connection.
@@ -321,6 +342,7 @@ impl Fault {
             Fault::Refuse => "refuse",
             Fault::Auth(_) => "auth",
             Fault::Tls(_) => "tls",
+            Fault::MemberDown { .. } => "member-down",
         }
     }
 
@@ -335,7 +357,10 @@ impl Fault {
 
     /// Faults decided once per connection, when it is accepted, rather than per request.
     pub fn is_connection_fault(&self) -> bool {
-        matches!(self, Fault::Refuse | Fault::Tls(_))
+        matches!(
+            self,
+            Fault::Refuse | Fault::Tls(_) | Fault::MemberDown { .. }
+        )
     }
 
     /// Packet types this fault can act on, when it cannot act on every type.
@@ -479,6 +504,9 @@ impl fmt::Display for Params<'_> {
             }
             Fault::Refuse => Ok(()),
             Fault::Tls(tls) => write!(f, " {tls}"),
+            Fault::MemberDown { member, how } => {
+                write!(f, " member={member} how={}", how.name())
+            }
             Fault::Auth(auth) => {
                 write!(f, " scheme={}", auth.scheme.name())?;
                 if let Some((user, password)) = &auth.credentials {

@@ -52,6 +52,28 @@ pub struct Vdir {
     /// first Ack was lost) answers 200 instead of `0x8020001F` (docs/protocol.md §10.23);
     /// `None` = not at all, as IIS.
     pub remember_closed: Option<Duration>,
+    /// A Host-Id web farm behind this server's front URL; `None` = one server.
+    pub farm: Option<Farm>,
+}
+
+/// A Host-Id web farm (docs/protocol.md §7.9): a Create-Session at the front names a member
+/// in `BITS-Host-Id`, round-robin; a member keeps its sessions to itself unless the store is
+/// shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Farm {
+    /// Each member's `BITS-Host-Id` value (`host:port`), member 1 first.
+    pub members: Vec<String>,
+    /// One store for all (IIS on a shared folder): every session is known everywhere.
+    pub shared: bool,
+}
+
+/// Where a request arrived: the front URL or a farm member (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum Place {
+    #[default]
+    Front,
+    Member(u32),
 }
 
 /// Windows clients send fragments of up to 13 MB (docs/protocol.md §9.5); leave generous room.
@@ -73,6 +95,7 @@ impl Default for Vdir {
             error_header: ErrorHeader::Code,
             content_length: ContentLength::Required,
             remember_closed: None,
+            farm: None,
         }
     }
 }

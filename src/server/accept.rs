@@ -4,8 +4,9 @@
 use super::socket::{Control, FaultIo};
 use super::{Server, lock};
 use crate::config::ServerHeader;
-use crate::fault::{ConnAuth, TlsFault};
+use crate::fault::{ConnAuth, Down, TlsFault};
 use crate::journal::What;
+use crate::proto::Place;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,6 +31,8 @@ pub(super) struct Conn {
     pub local: SocketAddr,
     /// What the listener it came in on speaks: reply URLs use the same scheme.
     pub scheme: Scheme,
+    /// The front URL or the farm member it came in on.
+    pub place: Place,
     pub control: Arc<Control>,
     pub auth: Mutex<ConnAuth>,
 }
@@ -40,10 +43,11 @@ enum Transport {
     Tls(Option<TlsFault>),
 }
 
-/// A bound listener and the scheme it speaks.
+/// A bound listener, the scheme it speaks and whether it is the front URL or a farm member.
 pub struct Listener {
     pub tcp: TcpListener,
     pub scheme: Scheme,
+    pub place: Place,
 }
 
 /// What a listener speaks.
@@ -68,6 +72,7 @@ impl Listener {
         Listener {
             tcp,
             scheme: Scheme::Http,
+            place: Place::Front,
         }
     }
 
@@ -75,6 +80,15 @@ impl Listener {
         Listener {
             tcp,
             scheme: Scheme::Https,
+            place: Place::Front,
+        }
+    }
+
+    /// The same listener as farm member `member` (1-based).
+    pub fn member(self, member: u32) -> Listener {
+        Listener {
+            place: Place::Member(member),
+            ..self
         }
     }
 }
@@ -118,10 +132,24 @@ impl Server {
                         drop(stream);
                         continue;
                     }
+                    let Listener { scheme, place, .. } = listeners[index];
+                    if let Place::Member(member) = place
+                        && let Some((fault, how)) = lock(&self.state).faults.member_down(member, id, self.started.elapsed())
+                    {
+                        self.emit(What::Refused { conn: id, peer, fault });
+                        if how == Down::Blackhole {
+                            // Accepted and never read: the client waits for an answer.
+                            let hold = self.config.header_read_timeout;
+                            tokio::spawn(async move {
+                                tokio::time::sleep(hold).await;
+                                drop(stream);
+                            });
+                        }
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(peer);
-                    let scheme = listeners[index].scheme;
-                    let conn = Conn::new(id, peer, local, scheme);
+                    let conn = Conn::new(id, peer, local, scheme, place);
                     let transport = match scheme {
                         Scheme::Http => Transport::Plain,
                         Scheme::Https => Transport::Tls(self.tls_fault(id, peer)),
@@ -237,8 +265,11 @@ impl Server {
     {
         let nowhere = SocketAddr::from(([127, 0, 0, 1], 0));
         let id = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        self.connection(io, Conn::new(id, nowhere, nowhere, Scheme::Http))
-            .await
+        self.connection(
+            io,
+            Conn::new(id, nowhere, nowhere, Scheme::Http, Place::Front),
+        )
+        .await
     }
 
     /// One HTTP/1.1 connection with keep-alive, the server's limits and the pipeline.
@@ -327,12 +358,13 @@ pub(crate) async fn accept(
 }
 
 impl Conn {
-    fn new(id: u64, peer: SocketAddr, local: SocketAddr, scheme: Scheme) -> Conn {
+    fn new(id: u64, peer: SocketAddr, local: SocketAddr, scheme: Scheme, place: Place) -> Conn {
         Conn {
             id,
             peer,
             local,
             scheme,
+            place,
             control: Arc::new(Control::default()),
             auth: Mutex::default(),
         }

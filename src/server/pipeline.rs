@@ -12,11 +12,11 @@ use super::reply_http::origin;
 use super::sessions::{Entry, Follow, Sink};
 use super::{Server, lock};
 use crate::fault::answer::answer;
-use crate::fault::{Action, Applied, Outcome, Plan, Wire};
+use crate::fault::{Action, Applied, Down, Outcome, Plan, Wire};
 use crate::journal::{Request as Record, Sent, SessionRef};
 use crate::proto::{
-    Ack, AckError, BitsError, Close, CloseOutcome, Env, Existing, Head, Packet, SessionId, Step,
-    Write, packet,
+    Ack, AckError, BitsError, Close, CloseOutcome, Env, Existing, Head, Packet, Place, SessionId,
+    Step, Write, packet,
 };
 use crate::store::{Temp, error_for};
 use http::{Method, Request};
@@ -27,6 +27,23 @@ impl Server {
     pub(super) async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Arc<Conn>) -> Answer {
         let arrived = tokio::time::Instant::now();
         let mut record = new_record(&conn, req.method(), req.uri().path());
+        if let Place::Member(member) = conn.place {
+            let down =
+                lock(&self.state)
+                    .faults
+                    .member_down(member, conn.id, self.started.elapsed());
+            if let Some((fault, how)) = down {
+                // Down while a connection to it was open: it stops answering there too.
+                record.faults.push(fault);
+                let wire = match how {
+                    Down::Refuse => Wire::Close,
+                    Down::Blackhole => Wire::Hang(self.config.header_read_timeout),
+                };
+                return self
+                    .execute(wire, &Plan::default(), record, &conn, arrived)
+                    .await;
+            }
+        }
         if req.method() == Method::GET || req.method() == Method::HEAD {
             return Ok(self.serve_reply(&req, record, arrived).await);
         }
@@ -248,6 +265,7 @@ impl Server {
             fresh_id: None,
             existing: Existing::Nothing,
             origin,
+            place: Place::Front,
         };
         let (ack, completed) = {
             let mut state = lock(&self.state);
