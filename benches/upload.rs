@@ -7,6 +7,9 @@
 //!
 //! Both servers are driven by the same raw HTTP/1.1 client over one keep-alive connection, so
 //! the client's cost is identical; the only difference is what the server does per request.
+//! bitsmock over HTTPS (rustls, generated CA) runs beside it; its target is ≥ 0.80× bitsmock
+//! over plain HTTP, and the TLS handshake's cost is measured separately (fresh connections
+//! with one Ping each, HTTP and HTTPS alternating).
 //! See `benches/README.md` for how to run it and read the output.
 
 mod common;
@@ -38,6 +41,10 @@ const TARGET_RATIO: f64 = 0.90;
 const PROFILE_TARGET_RATIO: f64 = 0.97;
 /// Writing the journal may cost at most 5% of the no-profile throughput.
 const JOURNAL_TARGET_RATIO: f64 = 0.95;
+/// HTTPS must keep at least 80% of plain HTTP's throughput.
+const HTTPS_TARGET_RATIO: f64 = 0.80;
+/// Fresh connections per scheme and round for the handshake cost.
+const HANDSHAKES: usize = 200;
 const DEFAULT_ROUNDS: usize = 5;
 /// The only BITS upload protocol GUID.
 const UPLOAD_PROTOCOL: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";
@@ -90,6 +97,15 @@ async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Err
             "bitsmock (--journal FILE)",
             Contender::Bitsmock(Box::new(Config {
                 journal: Some(journal.clone()),
+                ..Config::default()
+            })),
+        ),
+        // TLS on the upload connection (rustls, ring, generated certificate); target 0.80×.
+        (
+            "bitsmock (HTTPS)",
+            Contender::Bitsmock(Box::new(Config {
+                tls: Some(bitsmock::config::TlsSource::Generated),
+                listen_tls: true,
                 ..Config::default()
             })),
         ),
@@ -160,6 +176,7 @@ async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Err
     };
     let mut paired = per_round(2);
     let mut journaled = per_round(3);
+    let mut secured = per_round(4);
     let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
     let base = medians[0];
     for ((name, _), m) in contenders.iter().zip(&medians) {
@@ -169,7 +186,9 @@ async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Err
         .iter()
         .zip(&medians)
         .skip(1)
-        .filter(|((name, _), _)| judge && !name.ends_with("(--sha256)"));
+        .filter(|((name, _), _)| {
+            judge && !name.ends_with("(--sha256)") && !name.ends_with("(HTTPS)")
+        });
     for ((name, _), m) in judged {
         let ratio = m / base;
         let verdict = if ratio >= TARGET_RATIO {
@@ -203,7 +222,59 @@ async fn bench(rounds: usize, judge: bool) -> Result<(), Box<dyn std::error::Err
             "  --journal vs no profile: {ratio:.3}× ({:+.1}% throughput) {verdict} the 0.95× target",
             (ratio - 1.0) * 100.0
         );
+        let ratio = median(&mut secured);
+        let verdict = if ratio >= HTTPS_TARGET_RATIO {
+            "meets"
+        } else {
+            "MISSES"
+        };
+        println!(
+            "  HTTPS vs plain HTTP (both bitsmock): {ratio:.3}× {verdict} the {HTTPS_TARGET_RATIO:.2}× target"
+        );
     }
+    handshake_cost(if judge { rounds } else { 1 }, scratch.path()).await?;
+    Ok(())
+}
+
+/// The TLS handshake's cost: one server with HTTP and HTTPS side by side; per round,
+/// [`HANDSHAKES`] fresh connections each way (alternating which goes first), each sending
+/// one Ping. The difference of the per-connection medians is what the handshake costs.
+async fn handshake_cost(rounds: usize, scratch: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let running = bitsmock::spawn(Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        root: scratch.join("handshakes"),
+        tls: Some(bitsmock::config::TlsSource::Generated),
+        tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..Config::default()
+    })
+    .await?;
+    let https = running.tls_addr.ok_or("no HTTPS listener")?;
+    let tls = common::tls_connector(running.server.ca_path().ok_or("no CA")?)?;
+    let ping = [("BITS-Packet-Type", "Ping")];
+    let (mut plain, mut secure) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for tls_first in [round % 2 == 0, round % 2 == 1] {
+            for _ in 0..HANDSHAKES {
+                let started = Instant::now();
+                let mut client = if tls_first {
+                    Client::connect_tls(https, &tls).await?
+                } else {
+                    Client::connect(running.addr).await?
+                };
+                client.send("/", &ping, &[]).await?.expect_ok("Ping")?;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                if tls_first { &mut secure } else { &mut plain }.push(ms);
+            }
+        }
+    }
+    running.stop().await?;
+    let (plain, secure) = (median(&mut plain), median(&mut secure));
+    println!();
+    println!(
+        "handshake cost: new connection + Ping, median of {} each: HTTP {plain:.3} ms, HTTPS {secure:.3} ms, TLS handshake ≈ {:.3} ms",
+        rounds * HANDSHAKES,
+        secure - plain
+    );
     Ok(())
 }
 
@@ -260,7 +331,10 @@ async fn bitsmock(mut config: Config, data: &Bytes, dir: &Path) -> io::Result<f6
     config.root = dir.to_path_buf();
     let running = bitsmock::spawn(config).await?;
     let target = "/bench/upload.bin";
-    let mut client = Client::connect(running.addr).await?;
+    let mut client = match running.server.ca_path() {
+        Some(ca) => Client::connect_tls(running.addr, &common::tls_connector(ca)?).await?,
+        None => Client::connect(running.addr).await?,
+    };
 
     let started = Instant::now();
     let ack = client

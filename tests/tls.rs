@@ -202,3 +202,26 @@ async fn serve_tls_prints_its_ca_and_upload_ca_cert_trusts_it() {
     );
     serve.stop();
 }
+
+/// Fragments as big as Windows sends cross TLS intact (rustls buffers what the socket has
+/// not taken yet; nothing of it may be lost or acknowledged early).
+#[tokio::test]
+async fn large_fragments_cross_tls_intact() {
+    let f = side_by_side().await;
+    let ca = f.running.server.ca_path().unwrap().to_owned();
+    let (source, data) = f.source(20 * 1024 * 1024);
+    let url = format!("{}/tls/big.bin", f.running.tls_url().unwrap());
+    Uploader::new(Options {
+        fragment_size: 8 * 1024 * 1024,
+        ..options(Trust::Ca(ca))
+    })
+    .upload(&source, &url)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_same(
+        &f.stored("/tls/big.bin").expect("committed"),
+        &data,
+        "stored file",
+    );
+    f.stop().await;
+}

@@ -185,3 +185,14 @@ async fn the_reference_client_survives_a_no_notify_close_on_its_own_connection()
     assert_same(&f.stored("/trunc/c.bin").unwrap(), &data, "stored file");
     f.stop().await;
 }
+
+/// The server's cipher order decides, AES-128-GCM first (the cheapest AEAD per byte), even
+/// for a client that prefers AES-256-GCM as rustls's and Schannel's defaults do.
+#[tokio::test]
+async fn the_server_picks_aes_128_gcm_whatever_the_clients_order() {
+    let f = https(&[]).await;
+    let tls = handshake(&f).await.unwrap();
+    let suite = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+    assert_eq!(suite, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    f.stop().await;
+}
