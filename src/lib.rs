@@ -10,7 +10,8 @@
 //!
 //! - [`proto`]: packets, ranges, Acks, errors and the session state machine. Pure.
 //! - [`fault`]: profiles, the seeded plan for each request, and plan + Ack → wire answer. Pure.
-//! - [`server`]: hyper glue: accept, the request pipeline, the one executor of wire answers.
+//! - [`server`]: hyper glue: accept (HTTP, HTTPS with rustls, farm members), the request
+//!   pipeline, the one executor of wire answers.
 //! - [`journal`]: the typed event stream (one record per request, one per session happening).
 //! - [`journal_view`]: a journal file read back for people (`bitsmock journal`): tolerant
 //!   NDJSON reading, filters, aligned rows. Pure.
@@ -25,7 +26,9 @@
 //!
 //! Start a server inside a test with [`MockServer::builder`] (or [`spawn`] for a hand-made
 //! [`Config`]), point a client at its URL, assert on its journal, and drop it. With
-//! [`Config::admin`] set, [`spawn`] starts the control API too, at [`Running::admin_addr`].
+//! [`Config::admin`] set, [`spawn`] starts the control API too, at [`Running::admin_addr`];
+//! with [`Config::tls`] it serves HTTPS ([`Running::tls_url`], the CA at
+//! [`Server::ca_path`]), with [`Config::farm`] Host-Id farm members ([`Running::members`]).
 
 pub mod admin;
 pub mod client;

@@ -3,7 +3,7 @@
 //! hyper writes responses through [`FaultIo`]; a request handler steers it through the shared
 //! [`Control`]: reset the connection (RST instead of FIN), trickle writes at a fixed rate, or
 //! replace the next response with raw bytes (a broken response) and then fail the connection.
-//! Every response goes out with IIS's spelling of header names ([`Casing`]).
+//! Every response goes out with IIS's spelling of header names (`server::casing`).
 
 use super::casing::Casing;
 use std::future::Future;
