@@ -10,7 +10,10 @@
 //! is bitsmock ≥ 0.95× the baseline in both.
 //!
 //! Every server is driven by the same raw HTTP/1.1 client, so the client's cost is identical;
-//! the only difference is what the server does per request. See `benches/README.md`.
+//! the only difference is what the server does per request. bitsmock over HTTPS (rustls,
+//! generated CA) runs beside plain bitsmock (target ≥ 0.80×), and the TLS handshake's cost is
+//! measured on its own (fresh connections with one Ping each, HTTP and HTTPS alternating).
+//! See `benches/README.md`.
 
 mod common;
 
@@ -37,6 +40,10 @@ const TARGET_RATIO: f64 = 0.95;
 const PROFILE_TARGET_RATIO: f64 = 0.97;
 /// Writing the journal may cost at most 5% of the no-profile throughput.
 const JOURNAL_TARGET_RATIO: f64 = 0.95;
+/// bitsmock over HTTPS against bitsmock over plain HTTP.
+const HTTPS_TARGET_RATIO: f64 = 0.80;
+/// Fresh connections per round and scheme for the handshake's cost.
+const HANDSHAKES: usize = 200;
 const DEFAULT_ROUNDS: usize = 5;
 /// The only BITS upload protocol GUID.
 const UPLOAD_PROTOCOL: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";
@@ -148,6 +155,16 @@ async fn bench(
                     ..Config::default()
                 })),
             ),
+            // TLS on the upload connection (rustls, ring, generated certificate); judged
+            // against plain bitsmock in the same round, target 0.80×.
+            (
+                "bitsmock (HTTPS)",
+                Contender::Bitsmock(Box::new(Config {
+                    tls: Some(bitsmock::config::TlsSource::Generated),
+                    listen_tls: true,
+                    ..Config::default()
+                })),
+            ),
             // Opt-in: hashing every upload as it streams in. Reported, not judged (its cost
             // is SHA-256 itself, documented in benches/README.md).
             (
@@ -230,7 +247,7 @@ async fn bench(
         return Ok(());
     }
     for ((name, _), (m, _)) in contenders.iter().zip(&medians).skip(1) {
-        if name.ends_with("(--sha256)") {
+        if name.ends_with("(--sha256)") || name.ends_with("(HTTPS)") {
             continue;
         }
         let ratio = m / base;
@@ -265,7 +282,58 @@ async fn bench(
             "  --journal vs no profile: {ratio:.3}× ({:+.1}% throughput) {verdict} the 0.95× target",
             (ratio - 1.0) * 100.0
         );
+        let ratio = median(&mut per_round(4));
+        let verdict = if ratio >= HTTPS_TARGET_RATIO {
+            "meets"
+        } else {
+            "MISSES"
+        };
+        println!(
+            "  HTTPS vs plain HTTP: {ratio:.3}× {verdict} the {HTTPS_TARGET_RATIO:.2}× target"
+        );
+        handshake_cost(rounds, scratch.path()).await?;
     }
+    Ok(())
+}
+
+/// The TLS handshake's cost: one server with HTTP and HTTPS side by side; per round,
+/// [`HANDSHAKES`] fresh connections each way (alternating which goes first), each sending
+/// one Ping. The difference of the per-connection medians is what the handshake costs.
+async fn handshake_cost(rounds: usize, scratch: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let running = bitsmock::spawn(Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        root: scratch.join("handshakes"),
+        tls: Some(bitsmock::config::TlsSource::Generated),
+        tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..Config::default()
+    })
+    .await?;
+    let https = running.tls_addr.ok_or("no HTTPS listener")?;
+    let tls = common::tls_connector(running.server.ca_path().ok_or("no CA")?)?;
+    let ping = [("BITS-Packet-Type", "Ping")];
+    let (mut plain, mut secure) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for tls_first in [round % 2 == 0, round % 2 == 1] {
+            for _ in 0..HANDSHAKES {
+                let started = Instant::now();
+                let mut client = if tls_first {
+                    Client::connect_tls(https, &tls).await?
+                } else {
+                    Client::connect(running.addr).await?
+                };
+                client.send("/", &ping, &[]).await?.expect_ok("Ping")?;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                if tls_first { &mut secure } else { &mut plain }.push(ms);
+            }
+        }
+    }
+    running.stop().await?;
+    let (plain, secure) = (median(&mut plain), median(&mut secure));
+    println!(
+        "  handshake cost: new connection + Ping, median of {} each: HTTP {plain:.3} ms, HTTPS {secure:.3} ms, TLS handshake ≈ {:.3} ms",
+        rounds * HANDSHAKES,
+        secure - plain
+    );
     Ok(())
 }
 
@@ -323,6 +391,7 @@ async fn run(
     tokio::fs::create_dir_all(dir).await?;
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
     type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    let mut tls = None;
     let (addr, bits, stop): (SocketAddr, bool, Stop) = match contender {
         Contender::Baseline => {
             let listener = std::net::TcpListener::bind(local)?;
@@ -344,6 +413,10 @@ async fn run(
                 .await
                 .map_err(io::Error::other)??;
             let addr = running.addr;
+            tls = match running.server.ca_path() {
+                Some(ca) => Some(common::tls_connector(ca)?),
+                None => None,
+            };
             (
                 addr,
                 true,
@@ -357,8 +430,8 @@ async fn run(
     let started = Instant::now();
     let uploads: Vec<_> = (0..scenario.clients)
         .map(|k| {
-            let data = data.clone();
-            tokio::spawn(async move { upload(addr, bits, scenario, k, &data).await })
+            let (data, tls) = (data.clone(), tls.clone());
+            tokio::spawn(async move { upload(addr, tls, bits, scenario, k, &data).await })
         })
         .collect();
     for u in uploads {
@@ -394,6 +467,7 @@ fn mib_per_s(bytes: f64, elapsed: Duration) -> f64 {
 /// commits; for the baseline just the fragment bodies.
 async fn upload(
     addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsConnector>,
     bits: bool,
     scenario: Scenario,
     k: usize,
@@ -401,7 +475,10 @@ async fn upload(
 ) -> io::Result<()> {
     let target = format!("/bench/{k}.bin");
     let total = scenario.file;
-    let mut client = Client::connect(addr).await?;
+    let mut client = match &tls {
+        Some(tls) => Client::connect_tls(addr, tls).await?,
+        None => Client::connect(addr).await?,
+    };
     let session = if bits {
         let ack = client
             .send(

@@ -8,7 +8,7 @@
 //! so that its errors can say where the bad value was (a flag, or `FILE:LINE`).
 
 use crate::fault::{Profile, Rule, profile, shipped};
-use crate::proto::{ErrorHeader, Overlap, Vdir, destination};
+use crate::proto::{ContentLength, ErrorHeader, Overlap, Vdir, destination};
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -58,6 +58,48 @@ pub struct Config {
     /// The bearer token every control API request must carry. Without one, only loopback
     /// peers are served.
     pub admin_token: Option<AdminToken>,
+    /// The `Server` (and `Pragma`) headers on every answer.
+    pub server_header: ServerHeader,
+    /// Serve HTTPS with this certificate; `None` = plain HTTP only.
+    pub tls: Option<TlsSource>,
+    /// `--tls`: the `listen` address speaks HTTPS (needs `tls`).
+    pub listen_tls: bool,
+    /// `--tls-listen`: an HTTPS listener beside `listen` (needs `tls`). [`crate::spawn`]
+    /// binds it; port 0 picks a free one.
+    pub tls_listen: Option<SocketAddr>,
+    /// `--farm N`: [`crate::spawn`] binds N member listeners on the `listen` address's IP
+    /// (free ports) and fills in [`Vdir::farm`].
+    pub farm: Option<FarmSize>,
+}
+
+/// How many members a farm has, and whether they share one store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FarmSize {
+    pub members: u32,
+    pub shared: bool,
+}
+
+/// Where the server's TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TlsSource {
+    /// A fresh local CA and a certificate for `localhost`, `127.0.0.1` and `::1` signed by
+    /// it, made at start; the CA goes to `DIR/BITS-Sessions/tls/ca.pem`.
+    #[default]
+    Generated,
+    /// `--tls-cert FILE --tls-key FILE`: a PEM chain (leaf first) and its private key.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// Which `Server` header answers carry (`--server-header`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerHeader {
+    /// `Server: Microsoft-IIS/10.0` and `Pragma: no-cache`, as IIS sends them.
+    #[default]
+    Iis,
+    /// `Server: bitsmock/VERSION`.
+    Bitsmock,
+    /// Neither header.
+    Omitted,
 }
 
 /// The control API's bearer token. Its own type so that `Debug` (of a [`Config`], in a log or
@@ -115,6 +157,11 @@ impl Default for Config {
             mark_faults: false,
             admin: None,
             admin_token: None,
+            server_header: ServerHeader::Iis,
+            tls: None,
+            listen_tls: false,
+            tls_listen: None,
+            farm: None,
         }
     }
 }
@@ -150,6 +197,20 @@ impl Config {
             "sha256": self.sha256,
             "mark_faults": self.mark_faults,
             "journal_keep": self.journal_keep,
+            "content_length": CONTENT_LENGTH.name(self.vdir.content_length),
+            "remember_closed_ms": self.vdir.remember_closed.map(ms),
+            "server_header": SERVER_HEADER.name(self.server_header),
+            "tls": match &self.tls {
+                None => serde_json::Value::Null,
+                Some(TlsSource::Generated) => "generated".into(),
+                Some(TlsSource::Files { cert, .. }) => cert.display().to_string().into(),
+            },
+            "listen_tls": self.listen_tls,
+            "tls_listen": self.tls_listen.map(|a| a.to_string()),
+            "farm": self.vdir.farm.as_ref().map(|f| serde_json::json!({
+                "members": f.members,
+                "shared": f.shared,
+            })),
         })
     }
 }
@@ -179,6 +240,9 @@ pub struct Settings {
     pub error_header: Option<ErrorHeader>,
     pub header_read_timeout: Option<Duration>,
     pub body_read_timeout: Option<Duration>,
+    pub content_length: Option<ContentLength>,
+    pub remember_closed: Option<Duration>,
+    pub server_header: Option<ServerHeader>,
     /// Rules; unlike the other fields they add up: [`Settings::over`] puts these after the
     /// lower layer's.
     pub rules: Vec<Rule>,
@@ -210,6 +274,9 @@ impl Settings {
             error_header: self.error_header.or(lower.error_header),
             header_read_timeout: self.header_read_timeout.or(lower.header_read_timeout),
             body_read_timeout: self.body_read_timeout.or(lower.body_read_timeout),
+            content_length: self.content_length.or(lower.content_length),
+            remember_closed: self.remember_closed.or(lower.remember_closed),
+            server_header: self.server_header.or(lower.server_header),
             rules,
         }
     }
@@ -250,6 +317,7 @@ impl Settings {
         given("time-scale", &self.time_scale, check::time_scale)?;
         given("header-timeout", &self.header_read_timeout, check::timeout)?;
         given("body-timeout", &self.body_read_timeout, check::timeout)?;
+        given("remember-closed", &self.remember_closed, check::timeout)?;
         Ok(())
     }
 }
@@ -275,10 +343,10 @@ impl Config {
         s.check()?;
         let defaults = Config::default();
         let vdir = Vdir::default();
-        let host_id_fallback_timeout = s.host_id.as_ref().map(|_| {
-            s.host_id_fallback_timeout
-                .unwrap_or(DEFAULT_HOST_ID_FALLBACK)
-        });
+        // Given alone it waits for a farm (`--farm`), whose Create Acks carry it too.
+        let host_id_fallback_timeout = s
+            .host_id_fallback_timeout
+            .or(s.host_id.as_ref().map(|_| DEFAULT_HOST_ID_FALLBACK));
         Ok(Config {
             listen: s.listen.unwrap_or(defaults.listen),
             root: s.root.unwrap_or(defaults.root),
@@ -297,6 +365,10 @@ impl Config {
                 overlap: s.overlap.unwrap_or(vdir.overlap),
                 error_header: s.error_header.unwrap_or(vdir.error_header),
                 max_sessions: s.max_sessions.unwrap_or(vdir.max_sessions),
+                content_length: s.content_length.unwrap_or(vdir.content_length),
+                remember_closed: s.remember_closed.or(vdir.remember_closed),
+                // Member addresses exist once their listeners are bound ([`crate::spawn`]).
+                farm: None,
             },
             header_read_timeout: s
                 .header_read_timeout
@@ -313,6 +385,11 @@ impl Config {
             mark_faults: false,
             admin: None,
             admin_token: None,
+            server_header: s.server_header.unwrap_or(defaults.server_header),
+            tls: None,
+            listen_tls: false,
+            tls_listen: None,
+            farm: None,
         })
     }
 }
@@ -411,6 +488,19 @@ pub const ERROR_HEADER: Names<ErrorHeader> = Names(&[
     ("code", ErrorHeader::Code),
     ("spec", ErrorHeader::Spec),
     ("both", ErrorHeader::Both),
+]);
+
+/// `--content-length` / `content-length =`.
+pub const CONTENT_LENGTH: Names<ContentLength> = Names(&[
+    ("required", ContentLength::Required),
+    ("optional", ContentLength::Optional),
+]);
+
+/// `--server-header` / `server-header =`.
+pub const SERVER_HEADER: Names<ServerHeader> = Names(&[
+    ("iis", ServerHeader::Iis),
+    ("bitsmock", ServerHeader::Bitsmock),
+    ("none", ServerHeader::Omitted),
 ]);
 
 /// What `--listen` accepts, for its error message.
@@ -573,6 +663,13 @@ mod tests {
         assert_eq!(c.vdir.host_id_fallback_timeout, Some(86_400));
         let c = Config::from_parts(None, Settings::default()).unwrap();
         assert_eq!(c.vdir.host_id_fallback_timeout, None);
+        // Given alone, it is kept for a farm's Create Acks.
+        let flags = Settings {
+            host_id_fallback_timeout: Some(5),
+            ..Settings::default()
+        };
+        let c = Config::from_parts(None, flags).unwrap();
+        assert_eq!(c.vdir.host_id_fallback_timeout, Some(5));
     }
 
     #[test]

@@ -111,6 +111,12 @@ pub enum What {
         peer: SocketAddr,
         fault: Firing,
     },
+    /// A `tls` fault chose how an HTTPS connection's TLS misbehaves (decided at accept).
+    TlsFault {
+        conn: u64,
+        peer: SocketAddr,
+        fault: Firing,
+    },
 }
 
 /// A rule as events and the control API show it.
@@ -593,6 +599,9 @@ pub fn trace(event: &Event) {
         What::Stopped { .. } => tracing::debug!(seq, "stopped"),
         What::Refused { conn, peer, fault } => {
             tracing::info!(seq, conn, %peer, rule = fault.rule + 1, name = %fault.name, "connection refused by fault")
+        }
+        What::TlsFault { conn, peer, fault } => {
+            tracing::info!(seq, conn, %peer, rule = fault.rule + 1, name = %fault.name, effect = %fault.effect, "TLS fault")
         }
     }
 }

@@ -10,7 +10,8 @@
 //!
 //! - [`proto`]: packets, ranges, Acks, errors and the session state machine. Pure.
 //! - [`fault`]: profiles, the seeded plan for each request, and plan + Ack → wire answer. Pure.
-//! - [`server`]: hyper glue: accept, the request pipeline, the one executor of wire answers.
+//! - [`server`]: hyper glue: accept (HTTP, HTTPS with rustls, farm members), the request
+//!   pipeline, the one executor of wire answers.
 //! - [`journal`]: the typed event stream (one record per request, one per session happening).
 //! - [`journal_view`]: a journal file read back for people (`bitsmock journal`): tolerant
 //!   NDJSON reading, filters, aligned rows. Pure.
@@ -26,7 +27,9 @@
 //!
 //! Start a server inside a test with [`MockServer::builder`] (or [`spawn`] for a hand-made
 //! [`Config`]), point a client at its URL, assert on its journal, and drop it. With
-//! [`Config::admin`] set, [`spawn`] starts the control API too, at [`Running::admin_addr`].
+//! [`Config::admin`] set, [`spawn`] starts the control API too, at [`Running::admin_addr`];
+//! with [`Config::tls`] it serves HTTPS ([`Running::tls_url`], the CA at
+//! [`Server::ca_path`]), with [`Config::farm`] Host-Id farm members ([`Running::members`]).
 
 pub mod admin;
 pub mod client;
@@ -56,6 +59,10 @@ use std::sync::Arc;
 /// A server running in the background of the current tokio runtime.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The `--tls-listen` HTTPS listener, when [`Config::tls_listen`] asked for one.
+    pub tls_addr: Option<SocketAddr>,
+    /// The farm members' listeners (member 1 first), when [`Config::farm`] asked for them.
+    pub members: Vec<SocketAddr>,
     pub server: Arc<Server>,
     admin: Option<SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -63,9 +70,19 @@ pub struct Running {
 }
 
 impl Running {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` under [`Config::listen_tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.server.config().listen_tls {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// `https://127.0.0.1:PORT` of the HTTPS listener beside the main one, if any.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_addr.map(|a| format!("https://{a}"))
     }
 
     /// Where the control API listens, when [`Config::admin`] asked for it.
@@ -90,11 +107,74 @@ impl Running {
     }
 }
 
+/// The upload listeners [`bind`] opened, and where they are.
+pub struct Bound {
+    pub listeners: Vec<server::Listener>,
+    /// `listen`.
+    pub addr: SocketAddr,
+    /// `tls_listen`.
+    pub tls_addr: Option<SocketAddr>,
+    /// The farm members, member 1 first.
+    pub members: Vec<SocketAddr>,
+}
+
+/// Binds `config.listen`, `config.tls_listen` and, for a farm, one listener per member on
+/// `listen`'s address with a free port, speaking `listen`'s scheme; then records the
+/// members' `BITS-Host-Id` values in `config.vdir.farm`. Errors name the address.
+pub async fn bind(config: &mut Config) -> std::io::Result<Bound> {
+    async fn open(
+        at: SocketAddr,
+        what: &str,
+    ) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+        let listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {at}{what}: {e}"))
+        })?;
+        let bound = listener.local_addr()?;
+        Ok((listener, bound))
+    }
+    let front = |tcp| match config.listen_tls {
+        true => server::Listener::https(tcp),
+        false => server::Listener::http(tcp),
+    };
+    let (listener, addr) = open(config.listen, "").await?;
+    let mut listeners = vec![front(listener)];
+    let tls_addr = match config.tls_listen {
+        Some(at) => {
+            let (tls, bound) = open(at, " (--tls-listen)").await?;
+            listeners.push(server::Listener::https(tls));
+            Some(bound)
+        }
+        None => None,
+    };
+    let mut members = Vec::new();
+    if let Some(farm) = config.farm {
+        for member in 1..=farm.members {
+            let (tcp, bound) = open(SocketAddr::new(addr.ip(), 0), " (--farm)").await?;
+            listeners.push(front(tcp).member(member));
+            members.push(bound);
+        }
+        config.vdir.farm = Some(proto::Farm {
+            members: members.iter().map(SocketAddr::to_string).collect(),
+            shared: farm.shared,
+        });
+    }
+    Ok(Bound {
+        listeners,
+        addr,
+        tls_addr,
+        members,
+    })
+}
+
 /// Binds `config.listen` (use port 0 for a free port), and `config.admin` when set, and serves
 /// in the background. The control API stops when the server does.
-pub async fn spawn(config: Config) -> std::io::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
+pub async fn spawn(mut config: Config) -> std::io::Result<Running> {
+    let Bound {
+        listeners,
+        addr,
+        tls_addr,
+        members,
+    } = bind(&mut config).await?;
     let admin_listener = match config.admin {
         Some(at) => Some(tokio::net::TcpListener::bind(at).await?),
         None => None,
@@ -115,7 +195,7 @@ pub async fn spawn(config: Config) -> std::io::Result<Running> {
     let running = Arc::clone(&server);
     let task = tokio::spawn(async move {
         let result = running
-            .run(listener, async {
+            .serve(listeners, async {
                 let _ = stopped.await;
             })
             .await;
@@ -127,6 +207,8 @@ pub async fn spawn(config: Config) -> std::io::Result<Running> {
     });
     Ok(Running {
         addr,
+        tls_addr,
+        members,
         server,
         admin,
         stop,

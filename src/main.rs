@@ -2,13 +2,15 @@
 
 use bitsmock::Config;
 use bitsmock::client::progress::Ticker;
-use bitsmock::client::{Credentials, FailedUpload, Meter, Options, UploadError, Uploader};
-use bitsmock::config::{self, AdminToken, Names, Settings, check};
+use bitsmock::client::{Credentials, FailedUpload, Meter, Options, Trust, UploadError, Uploader};
+use bitsmock::config::{
+    self, AdminToken, FarmSize, Names, ServerHeader, Settings, TlsSource, check,
+};
 use bitsmock::fault::lint;
 use bitsmock::fault::profile::{self, parse_rule_line_at};
 use bitsmock::fault::shipped;
 use bitsmock::journal_view::{self, Filter, Layout, Lines, SessionMatch, packet_named};
-use bitsmock::proto::{ErrorHeader, Overlap, PacketType};
+use bitsmock::proto::{ContentLength, ErrorHeader, Overlap, PacketType};
 use bitsmock::units::{parse_duration, parse_size};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -154,9 +156,18 @@ struct UploadArgs {
     /// The file to upload (streamed from disk).
     #[arg(value_name = "FILE")]
     file: PathBuf,
-    /// The destination, an absolute http:// URL, e.g. http://127.0.0.1:8080/drop/a.bin.
+    /// The destination, an absolute http:// or https:// URL, e.g.
+    /// http://127.0.0.1:8080/drop/a.bin.
     #[arg(value_name = "URL")]
     url: String,
+    /// For https:// URLs, trust only the CAs in this PEM file (e.g. the ca.pem that
+    /// `bitsmock serve --tls` writes) instead of the system's.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca_cert: Option<PathBuf>,
+    /// For https:// URLs, accept any server certificate (expired, self-signed, for another
+    /// host): to try a server whose certificate is known to be bad.
+    #[arg(long)]
+    insecure: bool,
     /// Bytes per fragment; halved on 413, never below 5KiB.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1MiB")]
     fragment_size: u64,
@@ -243,6 +254,11 @@ impl UploadArgs {
             max_restarts: self.max_restarts,
             expect_reply: self.expect_reply || self.reply_out.is_some(),
             reply_out: self.reply_out.clone(),
+            trust: match (&self.ca_cert, self.insecure) {
+                (_, true) => Trust::Insecure,
+                (Some(file), false) => Trust::Ca(file.clone()),
+                (None, false) => Trust::System,
+            },
             ..Options::default()
         })
     }
@@ -277,6 +293,29 @@ struct ServeArgs {
     /// [IPV6]:PORT; port 0 picks a free one, printed at start [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR", value_parser = config::parse_listen)]
     listen: Option<SocketAddr>,
+    /// Serve HTTPS on --listen. Without --tls-cert/--tls-key, a local CA and a certificate
+    /// for localhost, 127.0.0.1 and ::1 are generated at start; the CA is written to
+    /// DIR/BITS-Sessions/tls/ca.pem (printed, and `ca` in --ready-file/--json).
+    #[arg(long)]
+    tls: bool,
+    /// Also serve HTTPS on this address, beside the HTTP --listen (same forms as --listen).
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_listen)]
+    tls_listen: Option<SocketAddr>,
+    /// The server certificate chain (PEM, leaf first) for --tls/--tls-listen, instead of a
+    /// generated one.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Start N farm members beside --listen (free ports, same scheme): Create-Session on the
+    /// front answers BITS-Host-Id naming one, round-robin, with
+    /// BITS-Host-Id-Fallback-Timeout; a member knows only its own sessions (1-16).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    farm: Option<u32>,
+    /// The farm members and the front share one session store (IIS on a shared folder).
+    #[arg(long, requires = "farm")]
+    farm_shared: bool,
     /// Upload root: committed files land at DIR + URL path; created if missing [default: ./uploads].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -348,6 +387,19 @@ struct ServeArgs {
     /// [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = timeout)]
     body_timeout: Option<Duration>,
+    /// Bodyless packets (Ping, Create-, Close-, Cancel-Session) without Content-Length:
+    /// `required` answers 411 + 0x80070057 as IIS does; `optional` reads them as empty, as
+    /// HTTP/1.1 allows (Python's bits.py omits it). Fragments always need it [default: required].
+    #[arg(long, value_name = "POLICY", value_parser = named(&config::CONTENT_LENGTH))]
+    content_length: Option<ContentLength>,
+    /// Remember closed sessions this long, so a repeated Close-Session (its Ack was lost)
+    /// answers 200 instead of 500 + 0x8020001F, e.g. 10m [default: off, as IIS].
+    #[arg(long, value_name = "DURATION", value_parser = timeout)]
+    remember_closed: Option<Duration>,
+    /// The Server header on answers: `iis` (Server: Microsoft-IIS/10.0 and Pragma: no-cache,
+    /// as IIS), `bitsmock` (Server: bitsmock/VERSION) or `none` [default: iis].
+    #[arg(long, value_name = "KIND", value_parser = named(&config::SERVER_HEADER))]
+    server_header: Option<ServerHeader>,
     /// Add an `X-Bitsmock-Fault` header to every answer a fault shaped (changes the wire).
     #[arg(long)]
     mark_faults: bool,
@@ -465,6 +517,9 @@ impl ServeArgs {
             error_header: self.error_header,
             header_read_timeout: self.header_timeout,
             body_read_timeout: self.body_timeout,
+            content_length: self.content_length,
+            remember_closed: self.remember_closed,
+            server_header: self.server_header,
             rules,
         })
     }
@@ -481,6 +536,18 @@ impl ServeArgs {
         let mark_faults = self.mark_faults;
         let journal = self.journal.take();
         let journal_keep = usize::try_from(self.journal_keep).unwrap_or(usize::MAX);
+        let tls_source = match (self.tls_cert.take(), self.tls_key.take()) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            _ => TlsSource::Generated,
+        };
+        let (listen_tls, tls_listen) = (self.tls, self.tls_listen);
+        let farm = self.farm.map(|members| FarmSize {
+            members,
+            shared: self.farm_shared,
+        });
+        if !listen_tls && tls_listen.is_none() && tls_source != TlsSource::Generated {
+            return Err("--tls-cert and --tls-key need --tls or --tls-listen".into());
+        }
         let harness = Harness {
             admin: self.harness.admin,
             admin_token: self.harness.admin_token.take(),
@@ -497,6 +564,10 @@ impl ServeArgs {
         config.mark_faults = mark_faults;
         config.journal = journal;
         config.journal_keep = journal_keep;
+        config.tls = (listen_tls || tls_listen.is_some()).then_some(tls_source);
+        config.farm = farm;
+        config.listen_tls = listen_tls;
+        config.tls_listen = tls_listen;
         config.admin = harness.admin;
         config.admin_token = harness.admin_token.clone().map(AdminToken::from);
         Ok((config, harness))
@@ -626,14 +697,19 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(l) => l,
+        let mut config = config;
+        let bitsmock::Bound {
+            listeners,
+            addr,
+            tls_addr,
+            members,
+        } = match bitsmock::bind(&mut config).await {
+            Ok(bound) => bound,
             Err(e) => {
-                eprintln!("error: cannot listen on {}: {e}", config.listen);
+                eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        let addr = listener.local_addr().unwrap_or(config.listen);
         let admin_listener = match config.admin {
             Some(at) => match tokio::net::TcpListener::bind(at).await {
                 Ok(l) => Some(l),
@@ -662,7 +738,18 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let ready = ready(addr, admin_addr, &server);
+        let scheme = if server.config().listen_tls {
+            "https"
+        } else {
+            "http"
+        };
+        let urls = Urls {
+            main: format!("{scheme}://{addr}"),
+            tls: tls_addr.map(|a| format!("https://{a}")),
+            admin: admin_addr.map(|a| format!("http://{a}")),
+            farm: members.iter().map(|a| format!("{scheme}://{a}")).collect(),
+        };
+        let ready = ready(&urls, &server);
         if let Some(path) = &harness.ready_file
             && let Err(e) = write_whole(path, &format!("{ready}\n"))
         {
@@ -680,7 +767,7 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
         if harness.json {
             println!("{ready}");
         }
-        say(&banner(addr, admin_addr, &server));
+        say(&banner(&urls, &server));
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_task = admin_listener.map(|listener| {
             tokio::spawn(bitsmock::admin::serve(
@@ -706,7 +793,7 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
                 std::process::exit(130);
             });
         };
-        let result = Arc::clone(&server).run(listener, shutdown).await;
+        let result = Arc::clone(&server).serve(listeners, shutdown).await;
         let _ = admin_stop.send(());
         if let Some(task) = admin_task {
             let _ = task.await;
@@ -731,15 +818,25 @@ fn serve(config: Config, harness: Harness) -> ExitCode {
     })
 }
 
+/// Where the server listens, as URLs.
+struct Urls {
+    /// `--listen`: `http://…`, or `https://…` under `--tls`.
+    main: String,
+    /// `--tls-listen`.
+    tls: Option<String>,
+    admin: Option<String>,
+    /// `--farm`: the members, member 1 first.
+    farm: Vec<String>,
+}
+
 /// What a harness needs to start talking to the server: `--ready-file` and `--json`.
-fn ready(
-    addr: SocketAddr,
-    admin: Option<SocketAddr>,
-    server: &bitsmock::Server,
-) -> serde_json::Value {
+fn ready(urls: &Urls, server: &bitsmock::Server) -> serde_json::Value {
     serde_json::json!({
-        "url": format!("http://{addr}"),
-        "admin_url": admin.map(|a| format!("http://{a}")),
+        "url": urls.main,
+        "tls_url": urls.tls,
+        "admin_url": urls.admin,
+        "ca": server.ca_path().map(|p| p.display().to_string()),
+        "farm": urls.farm,
         "seed": server.config().seed,
         "pid": std::process::id(),
     })
@@ -780,12 +877,35 @@ fn stdin_closed(watch: bool) -> impl std::future::Future<Output = ()> {
 
 /// The first line on stdout. Scripts and tests read the address from its start, so that part
 /// stays `bitsmock listening on http://ADDR/`; the seed is there to replay a run with --seed.
-fn banner(addr: SocketAddr, admin: Option<SocketAddr>, server: &bitsmock::Server) -> String {
+fn banner(urls: &Urls, server: &bitsmock::Server) -> String {
     let config = server.config();
     let rules = config.rules.len();
-    let admin = admin.map_or(String::new(), |a| format!("; control API on http://{a}/"));
+    let admin = urls
+        .admin
+        .as_ref()
+        .map_or(String::new(), |a| format!("; control API on {a}/"));
+    let tls = urls
+        .tls
+        .as_ref()
+        .map_or(String::new(), |t| format!(" and {t}/"));
+    let ca = server
+        .ca_path()
+        .map_or(String::new(), |p| format!("; TLS CA in {}", p.display()));
+    let farm = match urls.farm.as_slice() {
+        [] => String::new(),
+        members => format!(
+            "; farm members {}{}",
+            members.join(", "),
+            if config.vdir.farm.as_ref().is_some_and(|f| f.shared) {
+                " (shared store)"
+            } else {
+                ""
+            }
+        ),
+    };
     format!(
-        "bitsmock listening on http://{addr}/ (uploads go to {}; profile {}, {rules} rule{}, seed {}, time scale {}{admin})",
+        "bitsmock listening on {}/{tls} (uploads go to {}; profile {}, {rules} rule{}, seed {}, time scale {}{admin}{ca}{farm})",
+        urls.main,
         server.store().root().display(),
         config.profile_name.as_deref().unwrap_or("none"),
         if rules == 1 { "" } else { "s" },

@@ -138,6 +138,11 @@ impl Store {
         path
     }
 
+    /// Where the generated TLS CA is written (`BITS-Sessions/tls/`).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.sessions.join("tls")
+    }
+
     /// Where a session's file is assembled: `<hyphenated lower-case uuid>.bin`.
     pub fn temp_path(&self, id: &SessionId) -> PathBuf {
         self.requests.join(format!("{}.bin", id.simple()))

@@ -870,9 +870,12 @@ async fn the_cli_reports_fatal_errors_and_bad_arguments() {
     .await;
     assert_eq!(code, 0, "{err}");
 
-    let (code, _, err) = cli(&[path.to_str().unwrap(), "https://example.test/x"]).await;
+    let (code, _, err) = cli(&[path.to_str().unwrap(), "ftp://example.test/x"]).await;
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("https is not supported"), "{err}");
+    assert!(
+        err.contains("not an absolute http:// or https:// URL"),
+        "{err}"
+    );
     let (code, _, _) = cli(&["--fragment-size", "0", path.to_str().unwrap(), "http://h/x"]).await;
     assert_eq!(code, 2);
 }
@@ -1014,7 +1017,7 @@ async fn bad_arguments_with_json_still_print_one_ok_false_object() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = source_in(dir.path(), 10);
     let (code, out, err) =
-        cli_default_log(&["--json", path.to_str().unwrap(), "https://example.test/x"]).await;
+        cli_default_log(&["--json", path.to_str().unwrap(), "ftp://example.test/x"]).await;
     assert_eq!(code, 2, "{err}");
     let json: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
     assert_eq!(
@@ -1022,7 +1025,10 @@ async fn bad_arguments_with_json_still_print_one_ok_false_object() {
         (false.into(), 0.into())
     );
     assert!(
-        json["error"].as_str().unwrap_or_default().contains("https"),
+        json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ftp://"),
         "{json}"
     );
     let (code, out, _) = cli_default_log(&["--json", "--count", "0", "f", "http://h/x"]).await;

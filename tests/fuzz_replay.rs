@@ -5,7 +5,13 @@
 //! plus a named test below (see `fuzz/README.md`).
 
 use bitsmock::fuzzing::{self, Check, TARGETS};
-use bitsmock::proto::packet::parse;
+use bitsmock::proto::ContentLength;
+use bitsmock::proto::packet::Packet;
+use bitsmock::proto::{Ack, Head};
+
+fn parse(head: &Head) -> Result<Packet, Ack> {
+    bitsmock::proto::packet::parse(head, ContentLength::Required)
+}
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -5,8 +5,14 @@
 
 use std::io;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A connection's byte stream: TCP, or TLS over TCP.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
 /// `BENCH_ROUNDS`, or `default`.
 pub fn rounds(default: usize) -> Result<usize, String> {
@@ -38,7 +44,7 @@ pub fn median(samples: &mut [f64]) -> f64 {
 
 /// A raw HTTP/1.1 client on one keep-alive connection: the same cost for every contender.
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     host: String,
     /// Bytes read past the end of the previous response.
     pending: Vec<u8>,
@@ -54,7 +60,23 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Client {
-            stream,
+            stream: Box::new(stream),
+            host: addr.to_string(),
+            pending: Vec::with_capacity(4096),
+        })
+    }
+
+    /// The same over TLS (the handshake included), trusting only the CA in `ca_pem`.
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        tls: &tokio_rustls::TlsConnector,
+    ) -> io::Result<Client> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let name = rustls::pki_types::ServerName::from(addr.ip());
+        let stream = tls.connect(name, stream).await?;
+        Ok(Client {
+            stream: Box::new(stream),
             host: addr.to_string(),
             pending: Vec::with_capacity(4096),
         })
@@ -78,6 +100,8 @@ impl Client {
         head.push_str("\r\n");
         self.stream.write_all(head.as_bytes()).await?;
         self.stream.write_all(body).await?;
+        // TLS keeps what the socket did not take yet in its own buffer until flushed.
+        self.stream.flush().await?;
         self.read_answer().await
     }
 
@@ -154,6 +178,24 @@ impl Client {
         self.pending.drain(..length);
         Ok(Answer { status, headers })
     }
+}
+
+/// A TLS client trusting only the CA certificate(s) in the PEM file at `ca`.
+pub fn tls_connector(ca: &std::path::Path) -> io::Result<tokio_rustls::TlsConnector> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
+        roots
+            .add(cert.map_err(io::Error::other)?)
+            .map_err(io::Error::other)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 impl Answer {

@@ -55,9 +55,10 @@ pub async fn serve(
     let (closing, closed) = watch::channel(false);
     let token: Option<Arc<str>> = token.map(Arc::from);
     tokio::pin!(shutdown);
+    let listeners = [&listener];
     loop {
         tokio::select! {
-            (stream, peer) = crate::server::accept(&listener, "admin") => {
+            (_, stream, peer) = crate::server::accept(&listeners, "admin") => {
                 let _ = stream.set_nodelay(true);
                 let server = Arc::clone(&server);
                 let token = token.clone();

@@ -111,7 +111,22 @@ pub enum UploadError {
          likely committed the file; check the destination"
     )]
     CloseUnconfirmed,
+    /// The TLS handshake failed on the server's certificate
+    /// (0x80072F8F ERROR_WINHTTP_SECURE_FAILURE for a Windows client).
+    #[error(
+        "TLS with {host}: the server's certificate is {problem} (0x80072F8F \
+         ERROR_WINHTTP_SECURE_FAILURE); trust its CA with --ca-cert FILE, or --insecure to \
+         try anyway"
+    )]
+    Certificate {
+        host: String,
+        problem: super::wire::CertProblem,
+    },
 }
+
+/// `ERROR_WINHTTP_SECURE_FAILURE` as an HRESULT: what WinHTTP (and so BITS) reports for a
+/// certificate it does not accept.
+pub const SECURE_FAILURE: u32 = 0x8007_2F8F;
 
 impl UploadError {
     /// The HRESULT a BITS client would report for this failure, where one applies.
@@ -125,6 +140,7 @@ impl UploadError {
             UploadError::Reply { hresult, .. } => Some(*hresult),
             UploadError::GaveUp { hresult, .. } => *hresult,
             UploadError::CloseUnconfirmed => Some(verdict::http_error(409)),
+            UploadError::Certificate { .. } => Some(SECURE_FAILURE),
             _ => None,
         }
     }

@@ -38,6 +38,7 @@ pub use summary::{Counts, FailedUpload, Latencies, Meter, Percentiles, ReplySumm
 
 use self::verdict::{Verdict, judge};
 use self::wire::{Answer, Conn, Endpoint, Failure, ReqBody, Target, bits_post};
+pub use self::wire::{CertProblem, Trust};
 use crate::proto::{PROTOCOL_GUID, PacketType};
 use base64::Engine;
 use rand::rngs::StdRng;
@@ -116,6 +117,8 @@ pub struct Options {
     /// Shared progress counters, for a progress line or a dashboard.
     pub meter: Option<Arc<Meter>>,
     pub user_agent: String,
+    /// Whom to trust for `https://` URLs.
+    pub trust: Trust,
 }
 
 impl Default for Options {
@@ -136,6 +139,7 @@ impl Default for Options {
             reply_chunk: 1024 * 1024,
             meter: None,
             user_agent: format!("bitsmock-client/{}", env!("CARGO_PKG_VERSION")),
+            trust: Trust::System,
         }
     }
 }
@@ -187,6 +191,13 @@ impl Uploader {
                 "the fragment size must be at least 1 byte".into(),
             )));
         }
+        // Built once per upload: loading the system's CAs is not free.
+        let tls = match target.endpoint.tls {
+            true => Some(
+                wire::tls_config(&self.options.trust).map_err(|e| early(UploadError::Usage(e)))?,
+            ),
+            false => None,
+        };
         let mut run = Run::new(
             &self.options,
             path,
@@ -194,6 +205,7 @@ impl Uploader {
             meta.modified().ok(),
             target,
         );
+        run.tls = tls;
         if let Some(meter) = &self.options.meter {
             meter.total.fetch_add(run.file_len, Ordering::Relaxed);
         }
@@ -301,6 +313,10 @@ struct Run<'a> {
     acked: u64,
     started: Instant,
     rng: StdRng,
+    /// The TLS client configuration, for an `https://` upload.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// A failure no retry can mend (a bad certificate), to end the upload with.
+    fatal: Option<UploadError>,
 }
 
 impl<'a> Run<'a> {
@@ -351,6 +367,8 @@ impl<'a> Run<'a> {
             acked: 0,
             started: Instant::now(),
             rng: StdRng::seed_from_u64(seed),
+            tls: None,
+            fatal: None,
         }
     }
 
@@ -547,12 +565,14 @@ impl<'a> Run<'a> {
                     .header("BITS-Host-Id-Fallback-Timeout")
                     .and_then(|t| t.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                host_endpoint(name, self.origin.endpoint.port).map(|endpoint| HostId {
-                    name: name.trim().to_owned(),
-                    endpoint,
-                    fallback,
-                    failing_since: None,
-                })
+                host_endpoint(name, self.origin.endpoint.port, self.origin.endpoint.tls).map(
+                    |endpoint| HostId {
+                        name: name.trim().to_owned(),
+                        endpoint,
+                        fallback,
+                        failing_since: None,
+                    },
+                )
             });
             self.session = Some(id.clone());
             return Ok(id);
@@ -731,6 +751,16 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Keeps a failure that retrying cannot mend, for [`Run::transient`] to end the upload.
+    fn remember_fatal(&mut self, failure: &Failure) {
+        if let Failure::Certificate { host, problem } = failure {
+            self.fatal = Some(UploadError::Certificate {
+                host: host.clone(),
+                problem: *problem,
+            });
+        }
+    }
+
     /// Best-effort Cancel-Session for a session left behind by a failed upload, so the
     /// server can delete its temp file. Bounded: three tries, short timeouts.
     async fn cancel(&mut self) {
@@ -840,7 +870,8 @@ impl<'a> Run<'a> {
             .is_some_and(|c| c.endpoint == endpoint && c.usable());
         if !reuse {
             self.conn = None;
-            self.conn = Some(Conn::open(&endpoint, self.opts.connect_timeout).await?);
+            let opened = Conn::open(&endpoint, self.opts.connect_timeout, self.tls.as_ref()).await;
+            self.conn = Some(opened.inspect_err(|f| self.remember_fatal(f))?);
         }
         let len = body.map_or(0, |(_, len)| len);
         let mut request = http::Request::builder()
@@ -925,6 +956,14 @@ impl<'a> Run<'a> {
         why: String,
         retry_after: Option<Duration>,
     ) -> Result<(), UploadError> {
+        // At the origin a bad certificate stays bad; at a BITS-Host-Id host, falling back to
+        // the origin (below) is the way out.
+        let fatal = self.fatal.take();
+        if self.host.is_none()
+            && let Some(error) = fatal
+        {
+            return Err(error);
+        }
         self.failures += 1;
         self.counts.retries += 1;
         if let Some(meter) = &self.opts.meter {
@@ -1081,7 +1120,7 @@ fn check_fragment_ack(
 
 /// `BITS-Host-Id` → where to connect. A bare name or address keeps the destination's port;
 /// `name:port` or `[v6]:port` names its own. Anything unusable is ignored (`None`).
-fn host_endpoint(value: &str, port: u16) -> Option<Endpoint> {
+fn host_endpoint(value: &str, port: u16, tls: bool) -> Option<Endpoint> {
     let value = value.trim();
     if value.is_empty()
         || value.len() > 300
@@ -1100,24 +1139,28 @@ fn host_endpoint(value: &str, port: u16) -> Option<Endpoint> {
         return Some(Endpoint {
             host: host.to_owned(),
             port,
+            tls,
         });
     }
     match value.matches(':').count() {
         0 => Some(Endpoint {
             host: value.to_owned(),
             port,
+            tls,
         }),
         1 => {
             let (host, p) = value.split_once(':')?;
             Some(Endpoint {
                 host: host.to_owned(),
                 port: p.parse().ok()?,
+                tls,
             })
         }
         // A bare IPv6 literal.
         _ => Some(Endpoint {
             host: value.to_owned(),
             port,
+            tls,
         }),
     }
 }
@@ -1128,16 +1171,16 @@ mod tests {
 
     #[test]
     fn host_ids_keep_the_port_unless_they_name_one() {
-        let e = host_endpoint("node3.farm.test", 8080).unwrap();
+        let e = host_endpoint("node3.farm.test", 8080, false).unwrap();
         assert_eq!((e.host.as_str(), e.port), ("node3.farm.test", 8080));
-        let e = host_endpoint("node3:9000", 8080).unwrap();
+        let e = host_endpoint("node3:9000", 8080, false).unwrap();
         assert_eq!((e.host.as_str(), e.port), ("node3", 9000));
-        let e = host_endpoint("[::1]", 8080).unwrap();
+        let e = host_endpoint("[::1]", 8080, false).unwrap();
         assert_eq!((e.host.as_str(), e.port), ("::1", 8080));
-        let e = host_endpoint("fe80::1", 81).unwrap();
+        let e = host_endpoint("fe80::1", 81, false).unwrap();
         assert_eq!((e.host.as_str(), e.port), ("fe80::1", 81));
-        assert!(host_endpoint("", 80).is_none());
-        assert!(host_endpoint("a b", 80).is_none());
-        assert!(host_endpoint("h:notaport", 80).is_none());
+        assert!(host_endpoint("", 80, false).is_none());
+        assert!(host_endpoint("a b", 80, false).is_none());
+        assert!(host_endpoint("h:notaport", 80, false).is_none());
     }
 }

@@ -267,7 +267,8 @@ impl Run<'_> {
             .as_ref()
             .is_some_and(|c| c.endpoint == target.endpoint && c.usable())
         {
-            *conn = Some(Conn::open(&target.endpoint, self.opts.connect_timeout).await?);
+            let tls = self.tls.as_ref();
+            *conn = Some(Conn::open(&target.endpoint, self.opts.connect_timeout, tls).await?);
         }
         let mut request = http::Request::builder()
             .method(http::Method::GET)
@@ -366,6 +367,8 @@ mod tests {
         assert_eq!(t.url(), "http://farm.test:81/r/x.bin");
         let t = resolve("http://node3.farm.test/r", &origin).unwrap();
         assert_eq!(t.endpoint.host, "node3.farm.test");
-        assert!(resolve("https://x/y", &origin).is_none());
+        assert!(resolve("ftp://x/y", &origin).is_none());
+        let secure = resolve("https://x/y", &origin).unwrap();
+        assert!(secure.endpoint.tls);
     }
 }

@@ -1,5 +1,6 @@
 //! The wire: HTTP/1.1 plumbing for the reference client: hyper 1's client connection over a tokio
-//! `TcpStream`, request bodies streamed from the source file, and every wait bounded.
+//! `TcpStream` (or rustls over it, for `https://`), request bodies streamed from the source
+//! file, and every wait bounded.
 //!
 //! Nothing here knows BITS beyond the method name; the uploader builds the headers and reads
 //! the answers.
@@ -13,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use std::io::{self, Read, Seek};
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -36,6 +38,8 @@ pub struct Endpoint {
     /// Host name or IP literal, without IPv6 brackets.
     pub host: String,
     pub port: u16,
+    /// `https`: TLS first, and the certificate must be valid for `host`.
+    pub tls: bool,
 }
 
 impl Endpoint {
@@ -46,11 +50,19 @@ impl Endpoint {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == self.default_port() {
             host
         } else {
             format!("{host}:{}", self.port)
         }
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.tls { 443 } else { 80 }
     }
 }
 
@@ -64,25 +76,30 @@ pub struct Target {
 
 impl Target {
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.endpoint.authority(), self.path)
+        format!(
+            "{}://{}{}",
+            self.endpoint.scheme(),
+            self.endpoint.authority(),
+            self.path
+        )
     }
 }
 
-/// Parses an absolute `http://` URL. HTTPS is not supported by the reference client.
+/// Parses an absolute `http://` or `https://` URL.
 pub fn parse_url(url: &str) -> Result<Target, String> {
     let uri: http::Uri = url
         .trim()
         .parse()
         .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
             return Err(format!(
-                "`{url}`: https is not supported by the reference client"
+                "`{url}` is not an absolute http:// or https:// URL"
             ));
         }
-        _ => return Err(format!("`{url}` is not an absolute http:// URL")),
-    }
+    };
     let host = uri
         .host()
         .filter(|h| !h.is_empty())
@@ -100,7 +117,8 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     Ok(Target {
         endpoint: Endpoint {
             host,
-            port: uri.port_u16().unwrap_or(80),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            tls,
         },
         path,
     })
@@ -111,6 +129,9 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
 pub enum Failure {
     #[error("cannot connect to {0}: {1}")]
     Connect(String, String),
+    /// The TLS handshake failed on the server's certificate: no retry can fix that.
+    #[error("TLS with {host}: the server's certificate is {problem}")]
+    Certificate { host: String, problem: CertProblem },
     #[error("connection lost: {0}")]
     Transport(String),
     #[error("no answer within {0:?}")]
@@ -244,6 +265,152 @@ impl Answer {
     }
 }
 
+/// What is wrong with a server's certificate, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertProblem {
+    Expired,
+    NotYetValid,
+    /// Valid, but not for the host name the client asked for.
+    WrongHost,
+    /// Not issued by a CA the client trusts (self-signed, or an unknown CA).
+    UnknownIssuer,
+    /// Its key usage or extended key usage does not allow TLS server authentication.
+    BadUsage,
+    Revoked,
+    /// Any other reason rustls gives (bad signature, bad encoding, …).
+    Invalid,
+}
+
+impl CertProblem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertProblem::Expired => "expired",
+            CertProblem::NotYetValid => "not yet valid",
+            CertProblem::WrongHost => "for another host name",
+            CertProblem::UnknownIssuer => "not issued by a trusted CA (self-signed or unknown CA)",
+            CertProblem::BadUsage => "not usable for TLS server authentication (key usage)",
+            CertProblem::Revoked => "revoked",
+            CertProblem::Invalid => "invalid",
+        }
+    }
+
+    fn of(e: &rustls::CertificateError) -> CertProblem {
+        use rustls::CertificateError as E;
+        match e {
+            E::Expired | E::ExpiredContext { .. } => CertProblem::Expired,
+            E::NotValidYet | E::NotValidYetContext { .. } => CertProblem::NotYetValid,
+            E::NotValidForName | E::NotValidForNameContext { .. } => CertProblem::WrongHost,
+            E::UnknownIssuer => CertProblem::UnknownIssuer,
+            E::InvalidPurpose | E::InvalidPurposeContext { .. } => CertProblem::BadUsage,
+            E::Revoked => CertProblem::Revoked,
+            _ => CertProblem::Invalid,
+        }
+    }
+}
+
+impl std::fmt::Display for CertProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whom the client trusts for `https://` (`--ca-cert`, `--insecure`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Trust {
+    /// The operating system's trusted CAs.
+    #[default]
+    System,
+    /// Only the CAs in this PEM file (e.g. the `ca.pem` that `bitsmock serve --tls` writes).
+    Ca(PathBuf),
+    /// Any certificate at all: for trying a server whose certificate is known to be bad.
+    Insecure,
+}
+
+/// The rustls client configuration for a [`Trust`]. Errors name the file.
+pub fn tls_config(trust: &Trust) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    let builder = match trust {
+        Trust::System => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            builder.with_root_certificates(roots)
+        }
+        Trust::Ca(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!(
+                    "--ca-cert {}: no certificate in it",
+                    path.display()
+                ));
+            }
+            builder.with_root_certificates(roots)
+        }
+        Trust::Insecure => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
+    };
+    let mut config = builder.with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// `--insecure`: accepts every certificate, but still checks the handshake's signatures.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// One kept-alive HTTP/1.1 connection.
 pub struct Conn {
     sender: http1::SendRequest<ReqBody>,
@@ -251,20 +418,41 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects (trying every address the host resolves to) and starts the HTTP/1.1 driver.
-    pub async fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Conn, Failure> {
+    /// Connects (trying every address the host resolves to), does the TLS handshake for an
+    /// `https` endpoint (with `tls`), and starts the HTTP/1.1 driver.
+    pub async fn open(
+        endpoint: &Endpoint,
+        timeout: Duration,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<Conn, Failure> {
         let connect = async {
             let stream =
                 tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
             let _ = stream.set_nodelay(true);
-            http1::Builder::new()
-                .handshake::<_, ReqBody>(TokioIo::new(stream))
-                .await
-                .map_err(io::Error::other)
+            if !endpoint.tls {
+                return handshake(stream).await;
+            }
+            let config = tls.ok_or_else(|| {
+                io::Error::other("an https URL, but the upload was started for http")
+            })?;
+            let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let stream = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                .connect(name, stream)
+                .await?;
+            handshake(stream).await
         };
-        let (sender, driver) = match tokio::time::timeout(timeout, connect).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(Failure::Connect(endpoint.authority(), e.to_string())),
+        let sender = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(sender)) => sender,
+            Ok(Err(e)) => {
+                return Err(match certificate_problem(&e) {
+                    Some(problem) => Failure::Certificate {
+                        host: endpoint.authority(),
+                        problem,
+                    },
+                    None => Failure::Connect(endpoint.authority(), e.to_string()),
+                });
+            }
             Err(_) => {
                 return Err(Failure::Connect(
                     endpoint.authority(),
@@ -272,11 +460,6 @@ impl Conn {
                 ));
             }
         };
-        tokio::spawn(async move {
-            if let Err(e) = driver.await {
-                tracing::debug!(error = %e, "client connection ended");
-            }
-        });
         Ok(Conn {
             sender,
             endpoint: endpoint.clone(),
@@ -303,6 +486,31 @@ impl Conn {
             Ok(result) => result,
             Err(_) => Err(Failure::Timeout(timeout)),
         }
+    }
+}
+
+/// Starts hyper's HTTP/1.1 client on a connected stream; its driver runs in a task.
+async fn handshake<S>(stream: S) -> io::Result<http1::SendRequest<ReqBody>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, driver) = http1::Builder::new()
+        .handshake::<_, ReqBody>(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    tokio::spawn(async move {
+        if let Err(e) = driver.await {
+            tracing::debug!(error = %e, "client connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// The certificate problem behind a failed TLS handshake, if that is what failed.
+fn certificate_problem(e: &io::Error) -> Option<CertProblem> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(c) => Some(CertProblem::of(c)),
+        _ => None,
     }
 }
 
@@ -363,7 +571,14 @@ mod tests {
         assert_eq!(t.endpoint.host, "::1");
         assert_eq!(t.endpoint.authority(), "[::1]");
         assert_eq!(parse_url("http://h").unwrap().path, "/");
-        assert!(parse_url("https://h/a").unwrap_err().contains("https"));
+        let t = parse_url("https://h/a").unwrap();
+        assert!(t.endpoint.tls);
+        assert_eq!(t.endpoint.port, 443);
+        assert_eq!(t.url(), "https://h/a");
+        assert_eq!(
+            parse_url("https://h:8443/a").unwrap().url(),
+            "https://h:8443/a"
+        );
         assert!(parse_url("/relative").is_err());
         assert!(parse_url("ftp://h/a").is_err());
     }

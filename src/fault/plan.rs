@@ -10,7 +10,9 @@
 //! decides the request's fate, and the first such rule to fire wins for that request.
 
 use super::profile::Profile;
-use super::rule::{Auth, Broken, Dist, Fault, Lie, Loss, Rule, Scheme, SessionLoss};
+use super::rule::{
+    Auth, Broken, Dist, Down, Fault, Lie, Loss, Rule, Scheme, SessionLoss, TlsFault,
+};
 
 use crate::proto::range::ContentRange;
 use crate::proto::{Ack, AckError, ErrorHeader, PacketType, Rendered, SessionId};
@@ -133,6 +135,17 @@ pub enum Effect {
     Mutated {
         mutations: Vec<super::mutate::Mutation>,
     },
+    /// A farm member was down for a connection or a request.
+    MemberDown {
+        member: u32,
+        #[serde(serialize_with = "shown_down")]
+        how: Down,
+    },
+    /// An HTTPS connection's TLS misbehaved this way.
+    Tls {
+        #[serde(serialize_with = "shown")]
+        fault: TlsFault,
+    },
 }
 
 /// How a lost answer was lost.
@@ -220,8 +233,26 @@ impl std::fmt::Display for Effect {
                 }
                 Ok(())
             }
+            Effect::MemberDown { member, how } => match how {
+                Down::Refuse => write!(f, "farm member {member} is down: refused"),
+                Down::Blackhole => write!(f, "farm member {member} is down: no answer"),
+            },
+            Effect::Tls { fault } => match fault {
+                TlsFault::Cert(cert) => {
+                    write!(f, "presented a bad TLS certificate ({})", cert.name())
+                }
+                TlsFault::HandshakeStall(hang) => {
+                    write!(f, "stalled the TLS handshake for {}", d(*hang))
+                }
+                TlsFault::HandshakeReset => f.write_str("reset the TLS handshake"),
+                TlsFault::CloseNoNotify => f.write_str("closed mid-body without TLS close_notify"),
+            },
         }
     }
+}
+
+fn shown_down<S: serde::Serializer>(how: &Down, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(how.name())
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -404,29 +435,82 @@ impl Faults {
         self.packets.clear();
     }
 
-    /// Decides whether a new connection is refused (fault `refuse`).
-    pub fn refuse(&mut self, since_start: Duration) -> Option<Firing> {
+    /// Decides whether new connection number `conn` is refused (fault `refuse`).
+    pub fn refuse(&mut self, conn: u64, since_start: Duration) -> Option<Firing> {
         for i in 0..self.rules.len() {
             if !matches!(self.rules[i].fault, Fault::Refuse)
-                || !self.in_window(&self.rules[i], since_start)
+                || !self.connection_matches(i, conn, since_start)
             {
                 continue;
             }
             if let Some(mut rng) = self.gate(i, 0, 0) {
                 let _ = rng.random::<u64>();
-                self.fires[i] += 1;
-                return Some(Firing {
-                    rule: self.ids[i] as usize,
-                    name: self.rules[i].name.clone(),
-                    packet: None,
-                    session: 0,
-                    index: 0,
-                    range: None,
-                    effect: Effect::Refused,
-                });
+                return Some(self.fire_on_connection(i, Effect::Refused));
             }
         }
         None
+    }
+
+    /// Decides how the TLS handshake of HTTPS connection number `conn` misbehaves (fault
+    /// `tls`), if at all: the first `tls` rule to fire decides.
+    pub fn tls(&mut self, conn: u64, since_start: Duration) -> Option<(Firing, TlsFault)> {
+        for i in 0..self.rules.len() {
+            let Fault::Tls(fault) = self.rules[i].fault else {
+                continue;
+            };
+            if !self.connection_matches(i, conn, since_start) {
+                continue;
+            }
+            if self.gate(i, 0, conn).is_some() {
+                let fault = match fault {
+                    TlsFault::HandshakeStall(d) => TlsFault::HandshakeStall(self.scale(d)),
+                    other => other,
+                };
+                return Some((self.fire_on_connection(i, Effect::Tls { fault }), fault));
+            }
+        }
+        None
+    }
+
+    /// Decides whether farm member `member` is down for connection `conn` (at accept, and
+    /// for each request on a connection already open).
+    pub fn member_down(
+        &mut self,
+        member: u32,
+        conn: u64,
+        since_start: Duration,
+    ) -> Option<(Firing, Down)> {
+        for i in 0..self.rules.len() {
+            let Fault::MemberDown { member: down, how } = self.rules[i].fault else {
+                continue;
+            };
+            if down != member || !self.connection_matches(i, conn, since_start) {
+                continue;
+            }
+            if self.gate(i, 0, conn).is_some() {
+                let effect = Effect::MemberDown { member, how };
+                return Some((self.fire_on_connection(i, effect), how));
+            }
+        }
+        None
+    }
+
+    fn connection_matches(&self, i: usize, conn: u64, since_start: Duration) -> bool {
+        let rule = &self.rules[i];
+        rule.trigger.connection.is_none_or(|n| n == conn) && self.in_window(rule, since_start)
+    }
+
+    fn fire_on_connection(&mut self, i: usize, effect: Effect) -> Firing {
+        self.fires[i] += 1;
+        Firing {
+            rule: self.ids[i] as usize,
+            name: self.rules[i].name.clone(),
+            packet: None,
+            session: 0,
+            index: 0,
+            range: None,
+            effect,
+        }
     }
 
     /// Decides what happens to one request.
@@ -437,7 +521,7 @@ impl Faults {
             ..Plan::default()
         };
         for i in 0..self.rules.len() {
-            if matches!(self.rules[i].fault, Fault::Refuse) || !self.matches(i, facts, index) {
+            if self.rules[i].fault.is_connection_fault() || !self.matches(i, facts, index) {
                 continue;
             }
             let Some(mut rng) = self.gate(i, facts.session, index) else {
@@ -555,7 +639,7 @@ impl Faults {
                     }
                     None => None,
                 },
-                Fault::Refuse => None,
+                Fault::Refuse | Fault::Tls(_) | Fault::MemberDown { .. } => None,
             };
             if let Some(effect) = effect {
                 self.fires[i] += 1;
@@ -1017,6 +1101,44 @@ mod tests {
                 "demanded NTLM authentication",
             ),
             (Effect::Refused, "refused the connection"),
+            (
+                Effect::Tls {
+                    fault: TlsFault::Cert(crate::fault::BadCert::WrongHost),
+                },
+                "presented a bad TLS certificate (wrong-host)",
+            ),
+            (
+                Effect::Tls {
+                    fault: TlsFault::HandshakeStall(Duration::from_millis(1500)),
+                },
+                "stalled the TLS handshake for 1.5s",
+            ),
+            (
+                Effect::Tls {
+                    fault: TlsFault::HandshakeReset,
+                },
+                "reset the TLS handshake",
+            ),
+            (
+                Effect::MemberDown {
+                    member: 2,
+                    how: Down::Refuse,
+                },
+                "farm member 2 is down: refused",
+            ),
+            (
+                Effect::MemberDown {
+                    member: 1,
+                    how: Down::Blackhole,
+                },
+                "farm member 1 is down: no answer",
+            ),
+            (
+                Effect::Tls {
+                    fault: TlsFault::CloseNoNotify,
+                },
+                "closed mid-body without TLS close_notify",
+            ),
         ];
         for (effect, sentence) in cases {
             assert_eq!(effect.to_string(), sentence);
@@ -1237,9 +1359,9 @@ mod tests {
     #[test]
     fn refuse_fires_only_inside_its_window() {
         let mut f = faults(&["from=1s until=2s fault=refuse"], 0);
-        assert!(f.refuse(Duration::from_millis(500)).is_none());
-        assert!(f.refuse(Duration::from_millis(1500)).is_some());
-        assert!(f.refuse(Duration::from_millis(2500)).is_none());
+        assert!(f.refuse(1, Duration::from_millis(500)).is_none());
+        assert!(f.refuse(2, Duration::from_millis(1500)).is_some());
+        assert!(f.refuse(3, Duration::from_millis(2500)).is_none());
         // Refuse rules never act on requests.
         let mut g = faults(&["fault=refuse"], 0);
         assert_eq!(
@@ -1247,6 +1369,50 @@ mod tests {
                 .action,
             Action::Apply
         );
+    }
+
+    #[test]
+    fn tls_rules_pick_connections_by_number_window_and_chance_and_scale_stalls() {
+        let mut f = faults(
+            &[
+                "connection=2 fault=tls cert=expired",
+                "from=1s until=2s fault=tls handshake=stall hang=10s",
+                "connection=1 fault=refuse",
+            ],
+            0,
+        );
+        assert!(
+            f.tls(1, Duration::ZERO).is_none(),
+            "refuse rules are not tls rules"
+        );
+        let (firing, fault) = f.tls(2, Duration::ZERO).unwrap();
+        assert_eq!(fault, TlsFault::Cert(crate::fault::BadCert::Expired));
+        assert_eq!((firing.rule, firing.packet), (0, None));
+        assert!(f.tls(3, Duration::ZERO).is_none());
+        assert!(f.tls(4, Duration::from_millis(1500)).is_some());
+        assert_eq!(f.fire_counts(), [1, 1, 0]);
+        assert!(f.refuse(2, Duration::ZERO).is_none());
+        assert!(f.refuse(1, Duration::ZERO).is_some());
+        // Tls rules never act on requests.
+        assert_eq!(
+            f.plan(&packet(PacketType::Ping, 0), &mut ConnAuth::default())
+                .action,
+            Action::Apply
+        );
+        // Durations follow --time-scale, like every other fault's.
+        let mut scaled = faults(&["fault=tls handshake=stall hang=10s"], 0);
+        scaled.time_scale = 0.1;
+        let (_, fault) = scaled.tls(1, Duration::ZERO).unwrap();
+        assert_eq!(fault, TlsFault::HandshakeStall(Duration::from_secs(1)));
+        // With a probability the draws come from the seed: the same picks on every run.
+        let picks = |seed| {
+            let mut f = faults(&["probability=0.5 fault=tls handshake=reset"], seed);
+            (1..=32)
+                .map(|conn| f.tls(conn, Duration::ZERO).is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(picks(7), picks(7));
+        assert!(picks(7).contains(&true) && picks(7).contains(&false));
     }
 
     #[test]

@@ -23,8 +23,8 @@
 
 use super::mutate::{Family, MAX_COUNT};
 use super::rule::{
-    Auth, Broken, Dist, Fault, Lie, Loss, Mutate, Portion, Position, Rule, Scheme, SessionLoss,
-    Trigger,
+    Auth, BadCert, Broken, Dist, Down, Fault, Lie, Loss, Mutate, Portion, Position, Rule, Scheme,
+    SessionLoss, TlsFault, Trigger,
 };
 use crate::config::{self, Names, Settings, check};
 use crate::proto::PacketType;
@@ -332,6 +332,9 @@ fn server_settings(f: &mut Fields<'_>) -> Result<Settings, ProfileError> {
         error_header: f.named("error-header", &config::ERROR_HEADER)?,
         header_read_timeout: f.checked("header-timeout", Fields::duration, check::timeout)?,
         body_read_timeout: f.checked("body-timeout", Fields::duration, check::timeout)?,
+        content_length: f.named("content-length", &config::CONTENT_LENGTH)?,
+        remember_closed: f.checked("remember-closed", Fields::duration, check::timeout)?,
+        server_header: f.named("server-header", &config::SERVER_HEADER)?,
         ..Settings::default()
     })
 }
@@ -356,15 +359,22 @@ fn rule(mut f: Fields<'_>, number: usize) -> Result<Rule, ProfileError> {
             format!("fault `{kind}` acts on fragments only; set `packet = \"fragment\"`"),
         ));
     }
-    if matches!(fault, Fault::Refuse)
+    if fault.is_connection_fault()
         && (trigger.packets.is_some()
             || trigger.session.is_some()
             || trigger.nth.is_some()
             || trigger.position.is_some()
             || trigger.path.is_some())
     {
-        return Err(f.here(
-            "fault `refuse` acts on new connections: only `from`, `until`, `every`, `probability`, `times` and `skip` apply".into(),
+        return Err(f.here(format!(
+            "fault `{kind}` acts on new connections: only `connection`, `from`, `until`, `every`, `probability`, `times` and `skip` apply"
+        )));
+    }
+    if trigger.connection.is_some() && !fault.is_connection_fault() {
+        return Err(f.error(
+            "connection",
+            "`connection` picks connections for `refuse`, `tls` and `member-down` rules only"
+                .into(),
         ));
     }
     f.finish(Some(&kind))?;
@@ -458,6 +468,7 @@ fn trigger(f: &mut Fields<'_>) -> Result<Trigger, ProfileError> {
         path: f.string("path")?,
         from: f.duration("from")?,
         until: f.duration("until")?,
+        connection: f.positive("connection")?,
     };
     if let (Some(from), Some(until)) = (trigger.from, trigger.until)
         && from >= until
@@ -602,6 +613,23 @@ fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
                 count: count as u32,
             })
         }
+        "tls" => Fault::Tls(tls(f)?),
+        "member-down" => {
+            let member = f.positive("member")?.ok_or_else(|| {
+                f.here("fault `member-down` needs `member` (1 for the first farm member)".into())
+            })?;
+            let how = match f.string("how")?.as_deref() {
+                None | Some("refuse") => Down::Refuse,
+                Some("blackhole") => Down::Blackhole,
+                Some(_) => {
+                    return Err(f.error("how", "`how` must be \"refuse\" or \"blackhole\"".into()));
+                }
+            };
+            Fault::MemberDown {
+                member: u32::try_from(member).unwrap_or(u32::MAX),
+                how,
+            }
+        }
         "auth" => {
             let name = f.string("scheme")?.unwrap_or_else(|| "basic".into());
             let Some(scheme) = Scheme::ALL.into_iter().find(|s| s.name() == name) else {
@@ -633,8 +661,50 @@ fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
         other => {
             return Err(f.error(
                 "fault",
-                format!("unknown fault `{other}` (delay, stall, lose-ack, lose-request, reset-mid-body, lose-session, status, lie, broken, throttle, refuse, auth)"),
+                format!("unknown fault `{other}` (delay, stall, lose-ack, lose-request, reset-mid-body, lose-session, status, lie, broken, throttle, refuse, auth, tls, member-down)"),
             ));
+        }
+    })
+}
+
+/// `cert = …`, `handshake = …` or `close = "no-notify"`: exactly one.
+fn tls(f: &mut Fields<'_>) -> Result<TlsFault, ProfileError> {
+    let cert = f.string("cert")?;
+    let handshake = f.string("handshake")?;
+    let close = f.string("close")?;
+    let hang = f.duration("hang")?;
+    if hang.is_some() && handshake.as_deref() != Some("stall") {
+        return Err(f.error(
+            "hang",
+            "`hang` applies to handshake = \"stall\" only".into(),
+        ));
+    }
+    Ok(match (cert, handshake, close) {
+        (Some(name), None, None) => match BadCert::ALL.into_iter().find(|c| c.name() == name) {
+            Some(cert) => TlsFault::Cert(cert),
+            None => {
+                let names = BadCert::ALL.map(|c| format!("{:?}", c.name()));
+                return Err(f.error("cert", format!("`cert` must be {}", one_of(&names))));
+            }
+        },
+        (None, Some(how), None) => match how.as_str() {
+            "stall" => TlsFault::HandshakeStall(hang.unwrap_or(Duration::from_secs(30))),
+            "reset" => TlsFault::HandshakeReset,
+            _ => {
+                return Err(f.error(
+                    "handshake",
+                    "`handshake` must be \"stall\" or \"reset\"".into(),
+                ));
+            }
+        },
+        (None, None, Some(how)) if how == "no-notify" => TlsFault::CloseNoNotify,
+        (None, None, Some(_)) => {
+            return Err(f.error("close", "`close` must be \"no-notify\"".into()));
+        }
+        _ => {
+            return Err(
+                f.here("fault `tls` needs exactly one of `cert`, `handshake` or `close`".into())
+            );
         }
     })
 }
@@ -1126,6 +1196,25 @@ mod tests {
         .unwrap();
         assert_eq!(p.server.overlap, Some(crate::proto::Overlap::Strict));
         assert_eq!(p.server.error_header, Some(crate::proto::ErrorHeader::Both));
+        let p = parse(
+            &format!(
+                "{HEAD}[server]\ncontent-length = \"optional\"\nremember-closed = \"10m\"\nserver-header = \"none\"\n"
+            ),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            p.server.content_length,
+            Some(crate::proto::ContentLength::Optional)
+        );
+        assert_eq!(
+            p.server.remember_closed,
+            Some(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            p.server.server_header,
+            Some(crate::config::ServerHeader::Omitted)
+        );
         for (setting, wanted) in [
             (
                 "max-fragment-size = 0",
@@ -1146,6 +1235,18 @@ mod tests {
             (
                 "error-header = \"all\"",
                 "p.toml:5: `error-header` must be \"code\", \"spec\" or \"both\"",
+            ),
+            (
+                "content-length = \"maybe\"",
+                "p.toml:5: `content-length` must be \"required\" or \"optional\"",
+            ),
+            (
+                "server-header = \"apache\"",
+                "p.toml:5: `server-header` must be \"iis\", \"bitsmock\" or \"none\"",
+            ),
+            (
+                "remember-closed = \"0s\"",
+                "p.toml:5: `remember-closed` must be longer than zero",
             ),
         ] {
             let e = err(&format!(
@@ -1193,10 +1294,62 @@ mod tests {
             "fault = \"refuse\"\nfrom = \"1s\"\nuntil = \"2s\"",
             "fault = \"auth\"\nscheme = \"basic\"\nuser = \"u\"\npassword = \"p\"",
             "fault = \"auth\"\nscheme = \"ntlm\"\nlegs = 3\nagain-after = 4",
+            "fault = \"tls\"\ncert = \"wrong-host\"\nconnection = 2",
+            "fault = \"tls\"\nhandshake = \"stall\"\nhang = \"5s\"",
+            "fault = \"tls\"\nclose = \"no-notify\"\nprobability = 0.5",
+            "fault = \"member-down\"\nmember = 2\nhow = \"blackhole\"\nuntil = \"5s\"",
         ] {
             parse(&format!("{HEAD}[[rule]]\n{rule}\n"), "p.toml")
                 .unwrap_or_else(|e| panic!("{rule:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn tls_rules_take_exactly_one_misbehaviour_and_connection_triggers_only() {
+        for (line, wanted) in [
+            (
+                "fault=tls",
+                "needs exactly one of `cert`, `handshake` or `close`",
+            ),
+            (
+                "fault=tls cert=expired handshake=reset",
+                "needs exactly one of `cert`, `handshake` or `close`",
+            ),
+            (
+                "fault=tls cert=stale",
+                "`cert` must be \"expired\", \"not-yet-valid\", \"wrong-host\", \"self-signed\" or \"bad-usage\"",
+            ),
+            (
+                "fault=tls handshake=slow",
+                "`handshake` must be \"stall\" or \"reset\"",
+            ),
+            ("fault=tls close=rst", "`close` must be \"no-notify\""),
+            (
+                "fault=tls cert=expired hang=1s",
+                "`hang` applies to handshake",
+            ),
+            (
+                "fault=tls cert=expired packet=fragment",
+                "acts on new connections",
+            ),
+            (
+                "fault=delay delay=1s connection=2",
+                "`connection` picks connections",
+            ),
+        ] {
+            let e = parse_rule_line(line, "--fault", 1).unwrap_err().to_string();
+            assert!(e.contains(wanted), "{line}: {e}");
+        }
+        let r = parse_rule_line("connection=2 fault=tls handshake=stall", "--fault", 1).unwrap();
+        assert_eq!(
+            r.fault,
+            Fault::Tls(TlsFault::HandshakeStall(Duration::from_secs(30)))
+        );
+        assert_eq!(r.trigger.connection, Some(2));
+        assert_eq!(
+            r.to_string(),
+            "name=\"rule 1\" connection=2 fault=tls handshake=stall hang=30s"
+        );
     }
 
     #[test]
@@ -1392,6 +1545,22 @@ mod tests {
                 families: vec![Family::Value, Family::Framing],
                 count: 8,
             }),
+            Fault::Tls(TlsFault::Cert(BadCert::Expired)),
+            Fault::Tls(TlsFault::Cert(BadCert::NotYetValid)),
+            Fault::Tls(TlsFault::Cert(BadCert::WrongHost)),
+            Fault::Tls(TlsFault::Cert(BadCert::SelfSigned)),
+            Fault::Tls(TlsFault::Cert(BadCert::BadUsage)),
+            Fault::Tls(TlsFault::HandshakeStall(ms(1500))),
+            Fault::Tls(TlsFault::HandshakeReset),
+            Fault::Tls(TlsFault::CloseNoNotify),
+            Fault::MemberDown {
+                member: 1,
+                how: Down::Refuse,
+            },
+            Fault::MemberDown {
+                member: 16,
+                how: Down::Blackhole,
+            },
             Fault::Auth(Auth {
                 scheme: Scheme::Basic,
                 credentials: None,
@@ -1427,12 +1596,16 @@ mod tests {
                 times: None,
                 skip: 0,
             };
-            if matches!(fault, Fault::Refuse) {
+            if fault.is_connection_fault() {
                 rules.push(rule(Trigger {
                     from: Some(ms(1)),
                     until: Some(ms(2)),
                     every: Some(2),
                     probability: Some(0.5),
+                    ..any()
+                }));
+                rules.push(rule(Trigger {
+                    connection: Some(3),
                     ..any()
                 }));
             } else if fault.only_packets().is_some() {

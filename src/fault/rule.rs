@@ -42,6 +42,8 @@ pub struct Trigger {
     /// Time window since the server started.
     pub from: Option<Duration>,
     pub until: Option<Duration>,
+    /// The Nth connection the server accepted (1-based); connection faults only.
+    pub connection: Option<u64>,
 }
 
 /// Which fragment a position trigger picks.
@@ -239,6 +241,90 @@ pub enum Fault {
     Auth(Auth),
     /// Apply the packet, then send its answer mutated (`fault::mutate`) and close.
     Mutate(Mutate),
+    /// Misbehave in TLS, on HTTPS connections.
+    Tls(TlsFault),
+    /// A farm member (1-based) is down: its connections and requests are refused or
+    /// swallowed (use with a time window).
+    MemberDown { member: u32, how: Down },
+}
+
+/// How a farm member is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Down {
+    /// Connections are closed at once; requests on open connections too.
+    Refuse,
+    /// Connections are accepted and never answered (until the header timeout).
+    Blackhole,
+}
+
+impl Down {
+    pub fn name(self) -> &'static str {
+        match self {
+            Down::Refuse => "refuse",
+            Down::Blackhole => "blackhole",
+        }
+    }
+}
+
+/// What a `tls` fault does to an HTTPS connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFault {
+    /// Present a certificate the client must refuse.
+    Cert(BadCert),
+    /// Accept the TCP connection, then say nothing for this long and close.
+    HandshakeStall(Duration),
+    /// Reset the connection when the ClientHello arrives.
+    HandshakeReset,
+    /// Close the connection in the middle of the first fragment body, without TLS's
+    /// `close_notify`: a truncation the client must not take for the end of the stream.
+    CloseNoNotify,
+}
+
+/// A certificate a correct client refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadCert {
+    /// Its validity ended in the past.
+    Expired,
+    /// Its validity starts in the future.
+    NotYetValid,
+    /// Valid, but for another host name.
+    WrongHost,
+    /// Not issued by the server's CA: signed by itself.
+    SelfSigned,
+    /// Its extended key usage allows client authentication only.
+    BadUsage,
+}
+
+impl BadCert {
+    pub const ALL: [BadCert; 5] = [
+        BadCert::Expired,
+        BadCert::NotYetValid,
+        BadCert::WrongHost,
+        BadCert::SelfSigned,
+        BadCert::BadUsage,
+    ];
+
+    /// The spelling of `cert =` in profiles.
+    pub fn name(self) -> &'static str {
+        match self {
+            BadCert::Expired => "expired",
+            BadCert::NotYetValid => "not-yet-valid",
+            BadCert::WrongHost => "wrong-host",
+            BadCert::SelfSigned => "self-signed",
+            BadCert::BadUsage => "bad-usage",
+        }
+    }
+}
+
+impl fmt::Display for TlsFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsFault::Cert(cert) => write!(f, "cert={}", cert.name()),
+            TlsFault::HandshakeStall(d) => write!(f, "handshake=stall hang={}", show_duration(*d)),
+            TlsFault::HandshakeReset => f.write_str("handshake=reset"),
+            TlsFault::CloseNoNotify => f.write_str("close=no-notify"),
+        }
+    }
 }
 
 /// The settings of a `mutate` fault.
@@ -267,6 +353,8 @@ impl Fault {
             Fault::Refuse => "refuse",
             Fault::Auth(_) => "auth",
             Fault::Mutate(_) => "mutate",
+            Fault::Tls(_) => "tls",
+            Fault::MemberDown { .. } => "member-down",
         }
     }
 
@@ -276,6 +364,14 @@ impl Fault {
         matches!(
             self,
             Fault::Delay(_) | Fault::Stall(_) | Fault::Throttle { .. }
+        )
+    }
+
+    /// Faults decided once per connection, when it is accepted, rather than per request.
+    pub fn is_connection_fault(&self) -> bool {
+        matches!(
+            self,
+            Fault::Refuse | Fault::Tls(_) | Fault::MemberDown { .. }
         )
     }
 
@@ -356,6 +452,9 @@ fn write_trigger(f: &mut fmt::Formatter<'_>, t: &Trigger) -> fmt::Result {
     if let Some(until) = t.until {
         write!(f, " until={}", show_duration(until))?;
     }
+    if let Some(n) = t.connection {
+        write!(f, " connection={n}")?;
+    }
     Ok(())
 }
 
@@ -422,6 +521,10 @@ impl fmt::Display for Params<'_> {
                     write!(f, " families={}", quoted(&names.join(",")))?;
                 }
                 write!(f, " count={}", mu.count)
+            }
+            Fault::Tls(tls) => write!(f, " {tls}"),
+            Fault::MemberDown { member, how } => {
+                write!(f, " member={member} how={}", how.name())
             }
             Fault::Auth(auth) => {
                 write!(f, " scheme={}", auth.scheme.name())?;

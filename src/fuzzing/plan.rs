@@ -309,6 +309,7 @@ fn decide(rules: &[Rule], input: &Input, scale: f64, header: ErrorHeader) -> Dec
     let mut faults = Faults::new(rules.to_vec(), input.seed, scale, header);
     let mut conn = ConnAuth::default();
     let mut clock = Duration::ZERO;
+    let mut connections = 0u64;
     let mut fired = vec![0u64; rules.len()];
     let mut out = Decisions {
         plans: Vec::new(),
@@ -323,7 +324,13 @@ fn decide(rules: &[Rule], input: &Input, scale: f64, header: ErrorHeader) -> Dec
             }
             Request::Connect => {
                 conn = ConnAuth::default();
-                let refusal = faults.refuse(clock);
+                connections += 1;
+                let refusal = faults.refuse(connections, clock);
+                // An HTTPS connection would also ask the TLS rules; they decide values only.
+                if let Some((firing, _)) = faults.tls(connections, clock) {
+                    assert!(firing.rule < rules.len());
+                    fired[firing.rule] += 1;
+                }
                 if let Some(firing) = &refusal {
                     assert!(firing.rule < rules.len());
                     fired[firing.rule] += 1;

@@ -52,7 +52,7 @@ pub fn check_text(text: &str) {
             }
             let mut faults = Faults::from_profile(&p, p.seed.unwrap_or(0), 1.0, ErrorHeader::Code);
             let mut conn = ConnAuth::default();
-            let _ = faults.refuse(Duration::from_secs(2));
+            let _ = faults.refuse(1, Duration::from_secs(2));
             for (packet, range) in [
                 (PacketType::Ping, None),
                 (PacketType::CreateSession, None),

@@ -27,7 +27,7 @@ use super::assert_error_headers;
 use crate::proto::ack::{Ack, AckError, ErrorHeader, PROTOCOL_GUID};
 use crate::proto::error::BitsError;
 use crate::proto::session::{Close, CloseOutcome, Env, Existing, Step, Table, Write, reply_url};
-use crate::proto::{ContentRange, Destination, Overlap, Packet, SessionId, Vdir};
+use crate::proto::{ContentRange, Destination, Overlap, Packet, Place, SessionId, Vdir};
 use arbitrary::{Arbitrary, Unstructured};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -199,6 +199,10 @@ impl VdirChoice {
                 Overlap::Tail
             },
             error_header: ErrorHeader::Code,
+            // IIS framing and no memory of closed sessions: the machine checks the default core.
+            content_length: Default::default(),
+            remember_closed: None,
+            farm: None,
         }
     }
 }
@@ -275,6 +279,7 @@ impl Machine {
             fresh_id: Some(fresh_id),
             existing,
             origin: ORIGIN,
+            place: Place::Front,
         }
     }
 

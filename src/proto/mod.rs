@@ -16,4 +16,4 @@ pub use error::{BitsError, Context};
 pub use packet::{Head, HeadBuf, Packet, PacketType, SessionId};
 pub use range::ContentRange;
 pub use session::{Change, Close, CloseOutcome, Env, Existing, Gone, Session, Step, Table, Write};
-pub use vdir::{Overlap, Vdir};
+pub use vdir::{ContentLength, Farm, Overlap, Place, Vdir};

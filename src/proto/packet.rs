@@ -18,6 +18,7 @@ use super::ack::{Ack, PROTOCOL_GUID};
 use super::destination::Destination;
 use super::error::BitsError;
 use super::range::ContentRange;
+use super::vdir::ContentLength;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -126,6 +127,7 @@ struct Fields<'a> {
     packet_type: Option<&'a [u8]>,
     session_id: Option<&'a [u8]>,
     content_length: Option<&'a [u8]>,
+    transfer_encoding: Option<&'a [u8]>,
     content_range: Option<&'a [u8]>,
     content_encoding: Option<&'a [u8]>,
     supported_protocols: Option<&'a [u8]>,
@@ -144,6 +146,8 @@ impl<'a> Fields<'a> {
                 &mut fields.session_id
             } else if name.eq_ignore_ascii_case(b"Content-Length") {
                 &mut fields.content_length
+            } else if name.eq_ignore_ascii_case(b"Transfer-Encoding") {
+                &mut fields.transfer_encoding
             } else if name.eq_ignore_ascii_case(b"Content-Range") {
                 &mut fields.content_range
             } else if name.eq_ignore_ascii_case(b"Content-Encoding") {
@@ -338,8 +342,9 @@ impl Packet {
     }
 }
 
-/// Validates a request head. `Err` holds the Ack to send back.
-pub fn parse(head: &Head) -> Result<Packet, Ack> {
+/// Validates a request head; `lengths` says whether a bodyless packet may omit
+/// `Content-Length`. `Err` holds the Ack to send back.
+pub fn parse(head: &Head, lengths: ContentLength) -> Result<Packet, Ack> {
     if head.method != METHOD.as_bytes() {
         return Err(Ack::status(405));
     }
@@ -356,7 +361,12 @@ pub fn parse(head: &Head) -> Result<Packet, Ack> {
     // Create-Session never resumes anything: a stray session id is ignored, not echoed.
     let echoes = packet_type != PacketType::CreateSession;
     let invalid = || fail(BitsError::InvalidArg, echoes);
+    // Without Content-Length a body is empty only if it is not chunked either.
+    let empty_without_length = lengths == ContentLength::Optional
+        && packet_type != PacketType::Fragment
+        && fields.transfer_encoding.is_none();
     let content_length = match fields.content_length {
+        None if empty_without_length => 0,
         None => return Err(fail(BitsError::LengthRequired, echoes)),
         Some(v) => parse_decimal(v).ok_or_else(invalid)?,
     };
@@ -468,6 +478,11 @@ impl serde::Serialize for SessionId {
 mod tests {
     use super::*;
 
+    /// IIS framing, as most tests want it.
+    fn parse(head: &Head) -> Result<Packet, Ack> {
+        super::parse(head, ContentLength::Required)
+    }
+
     const SID: &str = "{6B1D0C52-2F7A-4E0B-9C1E-5A3D2B7F9E01}";
 
     fn head<'a>(target: &'a str, headers: &[(&'a str, &'a str)]) -> Head<'a> {
@@ -558,6 +573,50 @@ mod tests {
             ));
             assert_eq!(ack.status, 400, "{t}");
         }
+    }
+
+    #[test]
+    fn optional_content_length_lets_bodyless_packets_omit_it_but_not_fragments() {
+        let lenient = |h: &Head| super::parse(h, ContentLength::Optional);
+        assert_eq!(
+            lenient(&head("/a", &[("BITS-Packet-Type", "Ping")])),
+            Ok(Packet::Ping)
+        );
+        let close = head(
+            "/a",
+            &[
+                ("BITS-Packet-Type", "Close-Session"),
+                ("BITS-Session-Id", SID),
+            ],
+        );
+        assert!(matches!(lenient(&close), Ok(Packet::CloseSession { .. })));
+        assert_eq!(rejected(&close).status, 411);
+        let create = head(
+            "/a",
+            &[
+                ("BITS-Packet-Type", "Create-Session"),
+                ("BITS-Supported-Protocols", PROTOCOL_GUID),
+            ],
+        );
+        assert!(matches!(lenient(&create), Ok(Packet::CreateSession { .. })));
+        let fragment = head(
+            "/a",
+            &[
+                ("BITS-Packet-Type", "Fragment"),
+                ("BITS-Session-Id", SID),
+                ("Content-Range", "bytes 0-0/1"),
+            ],
+        );
+        assert_eq!(lenient(&fragment).unwrap_err().status, 411);
+        // A chunked body is not an empty one.
+        let chunked = head(
+            "/a",
+            &[
+                ("BITS-Packet-Type", "Ping"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+        );
+        assert_eq!(lenient(&chunked).unwrap_err().status, 411);
     }
 
     #[test]

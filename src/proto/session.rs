@@ -21,7 +21,7 @@ use super::destination::Destination;
 use super::error::BitsError;
 use super::packet::{Packet, SessionId};
 use super::range::ContentRange;
-use super::vdir::{Overlap, Vdir};
+use super::vdir::{Overlap, Place, Vdir};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,8 @@ pub struct Env<'a> {
     pub existing: Existing,
     /// `scheme://host[:port]` the client reached us at, for reply URLs.
     pub origin: &'a str,
+    /// The front URL or the farm member the request arrived at.
+    pub place: Place,
 }
 
 /// One live session (docs/protocol.md §7.1).
@@ -66,6 +68,9 @@ pub struct Session {
     pub last_activity: Instant,
     /// A shorter idle timeout for this session alone (a fault asked for it).
     pub idle_timeout: Option<Duration>,
+    /// Where the session lives in a farm: the member a front Create-Session named, or where
+    /// it was created. Elsewhere it is unknown, unless the farm's store is shared.
+    pub home: Place,
 }
 
 impl Session {
@@ -105,6 +110,9 @@ pub struct Close {
     /// No fragment ever arrived: the committed file is the empty file (docs/protocol.md
     /// §10.16), so a missing temp file is expected rather than a sign of lost data.
     pub empty: bool,
+    /// When the Close-Session came and how long to remember the id once it is done
+    /// (`Vdir::remember_closed`); `None` = forget it at once.
+    pub remember: Option<(Instant, Duration)>,
 }
 
 /// A change to the set of live sessions. The table is the only source of these; the server
@@ -208,6 +216,8 @@ pub struct Table {
     sessions: BTreeMap<SessionId, Session>,
     created: u64,
     changes: Vec<Change>,
+    /// Sessions a Close-Session ended, and when (kept only under `Vdir::remember_closed`).
+    closed: BTreeMap<SessionId, Instant>,
 }
 
 impl Table {
@@ -265,31 +275,44 @@ impl Table {
                 destination,
                 protocol,
             } => Step::Answer(self.create(vdir, destination, protocol, env)),
-            Packet::Fragment { session, range, .. } => match self.live(vdir, session, env.now) {
-                Ok(s) => s.fragment(vdir, *range, env.now),
-                Err(step) => step,
-            },
-            Packet::CloseSession { session, .. } => match self.live(vdir, session, env.now) {
-                Ok(s) => {
-                    // A file no fragment ever touched is the empty file (docs/protocol.md §10.16).
-                    let empty = s.total.is_none() && s.received == 0;
-                    Step::Close(Close {
-                        session: s.id,
-                        destination: s.destination.clone(),
-                        commit: s.is_complete() || empty,
-                        empty,
-                    })
+            Packet::Fragment { session, range, .. } => {
+                match self.live(vdir, session, env.now, env.place) {
+                    Ok(s) => s.fragment(vdir, *range, env.now),
+                    Err(step) => step,
                 }
-                Err(step) => step,
-            },
-            Packet::CancelSession { session, .. } => match self.live(vdir, session, env.now) {
-                Ok(s) => {
-                    let ack = s.ack();
-                    self.remove(session, Gone::Cancelled);
-                    Step::Discard(ack, *session)
+            }
+            Packet::CloseSession { session, .. }
+                if self.recently_closed(vdir, session, env.now) =>
+            {
+                // Its first Ack was lost: the client must not upload the file again.
+                Step::Answer(Ack::ok().for_session(session))
+            }
+            Packet::CloseSession { session, .. } => {
+                match self.live(vdir, session, env.now, env.place) {
+                    Ok(s) => {
+                        // A file no fragment ever touched is the empty file (docs/protocol.md §10.16).
+                        let empty = s.total.is_none() && s.received == 0;
+                        Step::Close(Close {
+                            session: s.id,
+                            destination: s.destination.clone(),
+                            commit: s.is_complete() || empty,
+                            empty,
+                            remember: vdir.remember_closed.map(|keep| (env.now, keep)),
+                        })
+                    }
+                    Err(step) => step,
                 }
-                Err(step) => step,
-            },
+            }
+            Packet::CancelSession { session, .. } => {
+                match self.live(vdir, session, env.now, env.place) {
+                    Ok(s) => {
+                        let ack = s.ack();
+                        self.remove(session, Gone::Cancelled);
+                        Step::Discard(ack, *session)
+                    }
+                    Err(step) => step,
+                }
+            }
         }
     }
 
@@ -323,6 +346,12 @@ impl Table {
             CloseOutcome::DiskFull => Ack::error(BitsError::DiskFull),
             CloseOutcome::Failed => Ack::error(BitsError::Internal),
         };
+        if let (CloseOutcome::Done, Some((now, keep))) = (outcome, close.remember) {
+            // Pruned here, so the memory holds only the last `keep`'s worth of closes.
+            self.closed
+                .retain(|_, at| now.saturating_duration_since(*at) < keep);
+            self.closed.insert(close.session, now);
+        }
         match outcome {
             CloseOutcome::Done if close.commit => self.remove(&close.session, Gone::Committed),
             CloseOutcome::Done => self.remove(&close.session, Gone::Discarded),
@@ -376,6 +405,7 @@ impl Table {
 
     /// Forgets every session, like a server restart; returns their ids.
     pub fn clear(&mut self) -> Vec<SessionId> {
+        self.closed.clear();
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in &ids {
             self.remove(id, Gone::Forgotten);
@@ -397,11 +427,14 @@ impl Table {
         }
         // Two live sessions racing for one destination fail like an existing file would. An
         // idle-expired session no longer counts, whether or not a sweep has removed it yet.
+        // In a farm without a shared store, only sessions on the same member count.
+        let home = self.home_for(vdir, env.place);
         if !vdir.allow_overwrites
-            && self
-                .sessions
-                .values()
-                .any(|s| &s.destination == destination && !s.expired(env.now, vdir.session_timeout))
+            && self.sessions.values().any(|s| {
+                &s.destination == destination
+                    && !s.expired(env.now, vdir.session_timeout)
+                    && reachable(vdir, s.home, home)
+            })
         {
             return Ack::status(409);
         }
@@ -425,6 +458,7 @@ impl Table {
             reply_url: None,
             last_activity: env.now,
             idle_timeout: None,
+            home,
         };
         self.changes.push(Change::Created {
             id,
@@ -432,23 +466,63 @@ impl Table {
             destination: session.destination.clone(),
             reply: session.reply,
         });
-        self.sessions.insert(id, session);
         let mut ack = Ack::ok().for_session(&id);
         ack.protocol = Some(protocol.to_owned());
         ack.accept_encoding = true;
-        if let Some(host) = &vdir.host_id {
+        let member = match (&vdir.farm, home) {
+            (Some(farm), Place::Member(n)) if env.place == Place::Front => {
+                farm.members.get(n as usize - 1)
+            }
+            _ => None,
+        };
+        if let Some(host) = member {
+            ack.host_id = Some(host.clone());
+            ack.host_id_fallback_timeout = vdir.host_id_fallback_timeout;
+        } else if let Some(host) = &vdir.host_id {
             ack.host_id = Some(host.clone());
             ack.host_id_fallback_timeout = vdir.host_id_fallback_timeout;
         }
+        self.sessions.insert(id, session);
         ack
+    }
+
+    /// Where a session created at `place` lives: at the front of a farm, the next member
+    /// round-robin (by the session's ordinal); elsewhere, where it was created.
+    fn home_for(&self, vdir: &Vdir, place: Place) -> Place {
+        match (&vdir.farm, place) {
+            (Some(farm), Place::Front) if !farm.members.is_empty() => {
+                let at = self.created % farm.members.len() as u64;
+                Place::Member(at as u32 + 1)
+            }
+            _ => place,
+        }
+    }
+
+    /// Whether a Close-Session for `id` repeats one that ended the session less than
+    /// `Vdir::remember_closed` ago (docs/protocol.md §10.23).
+    fn recently_closed(&self, vdir: &Vdir, id: &SessionId, now: Instant) -> bool {
+        match (vdir.remember_closed, self.closed.get(id)) {
+            (Some(keep), Some(at)) => {
+                !self.sessions.contains_key(id) && now.saturating_duration_since(*at) < keep
+            }
+            _ => false,
+        }
     }
 
     /// The live session for an id, or the step answering that it is unknown. A session past
     /// its idle timeout is removed here, so expiry never depends on when a sweep ran.
-    fn live(&mut self, vdir: &Vdir, id: &SessionId, now: Instant) -> Result<&mut Session, Step> {
+    fn live(
+        &mut self,
+        vdir: &Vdir,
+        id: &SessionId,
+        now: Instant,
+        place: Place,
+    ) -> Result<&mut Session, Step> {
         let not_found = || Ack::error(BitsError::SessionNotFound).for_session(id);
         match self.sessions.get(id) {
             None => Err(Step::Answer(not_found())),
+            // Another farm member's session: this one has never heard of it (§10.28).
+            Some(s) if !reachable(vdir, s.home, place) => Err(Step::Answer(not_found())),
             Some(s) if s.expired(now, vdir.session_timeout) => {
                 self.remove(id, Gone::Expired);
                 Err(Step::Discard(not_found(), *id))
@@ -514,6 +588,14 @@ impl Ack {
     fn into_status(mut self, status: u16) -> Ack {
         self.status = status;
         self
+    }
+}
+
+/// Whether a session living at `home` can be reached at `place`.
+fn reachable(vdir: &Vdir, home: Place, place: Place) -> bool {
+    match &vdir.farm {
+        None => true,
+        Some(farm) => farm.shared || home == place,
     }
 }
 
@@ -633,6 +715,7 @@ mod tests {
                 fresh_id: Some(fresh_id),
                 existing,
                 origin: ORIGIN,
+                place: Place::Front,
             }
         }
 
@@ -1389,10 +1472,98 @@ mod tests {
                 destination: dest("/drop/report.bin"),
                 commit: true,
                 empty: false,
+                remember: None,
             }
         );
         // The session lives until the server reports how the commit went.
         assert!(f.table.get(&sid(1)).is_some());
+    }
+
+    #[test]
+    fn a_repeated_close_answers_200_only_while_the_closed_session_is_remembered() {
+        let mut f = Fixture::with(Vdir {
+            remember_closed: Some(Duration::from_secs(60)),
+            ..Vdir::default()
+        });
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        let closing = planned_close(f.step(&close(sid(1))));
+        assert_eq!(closing.remember, Some((f.now, Duration::from_secs(60))));
+        assert_eq!(
+            f.table.finish_close(&closing, CloseOutcome::Done).status,
+            200
+        );
+        f.later(Duration::from_secs(59));
+        let again = answer(f.step(&close(sid(1))));
+        assert_eq!(again.status, 200);
+        assert_eq!(again.session_id, Some(sid(1).to_string()));
+        // Only Close-Session is forgiven; a fragment for the closed session is still unknown.
+        assert_session_not_found(&answer(f.step(&fragment(sid(1), 0, 9, 10))), sid(1));
+        f.later(Duration::from_secs(1));
+        assert_session_not_found(&answer(f.step(&close(sid(1)))), sid(1));
+    }
+
+    #[test]
+    fn a_farm_front_names_members_round_robin_and_members_keep_their_sessions() {
+        let farm = |shared| Vdir {
+            farm: Some(crate::proto::Farm {
+                members: vec!["m1:81".into(), "m2:82".into()],
+                shared,
+            }),
+            host_id_fallback_timeout: Some(60),
+            ..Vdir::default()
+        };
+        let mut f = Fixture::with(farm(false));
+        let a = f.create("/farm/a.bin", sid(1));
+        assert_eq!(a.host_id.as_deref(), Some("m1:81"));
+        assert_eq!(a.host_id_fallback_timeout, Some(60));
+        assert_eq!(f.session(sid(1)).home, Place::Member(1));
+        // Member 2 does not know member 1's session, nor its claim on the destination.
+        assert_eq!(
+            f.create("/farm/a.bin", sid(2)).host_id.as_deref(),
+            Some("m2:82")
+        );
+        let at = |f: &mut Fixture, place, packet: &Packet| {
+            let env = Env {
+                place,
+                ..f.env(sid(0xEE), Existing::Nothing)
+            };
+            f.table.step(&f.vdir, packet, &env)
+        };
+        let write = at(&mut f, Place::Member(1), &fragment(sid(1), 0, 9, 10));
+        assert!(matches!(write, Step::Write(_)), "{write:?}");
+        for place in [Place::Front, Place::Member(2)] {
+            let lost = answer(at(&mut f, place, &fragment(sid(1), 0, 9, 10)));
+            assert_session_not_found(&lost, sid(1));
+        }
+        // With a shared store every place knows every session.
+        let mut f = Fixture::with(farm(true));
+        f.create("/farm/a.bin", sid(1));
+        for place in [Place::Front, Place::Member(1), Place::Member(2)] {
+            let write = at(&mut f, place, &fragment(sid(1), 0, 9, 10));
+            assert!(matches!(write, Step::Write(_)), "{place:?}: {write:?}");
+        }
+    }
+
+    #[test]
+    fn without_remember_closed_a_repeated_close_is_session_not_found() {
+        let mut f = Fixture::new();
+        f.create(PLAIN, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        let closing = planned_close(f.step(&close(sid(1))));
+        assert_eq!(closing.remember, None);
+        f.table.finish_close(&closing, CloseOutcome::Done);
+        assert_session_not_found(&answer(f.step(&close(sid(1)))), sid(1));
+        // A close that failed (the destination appeared) is not remembered either.
+        let mut f = Fixture::with(Vdir {
+            remember_closed: Some(Duration::from_secs(60)),
+            ..Vdir::default()
+        });
+        f.create(PLAIN, sid(2));
+        let closing = planned_close(f.step(&close(sid(2))));
+        f.table.finish_close(&closing, CloseOutcome::Conflict);
+        f.table.forget(&sid(2));
+        assert_session_not_found(&answer(f.step(&close(sid(2)))), sid(2));
     }
 
     #[test]

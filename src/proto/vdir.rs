@@ -16,6 +16,18 @@ pub enum Overlap {
     Strict,
 }
 
+/// Whether a bodyless packet must carry `Content-Length` (docs/protocol.md §2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentLength {
+    /// IIS: a packet without `Content-Length` gets 411 + `0x80070057`.
+    #[default]
+    Required,
+    /// HTTP/1.1: a Ping, Create-Session, Close-Session or Cancel-Session without
+    /// `Content-Length` (and without `Transfer-Encoding`) has an empty body. Fragments still
+    /// need it: their length is checked against `Content-Range`.
+    Optional,
+}
+
 /// Server settings that change what the protocol core answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vdir {
@@ -38,6 +50,33 @@ pub struct Vdir {
     /// Live sessions at most; a Create-Session beyond it gets 500 + `E_OUTOFMEMORY`, which
     /// clients retry later. Bounds the memory a client can make the server hold.
     pub max_sessions: usize,
+    pub content_length: ContentLength,
+    /// How long a closed session's id is remembered, so that a repeated Close-Session (its
+    /// first Ack was lost) answers 200 instead of `0x8020001F` (docs/protocol.md §10.23);
+    /// `None` = not at all, as IIS.
+    pub remember_closed: Option<Duration>,
+    /// A Host-Id web farm behind this server's front URL; `None` = one server.
+    pub farm: Option<Farm>,
+}
+
+/// A Host-Id web farm (docs/protocol.md §7.9): a Create-Session at the front names a member
+/// in `BITS-Host-Id`, round-robin; a member keeps its sessions to itself unless the store is
+/// shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Farm {
+    /// Each member's `BITS-Host-Id` value (`host:port`), member 1 first.
+    pub members: Vec<String>,
+    /// One store for all (IIS on a shared folder): every session is known everywhere.
+    pub shared: bool,
+}
+
+/// Where a request arrived: the front URL or a farm member (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum Place {
+    #[default]
+    Front,
+    Member(u32),
 }
 
 /// Windows clients send fragments of up to 13 MB (docs/protocol.md §9.5); leave generous room.
@@ -61,6 +100,9 @@ impl Default for Vdir {
             overlap: Overlap::Tail,
             error_header: ErrorHeader::Code,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            content_length: ContentLength::Required,
+            remember_closed: None,
+            farm: None,
         }
     }
 }

@@ -9,18 +9,21 @@
 //!   entries (temp file, reply), and following the table's changes (files, events).
 //! - `body`: streaming a fragment body into the temp file; draining unused bodies.
 //! - `reply_http`: the built-in reply application over HTTP, and Ack → HTTP response.
+//! - `casing`: IIS's spelling of header names in the bytes hyper writes.
 //!
 //! Locks are std mutexes held for a few lines and never across `.await`, except the
 //! per-session async lock that serializes requests of one session.
 
 mod accept;
 mod body;
+mod casing;
 mod control;
 mod execute;
 mod pipeline;
 mod reply_http;
 mod sessions;
 pub mod socket;
+pub mod tls;
 
 use crate::config::Config;
 use crate::fault::{Faults, Firing};
@@ -35,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub(crate) use accept::accept;
+pub use accept::{Listener, Scheme};
 pub use control::{Gauges, Upload};
 pub use reply_http::to_response;
 
@@ -59,6 +63,10 @@ pub struct Server {
     stopping: tokio::sync::Notify,
     /// The `--journal` file, finished when the server stops.
     journal_file: Option<Arc<journal::FileSink>>,
+    /// The certificate HTTPS listeners present, when [`Config::tls`] asks for one.
+    tls: Option<tls::Identity>,
+    /// Where the generated CA was written.
+    ca: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -66,6 +74,17 @@ impl Server {
     /// another server holds the root, naming it and the other process.
     pub fn new(config: Config) -> io::Result<Arc<Server>> {
         let store = Store::open(&config.root)?;
+        let tls = match &config.tls {
+            Some(source) => Some(
+                tls::Identity::load(source)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+            ),
+            None => None,
+        };
+        let ca = match tls.as_ref().and_then(|t| t.ca_pem.as_deref()) {
+            Some(pem) => Some(write_ca(&store, pem)?),
+            None => None,
+        };
         let mut faults = Faults::new(
             config.rules.clone(),
             config.seed,
@@ -100,6 +119,8 @@ impl Server {
             uploads: Mutex::new(std::collections::VecDeque::new()),
             stopping: tokio::sync::Notify::new(),
             journal_file,
+            tls,
+            ca,
             config,
             store,
             entries: Mutex::new(HashMap::new()),
@@ -133,6 +154,12 @@ impl Server {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The generated CA's certificate (PEM), for clients to trust: `None` without TLS or
+    /// with the user's own certificate.
+    pub fn ca_path(&self) -> Option<&std::path::Path> {
+        self.ca.as_deref()
     }
 
     /// Number of live sessions.
@@ -181,7 +208,7 @@ impl Server {
             .into_iter()
             .flat_map(|e| match e.what {
                 What::Request(r) => r.faults,
-                What::Refused { fault, .. } => vec![fault],
+                What::Refused { fault, .. } | What::TlsFault { fault, .. } => vec![fault],
                 _ => Vec::new(),
             })
             .collect()
@@ -209,6 +236,16 @@ impl Server {
         }
         self.recorded.notify_waiters();
     }
+}
+
+/// Writes the generated CA to `BITS-Sessions/tls/ca.pem`, replacing an older run's.
+fn write_ca(store: &Store, pem: &str) -> io::Result<std::path::PathBuf> {
+    let dir = store.tls_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, pem)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
 }
 
 /// Locks a std mutex, recovering from poisoning: a panicked request must not wedge the server.

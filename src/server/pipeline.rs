@@ -12,11 +12,11 @@ use super::reply_http::origin;
 use super::sessions::{Entry, Follow};
 use super::{Server, lock};
 use crate::fault::answer::answer;
-use crate::fault::{Action, Applied, Outcome, Plan, Wire};
+use crate::fault::{Action, Applied, Down, Outcome, Plan, Wire};
 use crate::journal::{Request as Record, Sent, SessionRef};
 use crate::proto::{
-    Ack, AckError, BitsError, Close, CloseOutcome, Env, Existing, Head, Packet, SessionId, Step,
-    Write, packet,
+    Ack, AckError, BitsError, Close, CloseOutcome, Env, Existing, Head, Packet, Place, SessionId,
+    Step, Write, packet,
 };
 use crate::store::error_for;
 use http::{Method, Request};
@@ -26,7 +26,24 @@ use std::sync::Arc;
 impl Server {
     pub(super) async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Arc<Conn>) -> Answer {
         let arrived = tokio::time::Instant::now();
-        let record = new_record(&conn, req.method(), req.uri().path());
+        let mut record = new_record(&conn, req.method(), req.uri().path());
+        if let Place::Member(member) = conn.place {
+            let down =
+                lock(&self.state)
+                    .faults
+                    .member_down(member, conn.id, self.started.elapsed());
+            if let Some((fault, how)) = down {
+                // Down while a connection to it was open: it stops answering there too.
+                record.faults.push(fault);
+                let wire = match how {
+                    Down::Refuse => Wire::Close,
+                    Down::Blackhole => Wire::Hang(self.config.header_read_timeout),
+                };
+                return self
+                    .execute(wire, &Plan::default(), record, &conn, arrived)
+                    .await;
+            }
+        }
         if req.method() == Method::GET || req.method() == Method::HEAD {
             return Ok(self.serve_reply(&req, record, arrived).await);
         }
@@ -51,7 +68,7 @@ impl Server {
                 .map(|n| n.chars().take(256).collect()),
             ..record
         };
-        let packet = match packet::parse(&head) {
+        let packet = match packet::parse(&head, self.config.vdir.content_length) {
             Ok(packet) => packet,
             Err(ack) => {
                 body::drain(&mut body, DRAIN_LIMIT).await;
@@ -71,6 +88,13 @@ impl Server {
             },
             ..record
         };
+        if let Some(range) = record.range
+            && conn.control.take_close_without_notify()
+        {
+            return self
+                .close_mid_body(range.len(), body, record, &conn, arrived)
+                .await;
+        }
 
         // Plan and step, under one lock; then follow what the table changed.
         let existing = match &packet {
@@ -126,6 +150,25 @@ impl Server {
             record.reason = Some(format!("fault: answered {}", rendered.status));
         }
         self.execute(wire, &plan, record, &conn, arrived).await
+    }
+
+    /// A `tls` fault's `close=no-notify`: half the fragment body is read, then the TCP stream
+    /// ends under TLS (FIN, no `close_notify`). The rest of the body is read and dropped,
+    /// so the client sees a truncated TLS stream rather than a reset. Nothing is stored.
+    async fn close_mid_body(
+        &self,
+        len: u64,
+        mut body: Incoming,
+        mut record: Record,
+        conn: &Arc<Conn>,
+        arrived: tokio::time::Instant,
+    ) -> Answer {
+        body::drain(&mut body, len / 2).await;
+        conn.control.fin_below_tls();
+        body::drain(&mut body, self.fragment_drain_limit()).await;
+        record.reason = Some("fault: closed mid-body without TLS close_notify".into());
+        self.execute(Wire::Close, &Plan::default(), record, conn, arrived)
+            .await
     }
 
     /// Does the I/O a step asks for and returns how the core's part ended.
@@ -220,6 +263,7 @@ impl Server {
             fresh_id: None,
             existing: Existing::Nothing,
             origin,
+            place: Place::Front,
         };
         let (ack, completed) = {
             let mut state = lock(&self.state);

@@ -169,7 +169,7 @@ fn plain(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
-/// `http://host[:port]` as the client addressed us, for absolute reply URLs. A Host header
+/// `http[s]://host[:port]` as the client addressed us, for absolute reply URLs. A Host header
 /// that is not a plain host name or address is ignored in favour of the local address.
 pub(super) fn origin(headers: &http::HeaderMap, conn: &Conn) -> String {
     let host = headers
@@ -181,9 +181,10 @@ pub(super) fn origin(headers: &http::HeaderMap, conn: &Conn) -> String {
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         });
+    let scheme = conn.scheme.as_str();
     match host {
-        Some(host) => format!("http://{host}"),
-        None => format!("http://{}", conn.local),
+        Some(host) => format!("{scheme}://{host}"),
+        None => format!("{scheme}://{}", conn.local),
     }
 }
 

@@ -81,6 +81,7 @@ impl Server {
             fresh_id,
             existing,
             origin,
+            place: conn.place,
         };
         let mut state = lock(&self.state);
         let known = packet

@@ -3,7 +3,9 @@
 //! hyper writes responses through [`FaultIo`]; a request handler steers it through the shared
 //! [`Control`]: reset the connection (RST instead of FIN), trickle writes at a fixed rate, or
 //! replace the next response with raw bytes (a broken response) and then fail the connection.
+//! Every response goes out with IIS's spelling of header names (`server::casing`).
 
+use super::casing::Casing;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -28,6 +30,10 @@ struct State {
     reset: bool,
     raw: Option<Vec<u8>>,
     write_rate: Option<u64>,
+    /// A `close=no-notify` fault waits for this connection's first fragment.
+    no_notify_armed: bool,
+    /// End the TCP stream now (FIN), below TLS: no `close_notify` is ever sent.
+    fin: bool,
 }
 
 impl Control {
@@ -39,6 +45,22 @@ impl Control {
     /// Send these bytes instead of the next response, then fail the connection.
     pub fn replace_response(&self, raw: Vec<u8>) {
         self.lock().raw = Some(raw);
+    }
+
+    /// Arms a `close=no-notify` fault for the connection's first fragment.
+    pub fn close_without_notify(&self) {
+        self.lock().no_notify_armed = true;
+    }
+
+    /// Takes the armed `close=no-notify` fault, if there is one.
+    pub fn take_close_without_notify(&self) -> bool {
+        std::mem::take(&mut self.lock().no_notify_armed)
+    }
+
+    /// Sends FIN under the TLS layer at the next read or write: the peer sees the stream
+    /// end without `close_notify`.
+    pub fn fin_below_tls(&self) {
+        self.lock().fin = true;
     }
 
     /// Write at most this many bytes per second (`None`: full speed).
@@ -53,51 +75,104 @@ impl Control {
     }
 }
 
-/// A TCP stream that obeys a [`Control`].
-pub struct FaultIo {
-    stream: TcpStream,
+/// A connection's byte stream: TCP, or TLS over TCP. Either can end with RST.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin {
+    fn tcp(&self) -> &TcpStream;
+    fn tcp_mut(&mut self) -> &mut TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    fn tcp_mut(&mut self) -> &mut TcpStream {
+        self
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+
+    fn tcp_mut(&mut self) -> &mut TcpStream {
+        self.get_mut().0
+    }
+}
+
+/// A connection's stream that obeys a [`Control`]. Under TLS it sits above the encryption:
+/// a broken response is broken HTTP inside a sound TLS stream.
+pub struct FaultIo<S: Socket> {
+    stream: S,
     control: Arc<Control>,
     raw_sent: usize,
     pause: Option<Pin<Box<Sleep>>>,
+    casing: Casing,
+    /// FIN went out below TLS ([`Control::fin_below_tls`]); nothing more is written.
+    fin_sent: bool,
 }
 
-impl FaultIo {
-    pub fn new(stream: TcpStream, control: Arc<Control>) -> Self {
+impl<S: Socket> FaultIo<S> {
+    pub fn new(stream: S, control: Arc<Control>) -> Self {
         FaultIo {
             stream,
             control,
             raw_sent: 0,
             pause: None,
+            casing: Casing::default(),
+            fin_sent: false,
         }
     }
 }
 
-impl Drop for FaultIo {
+impl<S: Socket> Drop for FaultIo<S> {
     fn drop(&mut self) {
         if self.control.lock().reset {
             // SO_LINGER 0: closing sends RST and discards unsent data.
-            let _ = self.stream.set_zero_linger();
+            let _ = self.stream.tcp().set_zero_linger();
         }
     }
 }
 
-impl AsyncRead for FaultIo {
+impl<S: Socket> FaultIo<S> {
+    /// Sends a FIN the handler asked for, straight on the TCP stream.
+    fn poll_fin(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.fin_sent && self.control.lock().fin {
+            ready!(Pin::new(self.stream.tcp_mut()).poll_shutdown(cx))?;
+            self.fin_sent = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: Socket> AsyncRead for FaultIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // The handler reads on after asking for the FIN: the rest of the body must be
+        // consumed, or closing with unread bytes would send RST instead.
+        let _ = ready!(self.poll_fin(cx));
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for FaultIo {
+impl<S: Socket> AsyncWrite for FaultIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        ready!(this.poll_fin(cx))?;
+        if this.fin_sent {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "closed below TLS",
+            )));
+        }
         let (raw, rate) = {
             let state = this.control.lock();
             (state.raw.clone(), state.write_rate)
@@ -116,15 +191,20 @@ impl AsyncWrite for FaultIo {
                 "broken response sent",
             )));
         }
+        let spelled = this.casing.respell(buf);
         let Some(rate) = rate else {
-            return Pin::new(&mut this.stream).poll_write(cx, buf);
+            let n = ready!(Pin::new(&mut this.stream).poll_write(cx, &spelled))?;
+            this.casing.advance(buf, n);
+            return Poll::Ready(Ok(n));
         };
         if let Some(pause) = this.pause.as_mut() {
             ready!(pause.as_mut().poll(cx));
             this.pause = None;
         }
         let quantum = (rate as f64 * TICK.as_secs_f64()).ceil().max(1.0) as usize;
-        let n = ready!(Pin::new(&mut this.stream).poll_write(cx, &buf[..buf.len().min(quantum)]))?;
+        let n =
+            ready!(Pin::new(&mut this.stream).poll_write(cx, &spelled[..buf.len().min(quantum)]))?;
+        this.casing.advance(buf, n);
         let wait = TICK.mul_f64(n as f64 / quantum as f64);
         this.pause = Some(Box::pin(tokio::time::sleep(wait)));
         Poll::Ready(Ok(n))
@@ -135,6 +215,10 @@ impl AsyncWrite for FaultIo {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.fin_sent {
+            // Shutting TLS down now would send the close_notify the fault withholds.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -2,15 +2,23 @@
 """An independent BITS upload client, written from docs/protocol.md with Python's http.client.
 
 It shares no code with bitsmock (a different language and HTTP stack), so the server is
-checked against a second reading of the spec. Usage: bits_upload.py FILE URL [FRAGMENT_SIZE]
+checked against a second reading of the spec.
+Usage: bits_upload.py [--bits-py] [--ca FILE] FILE URL [FRAGMENT_SIZE]
+--bits-py speaks the dialect of the XenServer Transfer VM's bits.py: bodyless packets (Ping,
+Create-Session, Close-Session) carry no Content-Length at all. IIS answers those with 411.
+An https:// URL is uploaded with Python's ssl module, trusting only the CA in --ca FILE; a
+certificate it refuses ends the run with "certificate refused: <OpenSSL's reason>".
 Prints the session id; exits non-zero with a message on any protocol violation.
 """
 import http.client
 import os
+import ssl
 import sys
 import urllib.parse
 
 PROTOCOL = "{7df0354d-249b-430f-820d-3d2a9bef4931}"
+# Set by --bits-py: leave Content-Length out of bodyless packets.
+OMIT_EMPTY_LENGTH = False
 
 
 def fail(msg):
@@ -19,10 +27,13 @@ def fail(msg):
 
 
 def post(conn, path, packet, headers=None, body=b""):
-    h = {"BITS-Packet-Type": packet, "Content-Length": str(len(body)),
+    h = {"BITS-Packet-Type": packet,
          "User-Agent": "Microsoft BITS/7.8 (interop test)", "Connection": "Keep-Alive"}
+    if body or not OMIT_EMPTY_LENGTH:
+        h["Content-Length"] = str(len(body))
     h.update(headers or {})
-    conn.request("BITS_POST", path, body=body, headers=h)
+    # With no body and no Content-Length header, http.client adds none for BITS_POST.
+    conn.request("BITS_POST", path, body=body or None, headers=h)
     resp = conn.getresponse()
     data = resp.read()
     if resp.getheader("BITS-Packet-Type", "").lower() != "ack":
@@ -33,13 +44,32 @@ def post(conn, path, packet, headers=None, body=b""):
 
 
 def main():
-    path_in, url = sys.argv[1], sys.argv[2]
-    fragment = int(sys.argv[3]) if len(sys.argv) > 3 else 1 << 20
+    global OMIT_EMPTY_LENGTH
+    args = sys.argv[1:]
+    ca = None
+    while args and args[0].startswith("--"):
+        if args[0] == "--bits-py":
+            OMIT_EMPTY_LENGTH = True
+            args = args[1:]
+        elif args[0] == "--ca":
+            ca, args = args[1], args[2:]
+        else:
+            fail("unknown flag " + args[0])
+    path_in, url = args[0], args[1]
+    fragment = int(args[2]) if len(args) > 2 else 1 << 20
     u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=30)
+    if u.scheme == "https":
+        context = ssl.create_default_context(cafile=ca)
+        conn = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=30,
+                                           context=context)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=30)
     size = os.path.getsize(path_in)
 
-    r = post(conn, u.path, "Ping")
+    try:
+        r = post(conn, u.path, "Ping")
+    except ssl.SSLCertVerificationError as e:
+        fail("certificate refused: %s" % e.verify_message)
     if r.status != 200:
         fail("Ping answered %d" % r.status)
 
