@@ -39,8 +39,6 @@ const TARGET_RATIO: f64 = 0.85;
 /// `--journal FILE` against no journal.
 const JOURNAL_TARGET_RATIO: f64 = 0.90;
 const DEFAULT_ROUNDS: usize = 7;
-/// `CLK_TCK`: the unit of utime and stime on Linux.
-const TICKS_PER_SECOND: f64 = 100.0;
 /// The Ack the baseline sends; bitsmock's Ping Ack has the same headers.
 const ACK_HEADERS: [(&str, &str); 1] = [("BITS-Packet-Type", "Ack")];
 
@@ -268,7 +266,7 @@ impl Bench<'_> {
                 )
             }
         };
-        let cpu_before = server_cpu_seconds();
+        let cpu_before = common::server_cpu_seconds(&["server", "bitsmock-log"]);
         let started = Instant::now();
         let clients: Vec<_> = (0..CONNECTIONS)
             .map(|_| {
@@ -288,39 +286,12 @@ impl Bench<'_> {
             client.await.map_err(io::Error::other)??;
         }
         let elapsed = started.elapsed();
-        let cpu = server_cpu_seconds() - cpu_before;
+        let cpu = common::server_cpu_seconds(&["server", "bitsmock-log"]) - cpu_before;
         // Stopped before the next run opens the same root.
         stop.await;
         let n = (CONNECTIONS * pings) as f64;
         Ok((n / elapsed.as_secs_f64(), cpu / n * 1e6))
     }
-}
-
-/// CPU time (user + system) of this process' server threads so far: the server runtime's
-/// workers and blocking threads, and the log writer.
-fn server_cpu_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ticks = 0u64;
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state …`: comm may hold spaces, so split after the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let comm = head.split_once('(').map_or("", |(_, c)| c);
-        if !(comm.starts_with("server") || comm.starts_with("bitsmock-log")) {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
-        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-        ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
-    }
-    ticks as f64 / TICKS_PER_SECOND
 }
 
 /// A hyper server that answers every request with a fixed Ping Ack: the floor of "HTTP in,

@@ -49,8 +49,6 @@ const DEFAULT_ROUNDS: usize = 5;
 const UPLOAD_PROTOCOL: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";
 /// Body bytes the baseline gathers before each positioned write.
 const BASELINE_BATCH: usize = 1 << 20;
-/// `CLK_TCK`: the unit of utime and stime on Linux.
-const TICKS_PER_SECOND: f64 = 100.0;
 
 /// One workload: `clients` uploads at once, each of `file` bytes in `fragment`-byte pieces.
 #[derive(Clone, Copy)]
@@ -426,7 +424,7 @@ async fn run(
             )
         }
     };
-    let cpu_before = server_cpu_seconds();
+    let cpu_before = common::server_cpu_seconds(&["server"]);
     let started = Instant::now();
     let uploads: Vec<_> = (0..scenario.clients)
         .map(|k| {
@@ -438,7 +436,7 @@ async fn run(
         u.await.map_err(io::Error::other)??;
     }
     let elapsed = started.elapsed();
-    let cpu = server_cpu_seconds() - cpu_before;
+    let cpu = common::server_cpu_seconds(&["server"]) - cpu_before;
     stop.await;
     for k in 0..scenario.clients {
         let stored = tokio::fs::metadata(dir.join("bench").join(format!("{k}.bin")))
@@ -541,35 +539,6 @@ async fn upload(
             .expect_ok("Close-Session")?;
     }
     Ok(())
-}
-
-/// CPU time (user + system) of this process' `server` threads so far: the server runtime's
-/// workers and its blocking pool.
-fn server_cpu_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ticks = 0u64;
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state …`: comm may hold spaces, so split after the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if !head
-            .split_once('(')
-            .is_some_and(|(_, c)| c.starts_with("server"))
-        {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
-        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-        ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
-    }
-    ticks as f64 / TICKS_PER_SECOND
 }
 
 /// The baseline: the fastest honest server we can write. hyper, no protocol: for every
