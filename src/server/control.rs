@@ -180,7 +180,8 @@ impl Server {
         let mut uploads = lock(&self.uploads);
         // A re-upload to the same path replaces the older entry.
         uploads.retain(|u| u.path != upload.path);
-        if uploads.len() == UPLOADS_KEPT {
+        // Memory of the past has one knob: as many uploads as the journal keeps events.
+        while uploads.len() >= UPLOADS_KEPT.min(self.config.journal_keep.max(1)) {
             uploads.pop_front();
         }
         uploads.push_back(upload);
