@@ -1163,6 +1163,12 @@ fn verdict(args: &VerdictArgs) -> ExitCode {
         }
     }
     let v = verdict::judge(&events, &options);
+    if args.source.is_some() && v.outcome("upload-intact").is_some_and(|o| o.judged == 0) {
+        eprintln!(
+            "note: upload-intact could not compare: the journal carries no digest of the committed \
+             file (serve --sha256) and no --dir ROOT was given to read it back"
+        );
+    }
     let name = args.file.display().to_string();
     let passed = v.passed();
     let run = || report::Run {

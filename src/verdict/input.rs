@@ -421,6 +421,93 @@ mod tests {
     }
 
     #[test]
+    fn every_event_kind_the_checks_use_reads_back() {
+        let session = json!({"id": "{A}", "ordinal": 2});
+        let lines = [
+            json!({"seq": 1, "event": "started", "seed": 7, "profile": "p"}),
+            json!({"seq": 2, "at_ms": 1.0, "event": "session-created", "session": session, "destination": "/a", "reply": true}),
+            json!({"seq": 3, "at_ms": 2.0, "event": "committed", "session": session, "path": "a", "size": 5, "sha256": "ab"}),
+            json!({"seq": 4, "at_ms": 3.0, "event": "session-gone", "session": session, "why": "expired"}),
+            json!({"seq": 5, "at_ms": 4.0, "event": "reply-served", "session": session, "status": 206}),
+            json!({"seq": 6, "event": "request", "sent": {"sent": "mutated", "status": 999}}),
+        ];
+        let seen = read(&lines);
+        let sid = SessionSeen {
+            id: "{A}".into(),
+            ordinal: Some(2),
+        };
+        assert_eq!(
+            seen[0],
+            Seen::Started {
+                seed: Some(7),
+                profile: Some("p".into())
+            }
+        );
+        assert_eq!(
+            seen[1],
+            Seen::Created {
+                seq: 2,
+                at_ms: 1.0,
+                session: sid.clone(),
+                destination: "/a".into(),
+                reply: true
+            }
+        );
+        assert_eq!(
+            seen[2],
+            Seen::Committed {
+                seq: 3,
+                at_ms: 2.0,
+                session: sid.clone(),
+                path: "a".into(),
+                size: 5,
+                sha256: Some("ab".into())
+            }
+        );
+        assert_eq!(
+            seen[3],
+            Seen::Gone {
+                seq: 4,
+                at_ms: 3.0,
+                session: sid.clone(),
+                why: "expired".into()
+            }
+        );
+        assert_eq!(
+            seen[4],
+            Seen::ReplyServed {
+                seq: 5,
+                at_ms: 4.0,
+                session: sid,
+                status: 206
+            }
+        );
+        let Seen::Request(r) = &seen[5] else {
+            panic!("a request")
+        };
+        assert_eq!(r.sent, Sent::Mutated(999));
+        assert_eq!(r.sent.delivered(), None, "a mutated answer counts as none");
+        for (sent, text) in [
+            (Sent::Status(200), "200"),
+            (Sent::Closed, "connection closed"),
+            (Sent::Reset, "connection reset"),
+            (Sent::Hung, "no answer"),
+            (Sent::Broken, "a broken answer"),
+            (Sent::Mutated(201), "a mutated 201"),
+        ] {
+            assert_eq!(sent.to_string(), text);
+        }
+        // A number with a sign or spaces inside is not an offset.
+        for raw in ["-5", "+5", "5 0", "0x10", ""] {
+            let ack = AckSeen {
+                received: Some(raw.into()),
+                ..AckSeen::default()
+            };
+            assert_eq!(ack.offset(), None, "{raw:?}");
+        }
+    }
+
+    #[test]
     fn odd_values_read_as_unknown_rather_than_failing() {
         let ack = AckSeen {
             received: Some("12x".into()),
