@@ -39,12 +39,12 @@ impl Span {
     /// Bytes in the range (never 0: a range holds at least its first byte).
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
-        self.last + 1 - self.first
+        self.end() - self.first
     }
 
-    /// One past the last byte.
+    /// One past the last byte (saturating: a journal file may say anything).
     pub fn end(&self) -> u64 {
-        self.last + 1
+        self.last.saturating_add(1)
     }
 
     fn parse(text: &str) -> Option<Span> {
@@ -519,6 +519,8 @@ mod tests {
         assert_eq!(ack.code(), Some(0x8020_001F));
         assert_eq!(ack.retry_after_s(), None);
         assert_eq!(Span::parse("9-3/10"), None);
+        let huge = Span::parse("0-18446744073709551615/18446744073709551615").expect("a span");
+        assert_eq!((huge.end(), huge.len()), (u64::MAX, u64::MAX));
         assert_eq!(Span::parse("garbage"), None);
         for (sent, want) in [
             ("reset", Sent::Reset),
