@@ -177,7 +177,8 @@ pub struct Request {
 
 /// What an answer told the client, exactly as sent (each value at most 64 characters), so a
 /// reader can judge the client by what it was told rather than by what the server knew.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AckSeen {
     /// `BITS-Received-Content-Range`.
     pub received: Option<String>,

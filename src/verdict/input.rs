@@ -95,17 +95,9 @@ impl std::fmt::Display for Sent {
     }
 }
 
-/// The BITS headers an answer carried, as sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct AckSeen {
-    pub received: Option<String>,
-    pub session_id: Option<String>,
-    pub error_code: Option<String>,
-    pub retry_after: Option<String>,
-    pub reply_url: bool,
-}
+pub use crate::journal::AckSeen;
 
+/// How the checks read what an answer said (the journal keeps it as text, exactly as sent).
 impl AckSeen {
     /// `BITS-Error-Code` as a number (`0x8020001F`, or bare hex as some servers send it).
     pub fn code(&self) -> Option<u32> {
