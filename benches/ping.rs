@@ -78,12 +78,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(writer)
+                .fmt_fields(bitsmock::log::Fields)
+                .with_timer(bitsmock::log::Time)
                 .with_ansi(false)
                 .with_filter(level),
         )
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(in_place)
+                .fmt_fields(bitsmock::log::Fields)
+                .with_timer(bitsmock::log::Time)
                 .with_ansi(false)
                 .with_filter(in_place_level),
         )
@@ -160,6 +164,17 @@ impl Bench<'_> {
                 },
             ),
         ];
+        // For a profiler (`perf record`): only the contenders whose name holds the text, no
+        // verdict.
+        if let Ok(only) = std::env::var("BENCH_ONLY") {
+            for (name, contender) in contenders.iter().filter(|(n, _)| n.contains(&only)) {
+                for _ in 0..rounds {
+                    let (rate, cpu) = self.run(contender, pings).await?;
+                    println!("  {name:<34} {rate:>9.0} Pings/s   server CPU {cpu:>5.1} µs/Ping");
+                }
+            }
+            return Ok(());
+        }
         println!(
             "ping: {CONNECTIONS} connections x {pings} Pings over loopback, {rounds} round(s), alternating"
         );

@@ -112,6 +112,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     } else {
         clients.block_on(bench(&handle, ONE_BIG, rounds, true, true))?;
+        if std::env::var_os("BENCH_ONLY").is_some() {
+            return Ok(());
+        }
         println!();
         clients.block_on(bench(&handle, MANY_SMALL, rounds, true, false))
     }
@@ -173,6 +176,17 @@ async fn bench(
                 })),
             ),
         ]);
+    }
+
+    // For a profiler or a quick look: the baseline, "no profile" and the contenders whose
+    // name holds the text; no verdicts.
+    let only = std::env::var("BENCH_ONLY").ok();
+    if let Some(only) = &only {
+        let mut i = 0;
+        contenders.retain(|(name, _)| {
+            i += 1;
+            i <= 2 || name.contains(only.as_str())
+        });
     }
 
     // One preallocated body, sliced per fragment: no data generation inside the timed part.
@@ -240,6 +254,13 @@ async fn bench(
             "  {name:<28} {m:>8.1} MiB/s   {:.3}× baseline   server CPU {cpu:>5.2} s/GiB",
             m / base
         );
+    }
+    if only.is_some() {
+        for (i, (name, _)) in contenders.iter().enumerate().skip(2) {
+            let ratio = median(&mut per_round(i));
+            println!("  {name} vs no profile: {ratio:.3}× (median of per-round ratios)");
+        }
+        return Ok(());
     }
     if !judge {
         return Ok(());

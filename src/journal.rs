@@ -480,6 +480,20 @@ impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
     }
 }
 
+/// A non-negative number with one decimal, as `{:.1}` writes it but without the float
+/// formatter's exact-precision work (this is on every request line).
+struct Tenths(f64);
+
+impl std::fmt::Display for Tenths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !(self.0.is_finite() && (0.0..1e15).contains(&self.0)) {
+            return write!(f, "{:.1}", self.0);
+        }
+        let tenths = (self.0 * 10.0).round() as u64;
+        write!(f, "{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
 /// `first-last/total`.
 struct RangeText(ContentRange);
 
@@ -529,7 +543,7 @@ pub fn trace(event: &Event) {
             tracing::info!(
                 "request seq={seq} conn={} peer={} method={} path={} packet={} session={} \
                  ordinal={} index={} range={} received={} stored={} status={} reason={} \
-                 sent={} latency_ms={:.1} faults={}",
+                 sent={} latency_ms={} faults={}",
                 r.conn,
                 r.peer,
                 r.method,
@@ -544,7 +558,7 @@ pub fn trace(event: &Event) {
                 Dash(r.status),
                 Dash(r.reason.as_deref()),
                 r.sent,
-                r.latency_ms,
+                Tenths(r.latency_ms),
                 Faults(&r.faults),
             );
         }

@@ -3,9 +3,16 @@
 //! each. `bitsmock serve` logs one line per request at its default level, and users run with
 //! it on; written in place it cost more than the protocol work (benches/ping.rs).
 
+use std::cell::RefCell;
+use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
+use tracing::field::{Field, Visit};
 pub use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 
 /// How long the writer lets lines gather after each flush: a burst of requests shares one
 /// write and one wake-up, and no line waits much longer than this.
@@ -34,5 +41,204 @@ impl<W: Write> Write for Gathering<W> {
         self.0.flush()?;
         std::thread::sleep(GATHER);
         Ok(())
+    }
+}
+
+/// How a log line's fields are written: as `tracing-subscriber`'s default (the message,
+/// then ` name=value` for each other field), and just as safe for a terminal — a value with
+/// control characters has them escaped — but a value is checked in one pass and copied
+/// whole, where the default escapes character by character through a formatter. On the
+/// request line that escaping cost more than all the rest of logging (benches/ping.rs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fields;
+
+impl<'writer> FormatFields<'writer> for Fields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = Visitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct Visitor<'writer> {
+    writer: Writer<'writer>,
+    first: bool,
+    result: fmt::Result,
+}
+
+thread_local! {
+    /// Where a value is formatted before it is checked: one buffer per thread, reused.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+impl Visitor<'_> {
+    /// Writes one field: `value` formatted, as is when it is clean, else escaped.
+    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        // Fields the `log` crate's bridge adds say where a line came from, as the default does not print.
+        if name.starts_with("log.") {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        self.result = SCRATCH.with(|scratch| {
+            let mut fresh = String::new();
+            let mut held = scratch.try_borrow_mut();
+            let text = match held.as_deref_mut() {
+                Ok(text) => text,
+                Err(_) => &mut fresh,
+            };
+            text.clear();
+            fmt::write(text, value)?;
+            self.writer.write_str(separator)?;
+            if name != "message" {
+                write!(self.writer, "{name}=")?;
+            }
+            write_escaped(&mut self.writer, text)
+        });
+    }
+}
+
+impl Visit for Visitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.field(field, format_args!("{value}"));
+        } else {
+            self.field(field, format_args!("{value:?}"));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.field(field, format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, format_args!("{value:?}"));
+    }
+}
+
+/// `text` with every character a terminal could act on (C0 controls but tab, DEL, C1
+/// controls) written as an escape; clean text, nearly always, in one write.
+fn write_escaped(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    let unsafe_char = |c: char| c.is_control() && c != '\t';
+    // No early exit, so the check runs over whole words at a time.
+    let suspect = text.bytes().fold(false, |seen, b| {
+        seen | (b < 0x20) | (b == 0x7f) | (b == 0xc2)
+    });
+    if !suspect {
+        return out.write_str(text);
+    }
+    for c in text.chars() {
+        if unsafe_char(c) {
+            write!(out, "\\u{{{:x}}}", c as u32)?;
+        } else {
+            out.write_char(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// The time at the start of each log line, as `tracing-subscriber`'s default writes it
+/// (RFC 3339, UTC, microseconds): the date and time of day are formatted once per second
+/// per thread, and only the microseconds on every line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Time;
+
+thread_local! {
+    /// The second last formatted, and its text up to the fraction (`2026-12-01T13:55:10.`).
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+impl FormatTime for Time {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let second = now.as_secs();
+        SECOND.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            if cached.0 != second {
+                let text = &mut cached.1;
+                text.clear();
+                write_second(text, second)?;
+                cached.0 = second;
+            }
+            write!(w, "{}{:06}Z", cached.1, now.subsec_micros())
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` for seconds since 1970 (UTC; the proleptic Gregorian calendar).
+fn write_second(out: &mut String, secs: u64) -> fmt::Result {
+    use fmt::Write as _;
+    let days = secs / 86_400;
+    let in_day = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60
+    )
+}
+
+/// The calendar date `days` after 1970-01-01 (Howard Hinnant's days-to-civil algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_match_the_calendar() {
+        let second = |s| {
+            let mut text = String::new();
+            write_second(&mut text, s).unwrap();
+            text
+        };
+        assert_eq!(second(0), "1970-01-01T00:00:00.");
+        assert_eq!(second(951_782_400), "2000-02-29T00:00:00.");
+        assert_eq!(second(1_796_137_510), "2026-12-01T15:05:10.");
+        assert_eq!(second(4_107_542_399), "2100-02-28T23:59:59.");
+        assert_eq!(second(4_107_542_400), "2100-03-01T00:00:00.");
+    }
+
+    #[test]
+    fn clean_text_is_written_whole_and_controls_are_escaped() {
+        let escaped = |t: &str| {
+            let mut out = String::new();
+            write_escaped(&mut out, t).unwrap();
+            out
+        };
+        assert_eq!(escaped("path=/a b c é"), "path=/a b c é");
+        assert_eq!(escaped("tab\tkept"), "tab\tkept");
+        assert_eq!(escaped("\x1b[31mred\x07"), "\\u{1b}[31mred\\u{7}");
+        assert_eq!(escaped("line\nforged\r"), "line\\u{a}forged\\u{d}");
+        assert_eq!(
+            escaped("del\x7f c1\u{9b} latin\u{a0}"),
+            "del\\u{7f} c1\\u{9b} latin\u{a0}"
+        );
     }
 }

@@ -589,6 +589,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(log)
+        .fmt_fields(bitsmock::log::Fields)
+        .with_timer(bitsmock::log::Time)
         .with_ansi(colour())
         .init();
     match cli.command {

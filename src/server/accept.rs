@@ -237,7 +237,11 @@ impl Server {
             }
             None => Arc::clone(&identity.config),
         };
-        let handshake = TlsAcceptor::from(config).accept(stream);
+        // rustls reads the socket 4 KiB at a time: below it, a buffer turns those into
+        // reads of up to TLS_READ_BUFFER bytes, four times fewer system calls per record
+        // of an upload (benches/upload.rs).
+        let buffered = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream);
+        let handshake = TlsAcceptor::from(config).accept(buffered);
         let stream = match tokio::time::timeout(self.config.header_read_timeout, handshake).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
@@ -296,8 +300,13 @@ impl Server {
             let conn = Arc::clone(&conn);
             async move {
                 let kind = server.config.server_header;
-                let mut response = server.handle(req, conn).await?;
+                let head_only = req.method() == http::Method::HEAD;
+                let mut response = server.handle(req, conn.clone()).await?;
                 server_headers(kind, response.headers_mut());
+                let body = hyper::body::Body::size_hint(response.body())
+                    .exact()
+                    .unwrap_or(0);
+                conn.control.expect_body(if head_only { 0 } else { body });
                 Ok::<_, super::execute::Dropped>(response)
             }
         });
@@ -311,6 +320,9 @@ impl Server {
             .serve_connection(TokioIo::new(io), service)
     }
 }
+
+/// The socket reads under TLS (see [`Server::open`]): a few TLS records' worth.
+const TLS_READ_BUFFER: usize = 64 * 1024;
 
 /// The `Server` and `Pragma` headers of every answer (`--server-header`).
 fn server_headers(kind: ServerHeader, headers: &mut http::HeaderMap) {

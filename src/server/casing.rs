@@ -5,12 +5,15 @@
 //! private. IIS sends `BITS-Packet-Type`, `BITS-Reply-URL`, `WWW-Authenticate`, and a client
 //! that matches names case-sensitively works against IIS: if bitsmock spelled them otherwise,
 //! that client would fail only against the mock. So the connection is served with title
-//! case and [`Casing`] re-spells the names below in the bytes hyper writes, on their way to
+//! case and [`Casing`] re-spells the names below in the heads hyper writes, on their way to
 //! the socket ([`super::socket::FaultIo`]).
 //!
+//! Only heads are touched: a body (a reply an application wrote, say) passes through as it
+//! is, however much it looks like a header. The handler says how long each response's body
+//! is; a head ends at its blank line, and an interim `1xx` head has no body.
+//!
 //! Only the letters' case changes, so every byte keeps its place and a partial write maps
-//! one to one. A name is re-spelled where it starts a line and is followed by `:`; the
-//! bodies bitsmock sends (empty Acks, one-line JSON replies) never contain such a line.
+//! one to one. A name is re-spelled where it starts a line and is followed by `:`.
 
 /// The names whose IIS spelling differs from title case.
 pub const IIS_NAMES: &[&str] = &[
@@ -27,77 +30,161 @@ pub const IIS_NAMES: &[&str] = &[
     "WWW-Authenticate",
 ];
 
-/// Where the last write left off. The bytes a write is given are always the rest of hyper's
-/// buffer, so a name that starts in them ends in them too; only the part of a re-spelled
-/// name that a partial write did not take carries over.
+/// Where the writes are in the stream of responses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Casing {
-    /// The last byte written ended a line (or nothing was written yet).
-    line_start: bool,
+    /// Bytes of the current body still to pass through; 0 while in a head.
+    body_left: u64,
+    head: Head,
     /// The rest of a re-spelled name whose start was already written.
     pending: &'static [u8],
+}
+
+/// How far into a head the writes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    /// Bytes of this head already passed.
+    at: u64,
+    /// Bytes of the current line before its `\n`.
+    line: u64,
+    /// The status is `1xx`: an interim answer (`100 Continue`), with no body.
+    interim: bool,
+}
+
+impl Head {
+    const START: Head = Head {
+        at: 0,
+        line: 0,
+        interim: false,
+    };
+}
+
+/// What the next write may offer of the bytes it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// The first `n` bytes are head: re-spell them ([`Casing::respell_into`]).
+    Head(usize),
+    /// The first `n` bytes are body: send them as they are.
+    Body(usize),
 }
 
 impl Default for Casing {
     fn default() -> Self {
         Casing {
-            line_start: true,
+            body_left: 0,
+            head: Head::START,
             pending: &[],
         }
     }
 }
 
 impl Casing {
-    /// `buf` as IIS would spell it, given what was written before. Same length as `buf`.
-    pub fn respell(&self, buf: &[u8]) -> Vec<u8> {
-        let mut out = buf.to_vec();
-        for (at, name) in self.names(buf) {
-            let end = (at + name.len()).min(out.len());
-            out[at..end].copy_from_slice(&name[..end - at]);
+    /// How much of `buf` the next write offers, and whether it is head or body. A head is
+    /// offered up to its end, so a head and the body after it never share a write.
+    pub fn offer(&self, buf: &[u8]) -> Offer {
+        if self.body_left > 0 {
+            return Offer::Body(
+                usize::try_from(self.body_left).map_or(buf.len(), |left| left.min(buf.len())),
+            );
         }
-        out
+        let (_, passed, _) = walk(self.head, buf, buf.len(), |_, _| {});
+        Offer::Head(passed)
     }
 
-    /// Moves past the first `written` bytes of `buf` (what the socket took of it).
-    pub fn advance(&mut self, buf: &[u8], written: usize) {
+    /// `head` (what [`Casing::offer`] called head) as IIS would spell it, into `out`.
+    pub fn respell_into(&self, head: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(head);
+        let pending = self.pending.len().min(out.len());
+        out[..pending].copy_from_slice(&self.pending[..pending]);
+        walk(self.head, head, head.len(), |at, name| {
+            let end = (at + name.len()).min(out.len());
+            out[at..end].copy_from_slice(&name[..end - at]);
+        });
+    }
+
+    /// Moves past the first `written` bytes of `buf` (what the socket took of the offer).
+    /// `next_body` is asked for the length of a body when the head before it has ended.
+    pub fn advance(&mut self, buf: &[u8], written: usize, next_body: impl FnOnce() -> u64) {
         if written == 0 {
             return;
         }
-        let straddling = self
-            .names(buf)
-            .find(|(at, name)| *at < written && written < at + name.len());
-        self.pending = match straddling {
-            Some((at, name)) => &name[written - at..],
-            None => &[],
-        };
-        self.line_start = buf[written - 1] == b'\n';
-    }
-
-    /// Each re-spelling in `buf`: where it starts and the bytes to put there.
-    fn names<'a>(&self, buf: &'a [u8]) -> impl Iterator<Item = (usize, &'static [u8])> + 'a {
-        let pending = (!self.pending.is_empty()).then_some((0, self.pending));
-        let line_start = self.line_start;
-        let skip = self.pending.len();
-        let starts = (skip..buf.len()).filter(move |&i| {
-            if i == 0 {
-                line_start
-            } else {
-                buf[i - 1] == b'\n'
-            }
+        if self.body_left > 0 {
+            self.body_left = self.body_left.saturating_sub(written as u64);
+            return;
+        }
+        let pending = self.pending;
+        self.pending = pending.get(written..).unwrap_or(&[]);
+        let mut straddling = None;
+        let (head, _, ended) = walk(self.head, buf, written, |at, name| {
+            straddling = Some((at, name));
         });
-        pending.into_iter().chain(starts.filter_map(move |at| {
-            let rest = &buf[at..];
-            IIS_NAMES
-                .iter()
-                .map(|name| name.as_bytes())
-                .find(|name| {
-                    rest.len() > name.len()
-                        && rest[name.len()] == b':'
-                        && rest[..name.len()].eq_ignore_ascii_case(name)
-                })
-                .map(|name| (at, name))
-        }))
+        if let Some((at, name)) = straddling
+            && written < at + name.len()
+        {
+            self.pending = &name[written - at..];
+        }
+        self.head = head;
+        if ended {
+            self.head = Head::START;
+            if !head.interim {
+                self.body_left = next_body();
+            }
+        }
     }
+}
+
+/// Walks the first `limit` head bytes of `buf` from `head`, calling `name` for each
+/// re-spelling that starts there (where, the bytes to put there; a name may run past
+/// `limit`), until the head's blank line. Returns where the walk left the head, how many
+/// bytes it passed, and whether the head ended.
+fn walk(
+    mut head: Head,
+    buf: &[u8],
+    limit: usize,
+    mut name: impl FnMut(usize, &'static [u8]),
+) -> (Head, usize, bool) {
+    let limit = limit.min(buf.len());
+    let mut i = 0;
+    while i < limit {
+        if head.line == 0
+            && head.at > 0
+            && let Some(found) = iis_name(&buf[i..])
+        {
+            name(i, found);
+        }
+        let line_end = memchr::memchr(b'\n', &buf[i..limit]);
+        let segment = line_end.map_or(limit - i, |at| at + 1);
+        // `HTTP/1.1 1xx`: the status's first digit is the head's tenth byte.
+        if let Some(digit) = 9u64.checked_sub(head.at).map(|d| d as usize)
+            && digit < segment
+            && buf[i + digit] == b'1'
+        {
+            head.interim = true;
+        }
+        head.at += segment as u64;
+        i += segment;
+        match line_end {
+            // A line of nothing (or a lone `\r`) ends the head.
+            Some(at) if head.line + at as u64 <= 1 => return (head, i, true),
+            Some(_) => head.line = 0,
+            None => head.line += segment as u64,
+        }
+    }
+    (head, limit, false)
+}
+
+/// The IIS spelling of the header name `line` starts with, if it is one of [`IIS_NAMES`].
+fn iis_name(line: &[u8]) -> Option<&'static [u8]> {
+    // Every name starts with B or W: most lines are passed over at their first byte.
+    if !matches!(line.first(), Some(b'B' | b'b' | b'W' | b'w')) {
+        return None;
+    }
+    IIS_NAMES.iter().map(|name| name.as_bytes()).find(|name| {
+        line.len() > name.len()
+            && line[name.len()] == b':'
+            && line[..name.len()].eq_ignore_ascii_case(name)
+    })
 }
 
 #[cfg(test)]
@@ -111,40 +198,101 @@ mod tests {
         b"HTTP/1.1 200 OK\r\nBITS-Packet-Type: Ack\r\nBITS-Reply-URL: http://h/r\r\n\
         Content-Length: 0\r\nWWW-Authenticate: Negotiate\r\n\r\n";
 
+    /// Everything the socket is sent for `stream`, offered in writes of which the socket
+    /// takes at most `step` bytes each; `bodies` are the handler's body lengths in order.
+    fn send(stream: &[u8], step: usize, bodies: &[u64]) -> Vec<u8> {
+        let mut casing = Casing::default();
+        let mut bodies = bodies.iter().copied();
+        let mut sent = Vec::new();
+        let mut scratch = Vec::new();
+        let mut rest = stream;
+        while !rest.is_empty() {
+            let offered: &[u8] = match casing.offer(rest) {
+                Offer::Head(n) => {
+                    casing.respell_into(&rest[..n], &mut scratch);
+                    &scratch
+                }
+                Offer::Body(n) => &rest[..n],
+            };
+            assert!(!offered.is_empty());
+            let n = step.min(offered.len());
+            sent.extend_from_slice(&offered[..n]);
+            casing.advance(rest, n, || bodies.next().unwrap_or(0));
+            rest = &rest[n..];
+        }
+        sent
+    }
+
     #[test]
     fn names_get_iis_spelling_and_nothing_else_changes() {
-        assert_eq!(Casing::default().respell(TITLE), IIS);
+        assert_eq!(send(TITLE, usize::MAX, &[]), IIS);
         let value = b"HTTP/1.1 200 OK\r\nX-Note: bits-packet-type: x\r\n\r\n";
-        assert_eq!(Casing::default().respell(value), value);
+        assert_eq!(send(value, usize::MAX, &[]), value);
         let prefix = b"HTTP/1.1 200 OK\r\nBits-Errors: 1\r\nBits-Error: 2\r\n\r\n";
         assert_eq!(
-            Casing::default().respell(prefix),
+            send(prefix, usize::MAX, &[]),
             b"HTTP/1.1 200 OK\r\nBits-Errors: 1\r\nBITS-Error: 2\r\n\r\n"
         );
+        // A name must be followed by its colon, even at the end of the bytes given.
+        let cut = b"HTTP/1.1 200 OK\r\nBits-Error";
+        assert_eq!(send(cut, usize::MAX, &[]), cut);
     }
 
     #[test]
     fn writes_cut_anywhere_give_the_same_bytes_as_one_write() {
+        let body = b"Bits-Packet-Type: not a header\r\n\r\n";
+        let stream = [TITLE, body.as_slice(), TITLE].concat();
+        let want = [IIS, body.as_slice(), IIS].concat();
         for step in 1..=7 {
-            let mut casing = Casing::default();
-            let mut sent = Vec::new();
-            let mut rest = TITLE;
-            while !rest.is_empty() {
-                // The socket takes `step` bytes of whatever it is offered.
-                let offered = casing.respell(rest);
-                let n = step.min(rest.len());
-                sent.extend_from_slice(&offered[..n]);
-                casing.advance(rest, n);
-                rest = &rest[n..];
-            }
-            assert_eq!(sent, IIS, "writes of {step} bytes");
+            assert_eq!(
+                send(&stream, step, &[body.len() as u64, 0]),
+                want,
+                "writes of {step} bytes"
+            );
         }
     }
 
     #[test]
-    fn a_second_response_on_the_connection_is_respelled_too() {
+    fn a_body_passes_as_it_is_and_the_next_head_is_respelled() {
+        // A reply whose text reads like header lines is not a head.
+        let body = b"\nBits-Packet-Type: x\r\nWww-Authenticate: y\r\n";
+        let stream = [TITLE, body.as_slice(), TITLE].concat();
+        let want = [IIS, body.as_slice(), IIS].concat();
+        assert_eq!(send(&stream, usize::MAX, &[body.len() as u64, 0]), want);
+        // The body goes in writes of its own, never beyond its length.
         let mut casing = Casing::default();
-        casing.advance(TITLE, TITLE.len());
-        assert_eq!(casing.respell(TITLE), IIS);
+        assert_eq!(casing.offer(&stream), Offer::Head(TITLE.len()));
+        casing.advance(&stream, TITLE.len(), || body.len() as u64);
+        assert_eq!(
+            casing.offer(&stream[TITLE.len()..]),
+            Offer::Body(body.len())
+        );
+        casing.advance(&stream[TITLE.len()..], 3, || unreachable!());
+        assert_eq!(
+            casing.offer(&stream[TITLE.len() + 3..]),
+            Offer::Body(body.len() - 3)
+        );
+    }
+
+    #[test]
+    fn an_interim_head_takes_no_body_length() {
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let body = b"Bits-Error: 1\r\n";
+        let stream = [interim.as_slice(), TITLE, body.as_slice()].concat();
+        let want = [interim.as_slice(), IIS, body.as_slice()].concat();
+        assert_eq!(send(&stream, usize::MAX, &[body.len() as u64]), want);
+        assert_eq!(send(&stream, 2, &[body.len() as u64]), want);
+        // A 2xx whose reason starts with 1 is not interim; a bare \n ends a head too.
+        let odd = b"HTTP/1.1 201 1\n\nBits-Error: 1\r\n";
+        assert_eq!(send(odd, usize::MAX, &[15]), odd);
+    }
+
+    #[test]
+    fn a_second_response_on_the_connection_is_respelled_too() {
+        let twice = [TITLE, TITLE].concat();
+        assert_eq!(send(&twice, usize::MAX, &[0, 0]), [IIS, IIS].concat());
+        let mut casing = Casing::default();
+        casing.advance(TITLE, TITLE.len(), || 0);
+        assert_eq!(casing, Casing::default());
     }
 }

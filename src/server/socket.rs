@@ -5,7 +5,8 @@
 //! replace the next response with raw bytes (a broken response) and then fail the connection.
 //! Every response goes out with IIS's spelling of header names (`server::casing`).
 
-use super::casing::Casing;
+use super::casing::{Casing, Offer};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -34,6 +35,8 @@ struct State {
     no_notify_armed: bool,
     /// End the TCP stream now (FIN), below TLS: no `close_notify` is ever sent.
     fin: bool,
+    /// The body lengths of the answers handed to hyper and not yet written, oldest first.
+    bodies: VecDeque<u64>,
 }
 
 impl Control {
@@ -61,6 +64,12 @@ impl Control {
     /// end without `close_notify`.
     pub fn fin_below_tls(&self) {
         self.lock().fin = true;
+    }
+
+    /// The answer just handed to hyper has a body of `len` bytes (0 for a HEAD): its head
+    /// is re-spelled, its body is not (`server::casing`).
+    pub fn expect_body(&self, len: u64) {
+        self.lock().bodies.push_back(len);
     }
 
     /// Write at most this many bytes per second (`None`: full speed).
@@ -91,13 +100,14 @@ impl Socket for TcpStream {
     }
 }
 
-impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+/// TLS over TCP, with the socket's reads buffered below the decryption.
+impl Socket for tokio_rustls::server::TlsStream<tokio::io::BufReader<TcpStream>> {
     fn tcp(&self) -> &TcpStream {
-        self.get_ref().0
+        self.get_ref().0.get_ref()
     }
 
     fn tcp_mut(&mut self) -> &mut TcpStream {
-        self.get_mut().0
+        self.get_mut().0.get_mut()
     }
 }
 
@@ -109,6 +119,8 @@ pub struct FaultIo<S: Socket> {
     raw_sent: usize,
     pause: Option<Pin<Box<Sleep>>>,
     casing: Casing,
+    /// A head as IIS spells it, kept between writes so re-spelling allocates nothing.
+    spelled: Vec<u8>,
     /// FIN went out below TLS ([`Control::fin_below_tls`]); nothing more is written.
     fin_sent: bool,
 }
@@ -121,6 +133,7 @@ impl<S: Socket> FaultIo<S> {
             raw_sent: 0,
             pause: None,
             casing: Casing::default(),
+            spelled: Vec::new(),
             fin_sent: false,
         }
     }
@@ -191,10 +204,18 @@ impl<S: Socket> AsyncWrite for FaultIo<S> {
                 "broken response sent",
             )));
         }
-        let spelled = this.casing.respell(buf);
+        let offered: &[u8] = match this.casing.offer(buf) {
+            Offer::Head(n) => {
+                this.casing.respell_into(&buf[..n], &mut this.spelled);
+                &this.spelled
+            }
+            Offer::Body(n) => &buf[..n],
+        };
+        let control = &this.control;
+        let next_body = || control.lock().bodies.pop_front().unwrap_or(0);
         let Some(rate) = rate else {
-            let n = ready!(Pin::new(&mut this.stream).poll_write(cx, &spelled))?;
-            this.casing.advance(buf, n);
+            let n = ready!(Pin::new(&mut this.stream).poll_write(cx, offered))?;
+            this.casing.advance(buf, n, next_body);
             return Poll::Ready(Ok(n));
         };
         if let Some(pause) = this.pause.as_mut() {
@@ -202,9 +223,10 @@ impl<S: Socket> AsyncWrite for FaultIo<S> {
             this.pause = None;
         }
         let quantum = (rate as f64 * TICK.as_secs_f64()).ceil().max(1.0) as usize;
-        let n =
-            ready!(Pin::new(&mut this.stream).poll_write(cx, &spelled[..buf.len().min(quantum)]))?;
-        this.casing.advance(buf, n);
+        let n = ready!(
+            Pin::new(&mut this.stream).poll_write(cx, &offered[..offered.len().min(quantum)])
+        )?;
+        this.casing.advance(buf, n, next_body);
         let wait = TICK.mul_f64(n as f64 / quantum as f64);
         this.pause = Some(Box::pin(tokio::time::sleep(wait)));
         Poll::Ready(Ok(n))
