@@ -745,6 +745,33 @@ fn sentence(kind: Option<&str>, event: &Map<String, Value>) -> String {
             ),
             &["session", "status", "bytes"],
         ),
+        Some("notification") => {
+            let outcome = match (f("status"), f("error")) {
+                (_, Value::String(e)) => format!("failed: {}", clean(e)),
+                (Value::Null, _) => "no answer".to_owned(),
+                (status, _) => format!("answered {}", text(status)),
+            };
+            (
+                format!(
+                    "{} notified {} ({}): {outcome}, relayed {} in {} ms",
+                    session(),
+                    text(f("url")),
+                    text(f("mode")),
+                    text(f("relayed")),
+                    text(f("duration_ms"))
+                ),
+                &[
+                    "session",
+                    "url",
+                    "mode",
+                    "status",
+                    "error",
+                    "relayed",
+                    "duration_ms",
+                    "headers",
+                ],
+            )
+        }
         // A kind this version does not know: its name and every field.
         Some(other) => (clean(other), &[]),
         None => ("(no event kind)".to_owned(), &[]),

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! <root>/BITS-Sessions/Requests/<session-id>.bin   temp file being assembled
+//! <root>/BITS-Sessions/Replies/<session-id>.bin    a notified application's reply
 //! <root>/<destination segments...>                  committed files
 //! ```
 //!
@@ -32,6 +33,7 @@ pub struct Store {
     root: PathBuf,
     sessions: PathBuf,
     requests: PathBuf,
+    replies: PathBuf,
     /// The locked lock files (more than one after the root was emptied and re-created).
     locks: Arc<Mutex<Vec<File>>>,
 }
@@ -47,8 +49,10 @@ impl Store {
         let root = root.canonicalize()?;
         let sessions = root.join(RESERVED_SEGMENT);
         let requests = sessions.join("Requests");
+        let replies = sessions.join("Replies");
         std::fs::create_dir_all(&requests)?;
-        for dir in [&sessions, &requests] {
+        std::fs::create_dir_all(&replies)?;
+        for dir in [&sessions, &requests, &replies] {
             if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
                 return Err(io::Error::new(
                     ErrorKind::InvalidInput,
@@ -60,7 +64,7 @@ impl Store {
             }
         }
         let lock = lock_root(&root, &sessions)?;
-        for entry in std::fs::read_dir(&requests)? {
+        for entry in std::fs::read_dir(&requests)?.chain(std::fs::read_dir(&replies)?) {
             let entry = entry?;
             let ours = entry.file_name().to_str().is_some_and(is_temp_name);
             // A directory with our name is not ours either; a link is removed, not followed.
@@ -75,6 +79,7 @@ impl Store {
             root,
             sessions,
             requests,
+            replies,
             locks: Arc::new(Mutex::new(vec![lock])),
         })
     }
@@ -116,6 +121,7 @@ impl Store {
     /// Re-creates the session area (and its lock) if something deleted it.
     fn restore(&self) -> io::Result<()> {
         std::fs::create_dir_all(&self.requests)?;
+        std::fs::create_dir_all(&self.replies)?;
         if !self.sessions.join(LOCK_FILE).exists() {
             let lock = lock_root(&self.root, &self.sessions)?;
             self.locks
@@ -146,6 +152,38 @@ impl Store {
     /// Where a session's file is assembled: `<hyphenated lower-case uuid>.bin`.
     pub fn temp_path(&self, id: &SessionId) -> PathBuf {
         self.requests.join(format!("{}.bin", id.simple()))
+    }
+
+    /// Where a notified application's reply for a session is kept (by value the server
+    /// writes it; by reference the application does): `<hyphenated lower-case uuid>.bin`.
+    pub fn reply_path(&self, id: &SessionId) -> PathBuf {
+        self.replies.join(format!("{}.bin", id.simple()))
+    }
+
+    /// Creates an empty reply file, replacing an older one (and re-creating the session area
+    /// if it was deleted). A link in its place is removed, never followed.
+    pub async fn fresh_reply(&self, id: &SessionId) -> io::Result<tokio::fs::File> {
+        let store = self.clone();
+        let path = self.reply_path(id);
+        let file = tokio::task::spawn_blocking(move || {
+            store.restore()?;
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(tokio::fs::File::from_std(file))
+    }
+
+    /// Deletes a session's reply file, if any.
+    pub async fn discard_reply(&self, id: &SessionId) {
+        let _ = tokio::fs::remove_file(self.reply_path(id)).await;
     }
 
     /// What is at a destination now.

@@ -11,7 +11,7 @@
 
 use super::profile::Profile;
 use super::rule::{
-    Auth, Broken, Dist, Down, Fault, Lie, Loss, Rule, Scheme, SessionLoss, TlsFault,
+    Auth, Broken, Dist, Down, Fault, Lie, Loss, NotifyFault, Rule, Scheme, SessionLoss, TlsFault,
 };
 
 use crate::proto::range::ContentRange;
@@ -146,6 +146,11 @@ pub enum Effect {
         #[serde(serialize_with = "shown")]
         fault: TlsFault,
     },
+    /// The notification of the server application was broken this way.
+    Notify {
+        #[serde(serialize_with = "shown")]
+        fault: NotifyFault,
+    },
 }
 
 /// How a lost answer was lost.
@@ -246,6 +251,15 @@ impl std::fmt::Display for Effect {
                 }
                 TlsFault::HandshakeReset => f.write_str("reset the TLS handshake"),
                 TlsFault::CloseNoNotify => f.write_str("closed mid-body without TLS close_notify"),
+            },
+            Effect::Notify { fault } => match fault {
+                NotifyFault::Delay(by) => {
+                    write!(f, "delayed the application's answer by {}", d(*by))
+                }
+                NotifyFault::Refuse => f.write_str("refused the connection to the application"),
+                NotifyFault::Status(status) => write!(f, "had the application answer {status}"),
+                NotifyFault::Garbage => f.write_str("had the application answer garbage"),
+                NotifyFault::Twice => f.write_str("sent the notification twice"),
             },
         }
     }
@@ -495,6 +509,49 @@ impl Faults {
         None
     }
 
+    /// Decides how the `nth` notification (1-based) of session `session` (its ordinal) to
+    /// the server application for destination `path` misbehaves (fault `notify`), if at all:
+    /// the first `notify` rule to fire decides.
+    pub fn notify(
+        &mut self,
+        session: u64,
+        nth: u64,
+        path: &str,
+        since_start: Duration,
+    ) -> Option<(Firing, NotifyFault)> {
+        for i in 0..self.rules.len() {
+            let Fault::Notify(fault) = self.rules[i].fault else {
+                continue;
+            };
+            let t = &self.rules[i].trigger;
+            let matches = t.session.is_none_or(|s| s == session)
+                && t.nth.is_none_or(|n| n == nth)
+                && t.path
+                    .as_deref()
+                    .is_none_or(|g| super::rule::glob_matches(g, path))
+                && self.in_window(&self.rules[i], since_start);
+            if !matches || self.gate(i, session, nth).is_none() {
+                continue;
+            }
+            let fault = match fault {
+                NotifyFault::Delay(d) => NotifyFault::Delay(self.scale(d)),
+                other => other,
+            };
+            self.fires[i] += 1;
+            let firing = Firing {
+                rule: self.ids[i] as usize,
+                name: self.rules[i].name.clone(),
+                packet: Some(PacketType::Fragment),
+                session,
+                index: nth,
+                range: None,
+                effect: Effect::Notify { fault },
+            };
+            return Some((firing, fault));
+        }
+        None
+    }
+
     fn connection_matches(&self, i: usize, conn: u64, since_start: Duration) -> bool {
         let rule = &self.rules[i];
         rule.trigger.connection.is_none_or(|n| n == conn) && self.in_window(rule, since_start)
@@ -521,7 +578,7 @@ impl Faults {
             ..Plan::default()
         };
         for i in 0..self.rules.len() {
-            if self.rules[i].fault.is_connection_fault() || !self.matches(i, facts, index) {
+            if !self.rules[i].fault.acts_on_requests() || !self.matches(i, facts, index) {
                 continue;
             }
             let Some(mut rng) = self.gate(i, facts.session, index) else {
@@ -639,7 +696,7 @@ impl Faults {
                     }
                     None => None,
                 },
-                Fault::Refuse | Fault::Tls(_) | Fault::MemberDown { .. } => None,
+                Fault::Refuse | Fault::Tls(_) | Fault::MemberDown { .. } | Fault::Notify(_) => None,
             };
             if let Some(effect) = effect {
                 self.fires[i] += 1;
