@@ -19,6 +19,7 @@
 //! - [`reply`]: the built-in server application for upload-reply jobs. Pure.
 //! - [`notify`]: back-end notification of a real server application (`serve --notify`):
 //!   its request, the meaning of its answer, its failures as Acks. Pure.
+//! - [`echo`]: `bitsmock notify-echo`, a tiny server application for `serve --notify`.
 //! - [`client`]: the reference BITS upload client (`bitsmock upload`), for tests and CLI.
 //! - [`admin`]: the HTTP control API (docs/admin-api.md) over the journal and the rules, on
 //!   a listener of its own.
@@ -36,6 +37,7 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod echo;
 pub mod exercise;
 pub mod fault;
 #[cfg(feature = "fuzzing")]

@@ -56,6 +56,17 @@ enum Command {
     /// BITSMOCK_URL and BITSMOCK_FILE in its environment); without one, the reference client
     /// runs. Exit status: 0 every cell passed, 1 one did not, 2 bad arguments.
     Exercise(ExerciseArgs),
+    /// A tiny server application for `serve --notify` (both --notify-type modes): it
+    /// answers every notification with a JSON receipt of the upload's size and SHA-256.
+    NotifyEcho(NotifyEchoArgs),
+}
+
+#[derive(Args)]
+struct NotifyEchoArgs {
+    /// Address to listen on (same forms as `serve --listen`; port 0 picks a free one,
+    /// printed at start).
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_listen, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
 }
 
 #[derive(Args)]
@@ -632,6 +643,7 @@ fn main() -> ExitCode {
         Command::Journal(args) => journal(args),
         Command::Verdict(args) => verdict(&args),
         Command::Exercise(args) => exercise(args),
+        Command::NotifyEcho(args) => notify_echo(&args),
         Command::Serve(args) => match args.into_config() {
             Ok((config, harness)) => serve(config, harness),
             Err(message) => {
@@ -987,6 +999,42 @@ impl Signals {
     async fn next(&mut self) {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+fn notify_echo(args: &NotifyEchoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", args.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => println!("bitsmock notify-echo listening on http://{addr}/"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        tokio::select! {
+            served = bitsmock::echo::run(listener) => match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        }
+    })
 }
 
 fn upload(args: UploadArgs) -> ExitCode {
