@@ -241,14 +241,15 @@ impl Server {
         record: &mut Record,
     ) -> Applied {
         let session_id = write.session;
-        let reply = lock(&self.state)
+        // The built-in reply names the upload's digest; a notified application's does not.
+        let builtin_reply = lock(&self.state)
             .table
             .get(&session_id)
-            .is_some_and(|s| s.reply);
+            .is_some_and(|s| s.reply && !s.notified);
         let temp = body::Temp {
             store: self.store.clone(),
             session: session_id,
-            hash: self.config.sha256 || reply,
+            hash: self.config.sha256 || builtin_reply,
         };
         let reading = Reading {
             cut_after: cut.map(|(after, _)| after),
