@@ -407,6 +407,12 @@ async fn by_value_the_application_gets_the_upload_and_the_client_downloads_its_r
     );
     assert!(headers.contains(&("User-Agent".into(), "BITSExts 1.5".into())));
     assert!(headers.contains(&("Content-Length".into(), "300000".into())));
+    // The verdict reads the notification event and finds nothing wrong with the client.
+    let verdict = f
+        .running
+        .server
+        .verdict(&bitsmock::verdict::Options::default());
+    assert!(verdict.passed(), "{}", verdict.summary());
     f.stop().await;
 }
 

@@ -1507,6 +1507,138 @@ mod tests {
         assert_eq!(f.table.record_fragment(&stale, 20, &env), last);
     }
 
+    fn notified() -> Fixture {
+        Fixture::with(Vdir {
+            notify_prefixes: vec![vec!["reply".to_owned()]],
+            ..Vdir::default()
+        })
+    }
+
+    #[test]
+    fn a_notified_session_waits_for_the_application_before_its_final_ack_carries_a_url() {
+        let mut f = notified();
+        f.create(REPLY, sid(1));
+        assert!(f.session(sid(1)).notified);
+        let last = f.send(sid(1), 0, 19, 20);
+        assert_eq!((last.received, last.reply_url), (Some(20), None));
+        assert!(f.session(sid(1)).awaits_notification());
+        // A retried final fragment (any range) asks for the notification again.
+        assert_eq!(f.step(&fragment(sid(1), 10, 19, 20)), Step::Notify(sid(1)));
+        // The application failed: its status is relayed, the session keeps waiting.
+        let relayed = Ack {
+            error: Some(AckError::application(0x8019_01F7)),
+            ..Ack::status(503)
+        };
+        let ack = f
+            .table
+            .finish_notify(&sid(1), Notified::Failed(relayed.clone()), f.now);
+        assert_eq!(ack, relayed.for_session(&sid(1)));
+        assert_eq!(
+            ack.render(ErrorHeader::Code).header("BITS-Error-Context"),
+            Some("0x7")
+        );
+        assert!(f.session(sid(1)).awaits_notification());
+        assert_eq!(f.step(&fragment(sid(1), 0, 19, 20)), Step::Notify(sid(1)));
+        // Then it answered 200.
+        let url = "http://cdn.test/r.bin".to_owned();
+        let ok = f.table.finish_notify(
+            &sid(1),
+            Notified::Reply {
+                reply_url: url.clone(),
+                copy: false,
+            },
+            f.now,
+        );
+        assert_eq!(ok.status, 200);
+        assert_eq!(
+            (ok.received, ok.reply_url.as_deref()),
+            (Some(20), Some(url.as_str()))
+        );
+        assert!(!f.session(sid(1)).awaits_notification());
+        // Retries get the same answer; the first outcome stands.
+        assert_eq!(answer(f.step(&fragment(sid(1), 0, 19, 20))), ok);
+        let late = f
+            .table
+            .finish_notify(&sid(1), Notified::Failed(Ack::status(500)), f.now);
+        assert_eq!(late, ok);
+    }
+
+    #[test]
+    fn a_notified_upload_is_committed_at_close_only_when_the_application_asked() {
+        for copy in [false, true] {
+            let mut f = notified();
+            f.create(REPLY, sid(1));
+            f.send(sid(1), 0, 9, 10);
+            let reply = Notified::Reply {
+                reply_url: "u".into(),
+                copy,
+            };
+            f.table.finish_notify(&sid(1), reply, f.now);
+            let close = planned_close(f.step(&close(sid(1))));
+            assert_eq!(close.commit, copy);
+            let ack = f.table.finish_close(&close, CloseOutcome::Done);
+            assert_eq!(ack.status, 200);
+            let why = if copy {
+                Gone::Committed
+            } else {
+                Gone::Discarded
+            };
+            assert!(
+                f.table.take_changes().contains(&Change::Gone {
+                    id: sid(1),
+                    ordinal: 1,
+                    why
+                }),
+                "{copy}"
+            );
+        }
+        // The built-in application: always committed, as before.
+        let mut f = Fixture::new();
+        f.create(REPLY, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        assert!(planned_close(f.step(&close(sid(1)))).commit);
+    }
+
+    #[test]
+    fn a_reply_url_over_2200_characters_is_invalid_and_the_session_waits_on() {
+        let mut f = notified();
+        f.create(REPLY, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        let long = Notified::Reply {
+            reply_url: "x".repeat(MAX_REPLY_URL + 1),
+            copy: false,
+        };
+        let ack = f.table.finish_notify(&sid(1), long, f.now);
+        assert_eq!(ack, Ack::error(BitsError::InvalidArg).for_session(&sid(1)));
+        assert!(f.session(sid(1)).awaits_notification());
+        let fits = Notified::Reply {
+            reply_url: "x".repeat(MAX_REPLY_URL),
+            copy: false,
+        };
+        assert_eq!(f.table.finish_notify(&sid(1), fits, f.now).status, 200);
+    }
+
+    #[test]
+    fn only_reply_sessions_under_a_notify_prefix_are_notified() {
+        let mut f = Fixture::with(Vdir {
+            notify_prefixes: vec![vec!["reply".to_owned(), "app".to_owned()]],
+            ..Vdir::default()
+        });
+        f.create("/reply/app/a.bin", sid(1));
+        f.create("/reply/other/a.bin", sid(2));
+        f.create("/drop/app/a.bin", sid(3));
+        assert!(f.session(sid(1)).notified);
+        assert!(!f.session(sid(2)).notified);
+        assert!(!f.session(sid(3)).notified);
+        // The built-in application still answers the others at once.
+        assert!(f.send(sid(2), 0, 9, 10).reply_url.is_some());
+        assert_eq!(
+            f.table
+                .finish_notify(&sid(9), Notified::Failed(Ack::status(500)), f.now),
+            Ack::error(BitsError::SessionNotFound).for_session(&sid(9))
+        );
+    }
+
     #[test]
     fn a_plain_session_never_carries_a_reply_url() {
         let mut f = Fixture::new();
