@@ -685,6 +685,69 @@ mod tests {
     }
 
     #[test]
+    fn notify_applications_come_per_prefix_from_the_profile_or_one_from_the_flag() {
+        let p = profile(
+            "reply-path = \"/r/\"\nnotify-type = \"reference\"\nnotify-timeout = \"30s\"\nnotify-max-reply = \"1MiB\"\nnotify-reply-url = \"relative\"\nnotify = { \"/r/orders/\" = \"http://127.0.0.1:9001/o\", \"/r/big/\" = { url = \"http://127.0.0.1:9002/\", type = \"value\" } }",
+        );
+        let c = Config::from_parts(Some(&p), Settings::default()).unwrap();
+        let apps: Vec<(String, u16, Mode)> = c
+            .notify
+            .applications
+            .iter()
+            .map(|a| (a.prefix.join("/"), a.url.port, a.mode))
+            .collect();
+        assert_eq!(
+            apps,
+            vec![
+                ("r/big".into(), 9002, Mode::Value),
+                ("r/orders".into(), 9001, Mode::Reference),
+            ]
+        );
+        assert_eq!(c.vdir.notify_prefixes, c.notify.prefixes());
+        assert_eq!(c.notify.timeout, Duration::from_secs(30));
+        assert_eq!(c.notify.max_reply, 1 << 20);
+        assert_eq!(c.notify.reply_url, ReplyUrl::Relative);
+        // A flag's application replaces the profile's, for the whole reply path.
+        let flags = Settings {
+            notify: Some(vec![NotifyRoute {
+                path: None,
+                url: AppUrl::parse("http://127.0.0.1:9/").unwrap(),
+                mode: None,
+            }]),
+            ..Settings::default()
+        };
+        let c = Config::from_parts(Some(&p), flags).unwrap();
+        assert_eq!(c.notify.applications.len(), 1);
+        assert_eq!(c.notify.applications[0].prefix, vec!["r".to_owned()]);
+        assert_eq!(c.notify.applications[0].mode, Mode::Reference);
+        // No type anywhere: by value. No notify at all: none, and the core notifies nothing.
+        let c = Config::from_parts(
+            None,
+            Settings {
+                notify: Some(vec![NotifyRoute {
+                    path: None,
+                    url: AppUrl::parse("http://a/").unwrap(),
+                    mode: None,
+                }]),
+                ..Settings::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.notify.applications[0].mode, Mode::Value);
+        let c = Config::from_parts(None, Settings::default()).unwrap();
+        assert!(c.notify.applications.is_empty() && c.vdir.notify_prefixes.is_empty());
+    }
+
+    #[test]
+    fn a_notify_prefix_outside_the_reply_path_is_refused() {
+        let p = profile("notify = { \"/drop/\" = \"http://a/\" }");
+        let e = Config::from_parts(Some(&p), Settings::default()).unwrap_err();
+        assert!(e.to_string().contains("outside the reply path"), "{e}");
+        let p = profile("reply-path = \"\"\nnotify = \"http://a/\"");
+        assert!(Config::from_parts(Some(&p), Settings::default()).is_err());
+    }
+
+    #[test]
     fn flag_rules_run_after_the_profile_rules() {
         let p = profile("");
         let extra = profile::parse_rule_line("fault=delay delay=1ms", "--fault", 1).unwrap();

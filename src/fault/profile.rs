@@ -1255,6 +1255,70 @@ mod tests {
     const HEAD: &str = "name = \"t\"\ndescription = \"d\"\n";
 
     #[test]
+    fn notify_settings_and_rules_are_checked_at_their_line() {
+        for (text, wanted) in [
+            (
+                "[server]\nnotify = \"https://a/\"",
+                "p.toml:4: `notify` URL must be a plain http:// URL",
+            ),
+            (
+                "[server]\nnotify = 5",
+                "p.toml:4: `notify` must be an http:// URL or a table",
+            ),
+            (
+                "[server]\nnotify = { \"r/\" = \"http://a/\" }",
+                "p.toml:4: `notify` prefix \"r/\" must start with `/`",
+            ),
+            (
+                "[server]\nnotify = { \"/r/\" = { url = \"http://a/\", kind = \"x\" } }",
+                "p.toml:4: unknown key `kind` in `notify` \"/r/\"",
+            ),
+            (
+                "[server]\nnotify = { \"/r/\" = { url = \"http://a/\", type = \"both\" } }",
+                "p.toml:4: `notify` \"/r/\" `type` must be \"reference\" or \"value\"",
+            ),
+            (
+                "[server]\nnotify-type = \"both\"",
+                "p.toml:4: `notify-type` must be \"reference\" or \"value\"",
+            ),
+            (
+                "[server]\nnotify-timeout = \"0s\"",
+                "p.toml:4: `notify-timeout` must be longer than zero",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"",
+                "p.toml:3: fault `notify` needs `how`",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"delay\"",
+                "p.toml:3: fault `notify` how = \"delay\" needs `delay`",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"status\"\nstatus = 200",
+                "p.toml:6: `status` must be an HTTP status from 100 to 599 other than 200",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"refuse\"\ndelay = \"1s\"",
+                "p.toml:6: `delay` applies to how = \"delay\" only",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"twice\"\npacket = \"fragment\"",
+                "p.toml:3: fault `notify` acts on notifications of the server application",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"twice\"\nconnection = 1",
+                "p.toml:6: `connection` picks connections",
+            ),
+        ] {
+            let e = err(&format!("{HEAD}{text}\n"));
+            assert!(e.starts_with(wanted), "{text}: {e}");
+        }
+        let rule = parse_rule_line("fault=notify how=status status=503 nth=2", "--fault", 1).unwrap();
+        assert_eq!(rule.fault, Fault::Notify(NotifyFault::Status(503)));
+        assert_eq!(rule.trigger.nth, Some(2));
+    }
+
+    #[test]
     fn a_complete_profile_parses() {
         let p = parse(
             &format!(
