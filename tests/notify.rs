@@ -1078,3 +1078,69 @@ async fn a_256_mib_upload_by_value_streams_both_ways_in_bounded_server_memory() 
     assert!(peak < 64 * 1024, "server peak RSS {peak} KiB");
     serve.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// The two-command try: bitsmock notify-echo + bitsmock serve --notify
+// ---------------------------------------------------------------------------------------
+
+/// `bitsmock notify-echo --listen 127.0.0.1:0` as a child; its address from the banner.
+struct Echo(std::process::Child, SocketAddr);
+
+impl Echo {
+    fn start() -> Echo {
+        use std::io::BufRead;
+        let mut child = support::serve::bitsmock(&["notify-echo", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run bitsmock notify-echo");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("bitsmock notify-echo listening on http://")
+            .and_then(|a| a.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("banner {line:?}"));
+        Echo(child, addr)
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn notify_echo_answers_both_modes_with_the_uploads_digest() {
+    let echo = Echo::start();
+    for mode in ["reference", "value"] {
+        let notify = format!("http://{}/", echo.1);
+        let serve = support::serve::Serve::start(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--notify",
+            &notify,
+            "--notify-type",
+            mode,
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let (source, bytes) = source_in(dir.path(), 1_000_000);
+        let url = format!("http://{}/reply/in.bin", serve.addr);
+        let summary = Uploader::new(options())
+            .upload(&source, &url)
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let receipt: serde_json::Value =
+            serde_json::from_slice(summary.reply.unwrap().body.as_deref().unwrap()).unwrap();
+        let digest: String = sha(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(receipt["mode"], mode);
+        assert_eq!(receipt["size"], 1_000_000);
+        assert_eq!(receipt["sha256"], digest.as_str());
+        assert_eq!(receipt["url"], url.as_str());
+        serve.stop();
+    }
+}
