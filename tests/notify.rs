@@ -1144,3 +1144,37 @@ async fn notify_echo_answers_both_modes_with_the_uploads_digest() {
         serve.stop();
     }
 }
+
+#[test]
+fn a_bad_notify_flag_or_profile_is_a_clear_error() {
+    use support::serve::{bitsmock, run, text};
+    let out = run(bitsmock(&["serve", "--notify", "https://app.test/"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("plain http:// URL"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(bitsmock(&["serve", "--notify-type", "both"]));
+    assert_eq!(out.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    std::fs::write(
+        &profile,
+        "name = \"p\"\ndescription = \"d\"\n[server]\nnotify = { \"/drop/\" = \"http://127.0.0.1:9/\" }\n",
+    )
+    .unwrap();
+    let out = run(bitsmock(&[
+        "serve",
+        "--dir",
+        dir.path().join("up").to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("outside the reply path"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1313,7 +1313,8 @@ mod tests {
             let e = err(&format!("{HEAD}{text}\n"));
             assert!(e.starts_with(wanted), "{text}: {e}");
         }
-        let rule = parse_rule_line("fault=notify how=status status=503 nth=2", "--fault", 1).unwrap();
+        let rule =
+            parse_rule_line("fault=notify how=status status=503 nth=2", "--fault", 1).unwrap();
         assert_eq!(rule.fault, Fault::Notify(NotifyFault::Status(503)));
         assert_eq!(rule.trigger.nth, Some(2));
     }

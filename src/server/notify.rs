@@ -125,6 +125,11 @@ impl Server {
         };
         // An over-long reply URL fails here, in the core: the record says what was relayed.
         let reply_url = reply_url.filter(|_| ack.status == 200);
+        if ack.status != 200 {
+            // Failed, or the session expired meanwhile: no reply may outlive it.
+            entry.reply = None;
+            self.store.discard_reply(&job.id).await;
+        }
         let relayed = Some(ack.status);
         self.record(
             session, &url, &app, exchange, took, relayed, reply_url, firing,
