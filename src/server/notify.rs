@@ -66,7 +66,7 @@ impl Server {
             return Ack::error(crate::proto::BitsError::Internal).for_session(&job.id);
         };
         entry.notifications += 1;
-        let path = format!("/{}", destination.segments().collect::<Vec<_>>().join("/"));
+        let path = destination.to_string();
         let decided = lock(&self.state).faults.notify(
             ordinal,
             entry.notifications,
@@ -94,27 +94,6 @@ impl Server {
         let exchange = self.exchange(&app, &target, &job, size, fault).await;
         let took = started.elapsed();
         let notified = self.outcome(&exchange, &job);
-        if let Notified::Reply { reply_url, .. } = &notified {
-            let stored = matches!(
-                exchange.result,
-                Ok(Answer::Success {
-                    static_url: None,
-                    ..
-                })
-            );
-            entry.reply = stored.then(|| Reply {
-                body: ReplyBody::File {
-                    path: self.store.reply_path(&job.id),
-                    len: exchange.reply_bytes.unwrap_or(0),
-                },
-                sha256: None,
-                last_modified: httpdate::fmt_http_date(SystemTime::now()),
-            });
-            tracing::debug!(session = %job.id, %reply_url, "application answered");
-        } else {
-            entry.reply = None;
-            self.store.discard_reply(&job.id).await;
-        }
         let reply_url = match &notified {
             Notified::Reply { reply_url, .. } => Some(reply_url.clone()),
             Notified::Failed(_) => None,
@@ -123,10 +102,26 @@ impl Server {
             let mut state = lock(&self.state);
             state.table.finish_notify(&job.id, notified, super::now())
         };
-        // An over-long reply URL fails here, in the core: the record says what was relayed.
+        // The core has the last word (an over-long reply URL fails there), and the session
+        // may have expired meanwhile: only a 200 keeps a reply.
+        let stored = matches!(
+            exchange.result,
+            Ok(Answer::Success {
+                static_url: None,
+                ..
+            })
+        );
         let reply_url = reply_url.filter(|_| ack.status == 200);
-        if ack.status != 200 {
-            // Failed, or the session expired meanwhile: no reply may outlive it.
+        if ack.status == 200 {
+            entry.reply = stored.then(|| Reply {
+                body: ReplyBody::File {
+                    path: self.store.reply_path(&job.id),
+                    len: exchange.reply_bytes.unwrap_or(0),
+                },
+                sha256: None,
+                last_modified: httpdate::fmt_http_date(SystemTime::now()),
+            });
+        } else {
             entry.reply = None;
             self.store.discard_reply(&job.id).await;
         }
@@ -239,11 +234,7 @@ impl Server {
             Some(NotifyFault::Delay(d)) => d,
             _ => std::time::Duration::ZERO,
         };
-        let post = async {
-            tokio::time::sleep(delay).await;
-            self.post(app, target, &exchange.headers, length, job.id)
-                .await
-        };
+        let post = self.post(app, target, &exchange.headers, length, job.id, delay);
         match tokio::time::timeout(self.config.notify.timeout, post).await {
             Ok(Ok((status, answer, reply_bytes))) => {
                 exchange.status = Some(status);
@@ -260,7 +251,8 @@ impl Server {
     }
 
     /// Connects, sends, and reads the answer; by value the reply body goes to the reply
-    /// file, by reference the application's reply file is checked.
+    /// file, by reference the application's reply file is checked. `delay` holds the
+    /// answer back once it came (a `notify` fault's slow application).
     async fn post(
         &self,
         app: &Application,
@@ -268,6 +260,7 @@ impl Server {
         headers: &[(String, String)],
         length: u64,
         id: SessionId,
+        delay: std::time::Duration,
     ) -> Result<(u16, Answer, Option<u64>), (Option<u16>, Failure)> {
         let stream = tokio::net::TcpStream::connect((app.url.host.as_str(), app.url.port))
             .await
@@ -309,6 +302,7 @@ impl Server {
             .send_request(request)
             .await
             .map_err(|e| (None, Failure::Garbage(e.to_string())))?;
+        tokio::time::sleep(delay).await;
         let status = response.status().as_u16();
         let answer = interpret(
             status,
