@@ -181,6 +181,22 @@ impl Store {
         Ok(tokio::fs::File::from_std(file))
     }
 
+    /// Opens a stored reply for reading: only a plain file at that very path, never through
+    /// a link (by reference the application wrote it; it must not point outside the root).
+    pub async fn open_reply(path: &Path) -> io::Result<tokio::fs::File> {
+        let refused = || io::Error::new(ErrorKind::InvalidInput, "the reply is not a plain file");
+        let before = tokio::fs::symlink_metadata(path).await?;
+        if !before.is_file() {
+            return Err(refused());
+        }
+        let file = tokio::fs::File::open(path).await?;
+        let after = file.metadata().await?;
+        if !same_file(&before, &after) {
+            return Err(refused());
+        }
+        Ok(file)
+    }
+
     /// Deletes a session's reply file, if any.
     pub async fn discard_reply(&self, id: &SessionId) {
         let _ = tokio::fs::remove_file(self.reply_path(id)).await;
@@ -421,6 +437,18 @@ fn lock_root(root: &Path, sessions: &Path) -> io::Result<File> {
 fn linked(_path: &Path, file: &File) -> bool {
     use std::os::unix::fs::MetadataExt;
     file.metadata().is_ok_and(|m| m.nlink() > 0)
+}
+
+/// Whether two metadata describe one file (a link swapped in between does not).
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino()) && b.is_file()
+}
+
+#[cfg(not(unix))]
+fn same_file(_a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    b.is_file()
 }
 
 #[cfg(not(unix))]

@@ -1178,3 +1178,51 @@ fn a_bad_notify_flag_or_profile_is_a_clear_error() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_reply_file_that_is_a_link_is_never_followed() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, b"outside the upload root").unwrap();
+    let link_to = secret.clone();
+    // The first answer leaves a link as its reply; the second a plain file.
+    let app = App::start(move |seen, n| {
+        let path = std::path::Path::new(seen.header("BITS-Response-DataFile-Name").unwrap());
+        match n {
+            0 => std::os::unix::fs::symlink(&link_to, path).unwrap(),
+            _ => std::fs::write(path, b"plain").unwrap(),
+        }
+        Answer::ok()
+    })
+    .await;
+    let f = server(app.url("/"), Mode::Reference, |_| {}).await;
+    let mut conn = f.connect().await;
+    let bytes = data(100, 17);
+    let id = nearly(&mut conn, "/reply/link.bin", &bytes).await;
+    let ack = conn
+        .send(&last("/reply/link.bin", &id, &bytes))
+        .await
+        .unwrap();
+    assert_eq!(ack.status, 500, "{ack:?}");
+    assert_eq!(ack.header("BITS-Reply-URL"), None);
+    // Retried: a plain file this time; then a link swapped in behind the server's back.
+    let ok = conn.ok(&last("/reply/link.bin", &id, &bytes)).await;
+    let path = ok
+        .header("BITS-Reply-URL")
+        .unwrap()
+        .strip_prefix(&f.running.url())
+        .unwrap()
+        .to_owned();
+    assert_eq!(conn.ok(&Req::get(&path)).await.body, b"plain");
+    let reply_file = app.seen()[1]
+        .header("BITS-Response-DataFile-Name")
+        .unwrap()
+        .to_owned();
+    std::fs::remove_file(&reply_file).unwrap();
+    std::os::unix::fs::symlink(&secret, &reply_file).unwrap();
+    let got = conn.send(&Req::get(&path)).await.unwrap();
+    assert_eq!(got.status, 500);
+    assert!(!got.body.windows(7).any(|w| w == b"outside"));
+    assert_eq!(std::fs::read(&secret).unwrap(), b"outside the upload root");
+    f.stop().await;
+}

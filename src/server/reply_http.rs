@@ -138,7 +138,7 @@ async fn content(reply: &Reply, first: u64, len: u64) -> io::Result<Bytes> {
         ReplyBody::Memory(body) => Ok(body.slice(first as usize..(first + len) as usize)),
         ReplyBody::File { path, .. } => {
             use tokio::io::{AsyncReadExt, AsyncSeekExt};
-            let mut file = tokio::fs::File::open(path).await?;
+            let mut file = crate::store::Store::open_reply(path).await?;
             file.seek(io::SeekFrom::Start(first)).await?;
             let mut buf = vec![0; usize::try_from(len).map_err(io::Error::other)?];
             file.read_exact(&mut buf).await?;
