@@ -533,6 +533,15 @@ impl Faults {
             if !matches || self.gate(i, session, nth).is_none() {
                 continue;
             }
+            let key = FiringKey {
+                rule: self.ids[i],
+                session,
+                packet: PacketType::Fragment,
+                index: nth,
+            };
+            if self.suppressed.contains(&key) {
+                continue;
+            }
             let fault = match fault {
                 NotifyFault::Delay(d) => NotifyFault::Delay(self.scale(d)),
                 other => other,
@@ -1033,6 +1042,67 @@ mod tests {
             since_start: Duration::ZERO,
             authorization: None,
         }
+    }
+
+    #[test]
+    fn notify_rules_act_on_notifications_only_by_session_nth_path_and_window() {
+        let mut f = faults(
+            &[
+                "fault=notify how=status status=503 session=2 nth=1",
+                "fault=notify how=delay delay=2s path=/reply/slow/* times=1",
+                "fault=notify how=refuse from=10s",
+            ],
+            1,
+        );
+        // Never planned for a BITS request, whatever matches.
+        let plan = f.plan(&fragment(2, 0, 9, 10), &mut ConnAuth::default());
+        assert_eq!(plan, Plan { index: 1, ..Plan::default() });
+        let decide = |f: &mut Faults, session, nth, path: &str, at| {
+            f.notify(session, nth, path, Duration::from_secs(at))
+                .map(|(firing, fault)| (firing.rule, firing.index, fault))
+        };
+        assert_eq!(decide(&mut f, 1, 1, "/reply/a", 0), None);
+        assert_eq!(
+            decide(&mut f, 2, 1, "/reply/a", 0),
+            Some((0, 1, NotifyFault::Status(503)))
+        );
+        assert_eq!(decide(&mut f, 2, 2, "/reply/a", 0), None);
+        assert_eq!(
+            decide(&mut f, 3, 1, "/reply/slow/x", 0),
+            Some((1, 1, NotifyFault::Delay(Duration::from_secs(2))))
+        );
+        assert_eq!(decide(&mut f, 3, 2, "/reply/slow/x", 0), None, "times=1");
+        assert_eq!(
+            decide(&mut f, 4, 1, "/reply/a", 11),
+            Some((2, 1, NotifyFault::Refuse))
+        );
+        assert_eq!(f.fire_counts(), &[1, 1, 1]);
+        // Durations follow the time scale.
+        let rules = vec![parse_rule_line("fault=notify how=delay delay=2s", "r", 1).unwrap()];
+        let mut scaled = Faults::new(rules, 0, 0.01, ErrorHeader::Code);
+        let (_, fault) = scaled.notify(1, 1, "/reply/a", Duration::ZERO).unwrap();
+        assert_eq!(fault, NotifyFault::Delay(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn notify_decisions_follow_the_seed_and_can_be_suppressed() {
+        let draw = |seed| {
+            let mut f = faults(&["fault=notify how=twice probability=0.5"], seed);
+            (1..=40)
+                .map(|s| f.notify(s, 1, "/reply/a", Duration::ZERO).is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(5), draw(5));
+        assert_ne!(draw(5), draw(6));
+        let mut f = faults(&["fault=notify how=twice"], 0);
+        f.suppress([FiringKey {
+            rule: 0,
+            session: 1,
+            packet: PacketType::Fragment,
+            index: 1,
+        }]);
+        assert!(f.notify(1, 1, "/reply/a", Duration::ZERO).is_none());
+        assert!(f.notify(1, 2, "/reply/a", Duration::ZERO).is_some());
     }
 
     fn packet(packet: PacketType, session: u64) -> Facts<'static> {
