@@ -1056,7 +1056,13 @@ mod tests {
         );
         // Never planned for a BITS request, whatever matches.
         let plan = f.plan(&fragment(2, 0, 9, 10), &mut ConnAuth::default());
-        assert_eq!(plan, Plan { index: 1, ..Plan::default() });
+        assert_eq!(
+            plan,
+            Plan {
+                index: 1,
+                ..Plan::default()
+            }
+        );
         let decide = |f: &mut Faults, session, nth, path: &str, at| {
             f.notify(session, nth, path, Duration::from_secs(at))
                 .map(|(firing, fault)| (firing.rule, firing.index, fault))
