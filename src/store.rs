@@ -51,9 +51,13 @@ impl Store {
         let requests = sessions.join("Requests");
         let replies = sessions.join("Replies");
         std::fs::create_dir_all(&requests)?;
-        std::fs::create_dir_all(&replies)?;
         for dir in [&sessions, &requests, &replies] {
-            if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+            let meta = match std::fs::symlink_metadata(dir) {
+                // The reply area is made when a notified application first needs it.
+                Err(e) if e.kind() == ErrorKind::NotFound && dir == &replies => continue,
+                other => other?,
+            };
+            if meta.file_type().is_symlink() {
                 return Err(io::Error::new(
                     ErrorKind::InvalidInput,
                     format!(
@@ -64,7 +68,8 @@ impl Store {
             }
         }
         let lock = lock_root(&root, &sessions)?;
-        for entry in std::fs::read_dir(&requests)?.chain(std::fs::read_dir(&replies)?) {
+        let stale_replies = std::fs::read_dir(&replies).into_iter().flatten();
+        for entry in std::fs::read_dir(&requests)?.chain(stale_replies) {
             let entry = entry?;
             let ours = entry.file_name().to_str().is_some_and(is_temp_name);
             // A directory with our name is not ours either; a link is removed, not followed.
@@ -121,7 +126,6 @@ impl Store {
     /// Re-creates the session area (and its lock) if something deleted it.
     fn restore(&self) -> io::Result<()> {
         std::fs::create_dir_all(&self.requests)?;
-        std::fs::create_dir_all(&self.replies)?;
         if !self.sessions.join(LOCK_FILE).exists() {
             let lock = lock_root(&self.root, &self.sessions)?;
             self.locks
@@ -160,25 +164,41 @@ impl Store {
         self.replies.join(format!("{}.bin", id.simple()))
     }
 
-    /// Creates an empty reply file, replacing an older one (and re-creating the session area
-    /// if it was deleted). A link in its place is removed, never followed.
-    pub async fn fresh_reply(&self, id: &SessionId) -> io::Result<tokio::fs::File> {
+    /// Makes room for a session's reply: the reply area exists (inside the root: a link in
+    /// its place is refused) and no older reply file is left. A link at the file's path is
+    /// removed, never followed.
+    pub async fn clear_reply(&self, id: &SessionId) -> io::Result<()> {
         let store = self.clone();
         let path = self.reply_path(id);
-        let file = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             store.restore()?;
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
-                _ => {}
+            std::fs::create_dir_all(&store.replies)?;
+            if std::fs::symlink_metadata(&store.replies)?
+                .file_type()
+                .is_symlink()
+            {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{} is a symbolic link", store.replies.display()),
+                ));
             }
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
         })
         .await
-        .map_err(io::Error::other)??;
-        Ok(tokio::fs::File::from_std(file))
+        .map_err(io::Error::other)?
+    }
+
+    /// Creates an empty reply file for a session (after [`Store::clear_reply`]).
+    pub async fn fresh_reply(&self, id: &SessionId) -> io::Result<tokio::fs::File> {
+        self.clear_reply(id).await?;
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.reply_path(id))
+            .await
     }
 
     /// Opens a stored reply for reading: only a plain file at that very path, never through
@@ -517,6 +537,41 @@ mod tests {
         // Released explicitly while the store value lives on.
         second.release();
         Store::open(dir.path()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_reply_area_is_made_on_demand_cleared_at_start_and_never_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let replies = dir.path().join(RESERVED_SEGMENT).join("Replies");
+        let id = SessionId::from_bytes([7; 16]);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(!replies.exists(), "made only when needed");
+            let mut file = store.fresh_reply(&id).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut file, b"old")
+                .await
+                .unwrap();
+            std::fs::write(replies.join("notes.txt"), b"not ours").unwrap();
+            // A fresh reply replaces the old one; a cleared one is gone.
+            drop(store.fresh_reply(&id).await.unwrap());
+            assert_eq!(std::fs::read(store.reply_path(&id)).unwrap(), b"");
+            store.clear_reply(&id).await.unwrap();
+            assert!(!store.reply_path(&id).exists());
+            drop(store.fresh_reply(&id).await.unwrap());
+        }
+        // A new run clears our stale replies, keeps what is not ours.
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.reply_path(&id).exists());
+        assert!(replies.join("notes.txt").exists());
+        drop(store);
+        // A reply area that is a link is refused at start.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::remove_dir_all(&replies).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &replies).unwrap();
+        assert_eq!(
+            Store::open(dir.path()).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
     }
 
     #[test]

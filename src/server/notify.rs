@@ -284,9 +284,13 @@ impl Server {
             }
             Mode::Reference => Upload::new(None, 0),
         };
-        // By reference the application writes the reply: an older one must not survive.
+        // By reference the application writes the reply: into an existing reply area, and
+        // no older reply may survive.
         if app.mode == Mode::Reference {
-            self.store.discard_reply(&id).await;
+            self.store
+                .clear_reply(&id)
+                .await
+                .map_err(|e| (None, Failure::Storage(e.to_string())))?;
         }
         let mut request = http::Request::builder()
             .method(http::Method::POST)
