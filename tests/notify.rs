@@ -1226,3 +1226,21 @@ async fn a_reply_file_that_is_a_link_is_never_followed() {
     assert_eq!(std::fs::read(&secret).unwrap(), b"outside the upload root");
     f.stop().await;
 }
+
+#[tokio::test]
+async fn an_upload_deleted_while_waiting_for_the_retry_makes_the_client_start_over() {
+    let app = App::start(|_, _| Answer::status(503)).await;
+    let f = server(app.url("/"), Mode::Value, |_| {}).await;
+    let mut conn = f.connect().await;
+    let bytes = data(100, 18);
+    let id = nearly(&mut conn, "/reply/v.bin", &bytes).await;
+    let failed = conn.send(&last("/reply/v.bin", &id, &bytes)).await.unwrap();
+    assert_relayed(&failed, 503, "0x801901F7");
+    std::fs::remove_file(f.temp_path(&id)).unwrap();
+    let gone = conn.send(&last("/reply/v.bin", &id, &bytes)).await.unwrap();
+    assert_eq!(gone.status, 500);
+    assert_eq!(gone.header("BITS-Error-Code"), Some(SESSION_NOT_FOUND));
+    assert_eq!(app.seen().len(), 1, "no notification without the upload");
+    assert!(f.running.server.sessions().is_empty());
+    f.stop().await;
+}

@@ -8,7 +8,7 @@
 //! entry lock, so one session is never notified twice at once: a second request for it
 //! waits for this one's outcome.
 
-use super::sessions::{Entry, Reply, ReplyBody};
+use super::sessions::{Entry, Follow, Reply, ReplyBody};
 use super::{Server, lock};
 use crate::fault::{Firing, NotifyFault};
 use crate::journal::{SessionRef, What};
@@ -65,6 +65,18 @@ impl Server {
             // The core asks only for sessions under a configured prefix.
             return Ack::error(crate::proto::BitsError::Internal).for_session(&job.id);
         };
+        if tokio::fs::symlink_metadata(self.store.temp_path(&job.id))
+            .await
+            .is_err()
+        {
+            // The upload was deleted behind the server's back (say while a failed
+            // notification waited for its retry): its bytes are gone, so is the session, and
+            // the client starts over rather than retry a notification that cannot succeed.
+            tracing::warn!(session = %job.id, "the session's temp file was deleted; forgetting the session");
+            self.with_table(Follow::default(), |t| t.lose_file(&job.id))
+                .await;
+            return Ack::error(crate::proto::BitsError::SessionNotFound).for_session(&job.id);
+        }
         entry.notifications += 1;
         let path = destination.to_string();
         let decided = lock(&self.state).faults.notify(
