@@ -1244,3 +1244,55 @@ async fn an_upload_deleted_while_waiting_for_the_retry_makes_the_client_start_ov
     assert!(f.running.server.sessions().is_empty());
     f.stop().await;
 }
+
+#[tokio::test]
+async fn each_reply_directory_goes_to_its_own_application_and_the_rest_to_the_built_in_one() {
+    let orders = App::start(|_, _| Answer {
+        body: b"from orders".to_vec(),
+        ..Answer::ok()
+    })
+    .await;
+    let scans = App::start(|seen, _| Answer {
+        reply_file: Some(format!("from scans, {} bytes", seen.size).into_bytes()),
+        ..Answer::ok()
+    })
+    .await;
+    let (o, sc) = (orders.url("/o"), scans.url("/s"));
+    let f = start_with(move |c| {
+        let app = |prefix: &str, url, mode| Application {
+            prefix: bitsmock::proto::destination::prefix_segments(prefix),
+            url,
+            mode,
+        };
+        c.notify.applications = vec![
+            app("/reply/orders/", o, Mode::Value),
+            app("/reply/scans/", sc, Mode::Reference),
+        ];
+        c.vdir.notify_prefixes = c.notify.prefixes();
+    })
+    .await;
+    let (source, _) = f.source(3000);
+    let reply = |path: &'static str| {
+        let (source, url) = (source.clone(), f.url(path));
+        async move {
+            let s = Uploader::new(options())
+                .upload(&source, &url)
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            s.reply.unwrap().body.unwrap()
+        }
+    };
+    assert_eq!(reply("/reply/orders/a.bin").await, b"from orders");
+    assert_eq!(
+        reply("/reply/scans/deep/b.bin").await,
+        b"from scans, 0 bytes"
+    );
+    let builtin: serde_json::Value =
+        serde_json::from_slice(&reply("/reply/other/c.bin").await).unwrap();
+    assert_eq!(builtin["name"], "c.bin");
+    assert_eq!((orders.seen().len(), scans.seen().len()), (1, 1));
+    // Only the built-in application commits its upload at Close.
+    assert!(f.stored("/reply/other/c.bin").is_some());
+    assert!(f.stored("/reply/orders/a.bin").is_none());
+    f.stop().await;
+}
