@@ -1296,3 +1296,33 @@ async fn each_reply_directory_goes_to_its_own_application_and_the_rest_to_the_bu
     assert!(f.stored("/reply/orders/a.bin").is_none());
     f.stop().await;
 }
+
+#[tokio::test]
+async fn a_retried_final_fragment_cut_mid_body_does_not_notify() {
+    let app = App::start(|_, n| match n {
+        0 => Answer::status(503),
+        _ => Answer::ok(),
+    })
+    .await;
+    let rules = rules(&["packet=fragment nth=3 fault=reset-mid-body after-fraction=0.5"]);
+    let f = server(app.url("/"), Mode::Value, move |c| c.rules = rules).await;
+    let mut conn = f.connect().await;
+    let bytes = data(2000, 19);
+    let id = nearly(&mut conn, "/reply/cut.bin", &bytes).await;
+    let failed = conn
+        .send(&last("/reply/cut.bin", &id, &bytes))
+        .await
+        .unwrap();
+    assert_relayed(&failed, 503, "0x801901F7");
+    let whole = Req::fragment("/reply/cut.bin", &id, 0, 2000, &bytes);
+    assert!(
+        conn.send(&whole).await.is_err(),
+        "the third fragment is reset"
+    );
+    assert_eq!(app.seen().len(), 1, "no notification for a cut request");
+    let mut conn = f.connect().await;
+    let ok = conn.ok(&whole).await;
+    assert!(ok.header("BITS-Reply-URL").is_some());
+    assert_eq!(app.seen().len(), 2);
+    f.stop().await;
+}

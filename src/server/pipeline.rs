@@ -195,7 +195,13 @@ impl Server {
             (Step::Write(write), Some(entry)) => {
                 return self.write(entry, body, &write, at, cut, plan, record).await;
             }
-            (Step::Notify(id), Some(entry)) if cut.is_none() => {
+            (Step::Notify(_), Some(_)) if cut.is_some() => {
+                // Reset before the request's end: the server never gets to notify.
+                record.reason = Some("fault: reset mid-body before the notification".into());
+                body::drain(body, cut.map_or(0, |(after, _)| after)).await;
+                return Applied::Cut;
+            }
+            (Step::Notify(id), Some(entry)) => {
                 // A retried final fragment after a failed notification: its bytes are all
                 // stored, so read them first rather than hold the client while notifying.
                 self.drain_unused(body, packet).await;
