@@ -100,7 +100,9 @@ async fn by_value(original: &str, mut body: Incoming) -> io::Result<Bytes> {
     Ok(receipt("value", original, size, &hasher.finalize()))
 }
 
-/// Reads the upload, writes the receipt where the server said; the answer has no body.
+/// Reads the upload, writes the receipt where the server said; the answer has no body. The
+/// receipt never replaces an existing file (bitsmock clears the reply path before it
+/// notifies), so whoever can reach this application cannot overwrite files with it.
 async fn by_reference(original: &str, request: PathBuf, response: PathBuf) -> io::Result<Bytes> {
     let mut file = tokio::fs::File::open(&request).await?;
     let mut hasher = Sha256::new();
@@ -115,6 +117,11 @@ async fn by_reference(original: &str, request: PathBuf, response: PathBuf) -> io
         size += n as u64;
     }
     let doc = receipt("reference", original, size, &hasher.finalize());
-    tokio::fs::write(&response, &doc).await?;
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&response)
+        .await?;
+    tokio::io::AsyncWriteExt::write_all(&mut out, &doc).await?;
     Ok(Bytes::new())
 }

@@ -57,7 +57,9 @@ enum Command {
     /// runs. Exit status: 0 every cell passed, 1 one did not, 2 bad arguments.
     Exercise(ExerciseArgs),
     /// A tiny server application for `serve --notify` (both --notify-type modes): it
-    /// answers every notification with a JSON receipt of the upload's size and SHA-256.
+    /// answers every notification with a JSON receipt of the upload's size and SHA-256. By
+    /// reference it reads and writes the paths it is sent (never replacing a file): keep it
+    /// on loopback.
     NotifyEcho(NotifyEchoArgs),
 }
 
