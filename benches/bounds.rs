@@ -48,7 +48,14 @@ const SMOKE: Scale = Scale {
     soak_uploads: 48,
 };
 
-const CHECKS: [&str; 5] = ["sessions", "fragment", "idle", "exhaustion", "soak"];
+const CHECKS: [&str; 6] = [
+    "sessions",
+    "fragment",
+    "notify",
+    "idle",
+    "exhaustion",
+    "soak",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let smoke = common::smoke();
@@ -85,6 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match check {
                 "sessions" => sessions(scale, &dir).await,
                 "fragment" => fragment(scale, &dir).await,
+                "notify" => notify(scale, &dir).await,
                 "idle" => idle(scale, &dir).await,
                 "exhaustion" => exhaustion(&dir).await,
                 _ => soak(scale, soak_seconds, &dir).await,
@@ -199,6 +207,66 @@ async fn fragment(scale: &Scale, dir: &Path) -> Result<bool, Box<dyn std::error:
     );
     let ok = verdict("every byte acknowledged", received == len)
         & verdict("peak RSS < 64 MiB", peak < 64.0);
+    server.stop();
+    Ok(ok)
+}
+
+/// One upload-reply job as large as the `fragment` check, by value to `bitsmock notify-echo`:
+/// the upload streams in, out to the application, and the reply back, in bounded memory.
+async fn notify(scale: &Scale, dir: &Path) -> Result<bool, Box<dyn std::error::Error>> {
+    let len = scale.fragment;
+    let mut echo = Command::new(BIN)
+        .args(["notify-echo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut banner = String::new();
+    if let Some(stdout) = echo.stdout.take() {
+        BufReader::new(stdout).read_line(&mut banner)?;
+    }
+    let app = banner
+        .trim()
+        .strip_prefix("bitsmock notify-echo listening on ")
+        .map(str::to_owned)
+        .ok_or_else(|| std::io::Error::other(format!("no address in {banner:?}")))?;
+    let server = Serve::start(
+        dir,
+        &[
+            "--max-fragment-size=2GiB",
+            "--notify",
+            &app,
+            "--notify-type",
+            "value",
+        ],
+        None,
+    )?;
+    let mut client = Client::connect(server.addr).await?;
+    let id = create(&mut client, "/reply/big.bin").await?;
+    let range = format!("bytes 0-{}/{len}", len - 1);
+    let headers = fragment_headers(&id, &range);
+    let chunk = vec![0x5a; MIB as usize];
+    let before = server.peak_rss_mib();
+    let started = Instant::now();
+    let ack = client
+        .send_repeated("/reply/big.bin", &headers, len, &chunk)
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let peak = server.peak_rss_mib();
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let ack = ack?.expect_ok("final Fragment")?;
+    let received: u64 = ack.header("BITS-Received-Content-Range")?.parse()?;
+    let replied = ack.header("BITS-Reply-URL").is_ok();
+    println!(
+        "notify: one {} MiB upload-reply fragment, notified by value, in {seconds:.1} s ({:.0} MiB/s, upload and notification)",
+        len / MIB,
+        (len / MIB) as f64 / seconds
+    );
+    println!("  peak RSS {before:.1} MiB before, {peak:.1} MiB after");
+    let ok = verdict(
+        "every byte acknowledged, with a reply URL",
+        received == len && replied,
+    ) & verdict("peak RSS < 64 MiB", peak < 64.0);
     server.stop();
     Ok(ok)
 }

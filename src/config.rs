@@ -8,6 +8,7 @@
 //! so that its errors can say where the bad value was (a flag, or `FILE:LINE`).
 
 use crate::fault::{Profile, Rule, profile, shipped};
+use crate::notify::{AppUrl, Application, Mode, Notifications, ReplyUrl};
 use crate::proto::{ContentLength, ErrorHeader, Overlap, Vdir, destination};
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -70,6 +71,20 @@ pub struct Config {
     /// `--farm N`: [`crate::spawn`] binds N member listeners on the `listen` address's IP
     /// (free ports) and fills in [`Vdir::farm`].
     pub farm: Option<FarmSize>,
+    /// Server applications notified of finished upload-reply jobs (`--notify`); their
+    /// prefixes are mirrored in [`Vdir::notify_prefixes`].
+    pub notify: Notifications,
+}
+
+/// One `--notify` application as a source gives it, before the merge resolves its prefix
+/// and mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyRoute {
+    /// URL prefix of the destinations it answers; `None` = the whole reply path.
+    pub path: Option<String>,
+    pub url: AppUrl,
+    /// `None` = the `notify-type` setting.
+    pub mode: Option<Mode>,
 }
 
 /// How many members a farm has, and whether they share one store.
@@ -162,6 +177,7 @@ impl Default for Config {
             listen_tls: false,
             tls_listen: None,
             farm: None,
+            notify: Notifications::default(),
         }
     }
 }
@@ -211,6 +227,14 @@ impl Config {
                 "members": f.members,
                 "shared": f.shared,
             })),
+            "notify": self.notify.applications.iter().map(|a| serde_json::json!({
+                "path": format!("/{}/", a.prefix.join("/")),
+                "url": a.url.to_string(),
+                "type": NOTIFY_TYPE.name(a.mode),
+            })).collect::<Vec<_>>(),
+            "notify_timeout_ms": ms(self.notify.timeout),
+            "notify_max_reply": self.notify.max_reply,
+            "notify_reply_url": NOTIFY_REPLY_URL.name(self.notify.reply_url),
         })
     }
 }
@@ -243,6 +267,12 @@ pub struct Settings {
     pub content_length: Option<ContentLength>,
     pub remember_closed: Option<Duration>,
     pub server_header: Option<ServerHeader>,
+    /// `--notify` / `notify =`: the server applications; `None` = not given.
+    pub notify: Option<Vec<NotifyRoute>>,
+    pub notify_type: Option<Mode>,
+    pub notify_timeout: Option<Duration>,
+    pub notify_max_reply: Option<u64>,
+    pub notify_reply_url: Option<ReplyUrl>,
     /// Rules; unlike the other fields they add up: [`Settings::over`] puts these after the
     /// lower layer's.
     pub rules: Vec<Rule>,
@@ -277,6 +307,11 @@ impl Settings {
             content_length: self.content_length.or(lower.content_length),
             remember_closed: self.remember_closed.or(lower.remember_closed),
             server_header: self.server_header.or(lower.server_header),
+            notify: self.notify.or(lower.notify),
+            notify_type: self.notify_type.or(lower.notify_type),
+            notify_timeout: self.notify_timeout.or(lower.notify_timeout),
+            notify_max_reply: self.notify_max_reply.or(lower.notify_max_reply),
+            notify_reply_url: self.notify_reply_url.or(lower.notify_reply_url),
             rules,
         }
     }
@@ -318,6 +353,7 @@ impl Settings {
         given("header-timeout", &self.header_read_timeout, check::timeout)?;
         given("body-timeout", &self.body_read_timeout, check::timeout)?;
         given("remember-closed", &self.remember_closed, check::timeout)?;
+        given("notify-timeout", &self.notify_timeout, check::timeout)?;
         Ok(())
     }
 }
@@ -347,6 +383,11 @@ impl Config {
         let host_id_fallback_timeout = s
             .host_id_fallback_timeout
             .or(s.host_id.as_ref().map(|_| DEFAULT_HOST_ID_FALLBACK));
+        let reply_prefix = s
+            .reply_path
+            .as_deref()
+            .map_or(vdir.reply_prefix, destination::prefix_segments);
+        let notify = notifications(&s, &reply_prefix)?;
         Ok(Config {
             listen: s.listen.unwrap_or(defaults.listen),
             root: s.root.unwrap_or(defaults.root),
@@ -356,10 +397,8 @@ impl Config {
                 max_fragment_size: s.max_fragment_size.unwrap_or(vdir.max_fragment_size),
                 session_timeout: s.session_timeout.unwrap_or(vdir.session_timeout),
                 allow_overwrites: s.allow_overwrites.unwrap_or(vdir.allow_overwrites),
-                reply_prefix: s
-                    .reply_path
-                    .as_deref()
-                    .map_or(vdir.reply_prefix, destination::prefix_segments),
+                notify_prefixes: notify.prefixes(),
+                reply_prefix,
                 host_id: s.host_id,
                 host_id_fallback_timeout,
                 overlap: s.overlap.unwrap_or(vdir.overlap),
@@ -390,8 +429,42 @@ impl Config {
             listen_tls: false,
             tls_listen: None,
             farm: None,
+            notify,
         })
     }
+}
+
+/// The applications of the merged settings: each route's prefix (the reply path when it
+/// names none) must lie inside the reply path, since only upload-reply jobs are notified.
+fn notifications(s: &Settings, reply_prefix: &[String]) -> Result<Notifications, ConfigError> {
+    let defaults = Notifications::default();
+    let mut applications = Vec::new();
+    for route in s.notify.iter().flatten() {
+        let prefix = route
+            .path
+            .as_deref()
+            .map_or_else(|| reply_prefix.to_vec(), destination::prefix_segments);
+        if reply_prefix.is_empty() || !prefix.starts_with(reply_prefix) {
+            return Err(ConfigError::Invalid {
+                key: "notify",
+                message: format!(
+                    "path /{}/ is outside the reply path (`reply-path`): only upload-reply jobs are notified",
+                    prefix.join("/")
+                ),
+            });
+        }
+        applications.push(Application {
+            prefix,
+            url: route.url.clone(),
+            mode: route.mode.or(s.notify_type).unwrap_or(Mode::Value),
+        });
+    }
+    Ok(Notifications {
+        applications,
+        timeout: s.notify_timeout.unwrap_or(defaults.timeout),
+        max_reply: s.notify_max_reply.unwrap_or(defaults.max_reply),
+        reply_url: s.notify_reply_url.unwrap_or(defaults.reply_url),
+    })
 }
 
 /// The checks of single settings. Each returns the value it accepts, or what is wrong with it
@@ -482,6 +555,18 @@ impl<T: Copy + PartialEq> Names<T> {
 
 /// `--overlap` / `overlap =`.
 pub const OVERLAP: Names<Overlap> = Names(&[("tail", Overlap::Tail), ("strict", Overlap::Strict)]);
+
+/// `--notify-type` / `notify-type =`.
+pub const NOTIFY_TYPE: Names<crate::notify::Mode> = Names(&[
+    ("reference", crate::notify::Mode::Reference),
+    ("value", crate::notify::Mode::Value),
+]);
+
+/// `--notify-reply-url` / `notify-reply-url =`.
+pub const NOTIFY_REPLY_URL: Names<crate::notify::ReplyUrl> = Names(&[
+    ("absolute", crate::notify::ReplyUrl::Absolute),
+    ("relative", crate::notify::ReplyUrl::Relative),
+]);
 
 /// `--error-header` / `error-header =`.
 pub const ERROR_HEADER: Names<ErrorHeader> = Names(&[
@@ -597,6 +682,69 @@ mod tests {
         assert_eq!(c.seed, 9);
         assert_eq!(c.header_read_timeout, Config::default().header_read_timeout);
         assert_eq!(c.profile_name.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn notify_applications_come_per_prefix_from_the_profile_or_one_from_the_flag() {
+        let p = profile(
+            "reply-path = \"/r/\"\nnotify-type = \"reference\"\nnotify-timeout = \"30s\"\nnotify-max-reply = \"1MiB\"\nnotify-reply-url = \"relative\"\nnotify = { \"/r/orders/\" = \"http://127.0.0.1:9001/o\", \"/r/big/\" = { url = \"http://127.0.0.1:9002/\", type = \"value\" } }",
+        );
+        let c = Config::from_parts(Some(&p), Settings::default()).unwrap();
+        let apps: Vec<(String, u16, Mode)> = c
+            .notify
+            .applications
+            .iter()
+            .map(|a| (a.prefix.join("/"), a.url.port, a.mode))
+            .collect();
+        assert_eq!(
+            apps,
+            vec![
+                ("r/big".into(), 9002, Mode::Value),
+                ("r/orders".into(), 9001, Mode::Reference),
+            ]
+        );
+        assert_eq!(c.vdir.notify_prefixes, c.notify.prefixes());
+        assert_eq!(c.notify.timeout, Duration::from_secs(30));
+        assert_eq!(c.notify.max_reply, 1 << 20);
+        assert_eq!(c.notify.reply_url, ReplyUrl::Relative);
+        // A flag's application replaces the profile's, for the whole reply path.
+        let flags = Settings {
+            notify: Some(vec![NotifyRoute {
+                path: None,
+                url: AppUrl::parse("http://127.0.0.1:9/").unwrap(),
+                mode: None,
+            }]),
+            ..Settings::default()
+        };
+        let c = Config::from_parts(Some(&p), flags).unwrap();
+        assert_eq!(c.notify.applications.len(), 1);
+        assert_eq!(c.notify.applications[0].prefix, vec!["r".to_owned()]);
+        assert_eq!(c.notify.applications[0].mode, Mode::Reference);
+        // No type anywhere: by value. No notify at all: none, and the core notifies nothing.
+        let c = Config::from_parts(
+            None,
+            Settings {
+                notify: Some(vec![NotifyRoute {
+                    path: None,
+                    url: AppUrl::parse("http://a/").unwrap(),
+                    mode: None,
+                }]),
+                ..Settings::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.notify.applications[0].mode, Mode::Value);
+        let c = Config::from_parts(None, Settings::default()).unwrap();
+        assert!(c.notify.applications.is_empty() && c.vdir.notify_prefixes.is_empty());
+    }
+
+    #[test]
+    fn a_notify_prefix_outside_the_reply_path_is_refused() {
+        let p = profile("notify = { \"/drop/\" = \"http://a/\" }");
+        let e = Config::from_parts(Some(&p), Settings::default()).unwrap_err();
+        assert!(e.to_string().contains("outside the reply path"), "{e}");
+        let p = profile("reply-path = \"\"\nnotify = \"http://a/\"");
+        assert!(Config::from_parts(Some(&p), Settings::default()).is_err());
     }
 
     #[test]

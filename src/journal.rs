@@ -117,6 +117,32 @@ pub enum What {
         peer: SocketAddr,
         fault: Firing,
     },
+    /// The server application was notified of a finished upload-reply job (one event per
+    /// POST sent, or meant to be sent when a fault broke the leg).
+    Notification {
+        session: SessionRef,
+        /// The application URL the notification went to (with the destination's query).
+        url: String,
+        /// `reference` or `value`.
+        mode: &'static str,
+        /// The request headers sent, in order (`Host` and `Content-Length` included).
+        headers: Vec<(String, String)>,
+        /// The application's HTTP status; `None` when none came (unreachable, timeout,
+        /// garbage, or a fault stood in for the application).
+        status: Option<u16>,
+        duration_ms: f64,
+        /// The stored reply's size after a 200 (0 for a static URL).
+        reply_bytes: Option<u64>,
+        /// `BITS-Reply-URL` after a 200.
+        reply_url: Option<String>,
+        /// Why the notification failed, if it did (a non-200 is not an error here).
+        error: Option<String>,
+        /// The status the final Fragment Ack relayed (200 on success); `None` for the
+        /// duplicate of a `notify` fault's `twice`, whose answer is dropped.
+        relayed: Option<u16>,
+        /// The `notify` fault that shaped this notification, if any.
+        fault: Option<Firing>,
+    },
 }
 
 /// A rule as events and the control API show it.
@@ -617,6 +643,17 @@ pub fn trace(event: &Event) {
         }
         What::TlsFault { conn, peer, fault } => {
             tracing::info!(seq, conn, %peer, rule = fault.rule + 1, name = %fault.name, effect = %fault.effect, "TLS fault")
+        }
+        What::Notification {
+            session,
+            url,
+            status,
+            duration_ms,
+            error,
+            relayed,
+            ..
+        } => {
+            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %url, status, duration_ms, error = error.as_deref().unwrap_or(""), relayed, "application notified")
         }
     }
 }

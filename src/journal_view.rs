@@ -542,6 +542,7 @@ pub fn effect(value: &Value) -> String {
         Some("challenged") => (format!("demanded {} auth", text(f("scheme"))), &["scheme"]),
         Some("refused") => ("refused the connection".to_owned(), &[]),
         Some("mutated") => (mutated(f("mutations")), &["mutations"]),
+        Some("notify") => (format!("notify {}", text(f("fault"))), &["fault"]),
         Some(other) => (clean(other), &[]),
         None => ("?".to_owned(), &[]),
     };
@@ -745,6 +746,47 @@ fn sentence(kind: Option<&str>, event: &Map<String, Value>) -> String {
             ),
             &["session", "status", "bytes"],
         ),
+        Some("notification") => {
+            let outcome = match (f("status"), f("error")) {
+                (_, Value::String(e)) => format!("failed: {}", clean(e)),
+                (Value::Null, _) => "no answer".to_owned(),
+                (status, _) => format!("answered {}", text(status)),
+            };
+            let relayed = match f("relayed") {
+                Value::Null => "dropped (a duplicate)".to_owned(),
+                status => format!("relayed {}", text(status)),
+            };
+            let reply = match f("reply_bytes") {
+                Value::Null => String::new(),
+                bytes => format!(", reply {} bytes", text(bytes)),
+            };
+            let fault = match f("fault") {
+                Value::Null => String::new(),
+                shaped => format!(" (fault: {})", firing(shaped)),
+            };
+            (
+                format!(
+                    "{} notified {} ({}): {outcome}{reply}, {relayed}, {}{fault}",
+                    session(),
+                    text(f("url")),
+                    text(f("mode")),
+                    millis(f("duration_ms"))
+                ),
+                &[
+                    "session",
+                    "url",
+                    "mode",
+                    "status",
+                    "error",
+                    "relayed",
+                    "duration_ms",
+                    "headers",
+                    "reply_bytes",
+                    "reply_url",
+                    "fault",
+                ],
+            )
+        }
         // A kind this version does not know: its name and every field.
         Some(other) => (clean(other), &[]),
         None => ("(no event kind)".to_owned(), &[]),
@@ -1140,6 +1182,62 @@ mod tests {
             heading.find("packet"),
             "{}",
             lines[2]
+        );
+    }
+
+    #[test]
+    fn a_notification_reads_as_one_line_with_its_outcome() {
+        let b = session(ID_B, 2);
+        let notified = |status: Option<u16>, relayed: Option<u16>, error: Option<&str>, fault| {
+            What::Notification {
+                session: b,
+                url: "http://127.0.0.1:9000/h".into(),
+                mode: "value",
+                headers: vec![("Host".into(), "127.0.0.1:9000".into())],
+                status,
+                duration_ms: 12.5,
+                reply_bytes: status.filter(|s| *s == 200).map(|_| 131),
+                reply_url: None,
+                error: error.map(str::to_owned),
+                relayed,
+                fault,
+            }
+        };
+        let twice = fired(
+            0,
+            Effect::Notify {
+                fault: crate::fault::NotifyFault::Twice,
+            },
+        );
+        let bytes = journal(vec![
+            notified(Some(200), None, None, Some(twice)),
+            notified(Some(503), Some(503), None, None),
+            notified(
+                None,
+                Some(408),
+                Some("the application did not answer in time"),
+                None,
+            ),
+        ]);
+        let lines = shown(&bytes, Filter::default());
+        let body = |seq: usize| {
+            lines[seq]
+                .split_whitespace()
+                .skip(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            body(1),
+            "session 2 388F4397 notified http://127.0.0.1:9000/h (value): answered 200, reply 131 bytes, dropped (a duplicate), 12.5ms (fault: rule 1: notify how=twice)"
+        );
+        assert_eq!(
+            body(2),
+            "session 2 388F4397 notified http://127.0.0.1:9000/h (value): answered 503, relayed 503, 12.5ms"
+        );
+        assert_eq!(
+            body(3),
+            "session 2 388F4397 notified http://127.0.0.1:9000/h (value): failed: the application did not answer in time, relayed 408, 12.5ms"
         );
     }
 

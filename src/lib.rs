@@ -17,6 +17,9 @@
 //!   NDJSON reading, filters, aligned rows. Pure.
 //! - [`store`]: session temp files, atomic commit, confinement under the upload root, its lock.
 //! - [`reply`]: the built-in server application for upload-reply jobs. Pure.
+//! - [`notify`]: back-end notification of a real server application (`serve --notify`):
+//!   its request, the meaning of its answer, its failures as Acks. Pure.
+//! - [`echo`]: `bitsmock notify-echo`, a tiny server application for `serve --notify`.
 //! - [`client`]: the reference BITS upload client (`bitsmock upload`), for tests and CLI.
 //! - [`admin`]: the HTTP control API (docs/admin-api.md) over the journal and the rules, on
 //!   a listener of its own.
@@ -34,6 +37,7 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod echo;
 pub mod exercise;
 pub mod fault;
 #[cfg(feature = "fuzzing")]
@@ -42,6 +46,7 @@ pub mod journal;
 pub mod journal_view;
 pub mod log;
 pub mod mock;
+pub mod notify;
 pub mod proto;
 pub mod reply;
 pub mod server;

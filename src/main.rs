@@ -56,6 +56,19 @@ enum Command {
     /// BITSMOCK_URL and BITSMOCK_FILE in its environment); without one, the reference client
     /// runs. Exit status: 0 every cell passed, 1 one did not, 2 bad arguments.
     Exercise(ExerciseArgs),
+    /// A tiny server application for `serve --notify` (both --notify-type modes): it
+    /// answers every notification with a JSON receipt of the upload's size and SHA-256. By
+    /// reference it reads and writes the paths it is sent (never replacing a file): keep it
+    /// on loopback.
+    NotifyEcho(NotifyEchoArgs),
+}
+
+#[derive(Args)]
+struct NotifyEchoArgs {
+    /// Address to listen on (same forms as `serve --listen`; port 0 picks a free one,
+    /// printed at start).
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_listen, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
 }
 
 #[derive(Args)]
@@ -365,6 +378,27 @@ struct ServeArgs {
     /// [default: /reply/].
     #[arg(long, value_name = "PREFIX")]
     reply_path: Option<String>,
+    /// Notify this server application (a plain http:// URL) when an upload-reply job's last
+    /// byte arrives, before the final Fragment Ack, as IIS's BITS extension does; its answer
+    /// becomes the reply (docs/protocol.md §8). Without it the built-in JSON application answers.
+    #[arg(long, value_name = "URL", value_parser = notify_url)]
+    notify: Option<bitsmock::notify::AppUrl>,
+    /// How the application gets the upload: `reference` (file paths in headers; it writes
+    /// its reply to the response path) or `value` (the upload as the body; the reply is the
+    /// response body) [default: value].
+    #[arg(long, value_name = "TYPE", value_parser = named(&config::NOTIFY_TYPE))]
+    notify_type: Option<bitsmock::notify::Mode>,
+    /// Longest a notification may take before the final fragment gets 408 + context 0x7
+    /// [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = timeout)]
+    notify_timeout: Option<Duration>,
+    /// Largest reply accepted from the application [default: 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    notify_max_reply: Option<u64>,
+    /// BITS-Reply-URL of stored replies: `absolute` or IIS's `relative`
+    /// (BITS-Sessions\Replies\{ID}\responsefile.bin) [default: absolute].
+    #[arg(long, value_name = "FORM", value_parser = named(&config::NOTIFY_REPLY_URL))]
+    notify_reply_url: Option<bitsmock::notify::ReplyUrl>,
     /// Send this BITS-Host-Id in every Create-Session Ack (web-farm redirection).
     #[arg(long, value_name = "HOST", value_parser = host_id)]
     host_id: Option<String>,
@@ -468,6 +502,10 @@ fn timeout(text: &str) -> Result<Duration, String> {
     parse_duration(text).and_then(check::timeout)
 }
 
+fn notify_url(text: &str) -> Result<bitsmock::notify::AppUrl, String> {
+    bitsmock::notify::AppUrl::parse(text)
+}
+
 fn host_id(text: &str) -> Result<String, String> {
     check::host_id(text.to_owned())
 }
@@ -520,6 +558,17 @@ impl ServeArgs {
             content_length: self.content_length,
             remember_closed: self.remember_closed,
             server_header: self.server_header,
+            notify: self.notify.map(|url| {
+                vec![config::NotifyRoute {
+                    path: None,
+                    url,
+                    mode: None,
+                }]
+            }),
+            notify_type: self.notify_type,
+            notify_timeout: self.notify_timeout,
+            notify_max_reply: self.notify_max_reply,
+            notify_reply_url: self.notify_reply_url,
             rules,
         })
     }
@@ -598,6 +647,7 @@ fn main() -> ExitCode {
         Command::Journal(args) => journal(args),
         Command::Verdict(args) => verdict(&args),
         Command::Exercise(args) => exercise(args),
+        Command::NotifyEcho(args) => notify_echo(&args),
         Command::Serve(args) => match args.into_config() {
             Ok((config, harness)) => serve(config, harness),
             Err(message) => {
@@ -953,6 +1003,42 @@ impl Signals {
     async fn next(&mut self) {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+fn notify_echo(args: &NotifyEchoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", args.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => println!("bitsmock notify-echo listening on http://{addr}/"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        tokio::select! {
+            served = bitsmock::echo::run(listener) => match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        }
+    })
 }
 
 fn upload(args: UploadArgs) -> ExitCode {

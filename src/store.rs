@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! <root>/BITS-Sessions/Requests/<session-id>.bin   temp file being assembled
+//! <root>/BITS-Sessions/Replies/<session-id>.bin    a notified application's reply
 //! <root>/<destination segments...>                  committed files
 //! ```
 //!
@@ -32,6 +33,7 @@ pub struct Store {
     root: PathBuf,
     sessions: PathBuf,
     requests: PathBuf,
+    replies: PathBuf,
     /// The locked lock files (more than one after the root was emptied and re-created).
     locks: Arc<Mutex<Vec<File>>>,
 }
@@ -47,9 +49,15 @@ impl Store {
         let root = root.canonicalize()?;
         let sessions = root.join(RESERVED_SEGMENT);
         let requests = sessions.join("Requests");
+        let replies = sessions.join("Replies");
         std::fs::create_dir_all(&requests)?;
-        for dir in [&sessions, &requests] {
-            if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        for dir in [&sessions, &requests, &replies] {
+            let meta = match std::fs::symlink_metadata(dir) {
+                // The reply area is made when a notified application first needs it.
+                Err(e) if e.kind() == ErrorKind::NotFound && dir == &replies => continue,
+                other => other?,
+            };
+            if meta.file_type().is_symlink() {
                 return Err(io::Error::new(
                     ErrorKind::InvalidInput,
                     format!(
@@ -60,7 +68,8 @@ impl Store {
             }
         }
         let lock = lock_root(&root, &sessions)?;
-        for entry in std::fs::read_dir(&requests)? {
+        let stale_replies = std::fs::read_dir(&replies).into_iter().flatten();
+        for entry in std::fs::read_dir(&requests)?.chain(stale_replies) {
             let entry = entry?;
             let ours = entry.file_name().to_str().is_some_and(is_temp_name);
             // A directory with our name is not ours either; a link is removed, not followed.
@@ -75,6 +84,7 @@ impl Store {
             root,
             sessions,
             requests,
+            replies,
             locks: Arc::new(Mutex::new(vec![lock])),
         })
     }
@@ -146,6 +156,70 @@ impl Store {
     /// Where a session's file is assembled: `<hyphenated lower-case uuid>.bin`.
     pub fn temp_path(&self, id: &SessionId) -> PathBuf {
         self.requests.join(format!("{}.bin", id.simple()))
+    }
+
+    /// Where a notified application's reply for a session is kept (by value the server
+    /// writes it; by reference the application does): `<hyphenated lower-case uuid>.bin`.
+    pub fn reply_path(&self, id: &SessionId) -> PathBuf {
+        self.replies.join(format!("{}.bin", id.simple()))
+    }
+
+    /// Makes room for a session's reply: the reply area exists (inside the root: a link in
+    /// its place is refused) and no older reply file is left. A link at the file's path is
+    /// removed, never followed.
+    pub async fn clear_reply(&self, id: &SessionId) -> io::Result<()> {
+        let store = self.clone();
+        let path = self.reply_path(id);
+        tokio::task::spawn_blocking(move || {
+            store.restore()?;
+            std::fs::create_dir_all(&store.replies)?;
+            if std::fs::symlink_metadata(&store.replies)?
+                .file_type()
+                .is_symlink()
+            {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{} is a symbolic link", store.replies.display()),
+                ));
+            }
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Creates an empty reply file for a session (after [`Store::clear_reply`]).
+    pub async fn fresh_reply(&self, id: &SessionId) -> io::Result<tokio::fs::File> {
+        self.clear_reply(id).await?;
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.reply_path(id))
+            .await
+    }
+
+    /// Opens a stored reply for reading: only a plain file at that very path, never through
+    /// a link (by reference the application wrote it; it must not point outside the root).
+    pub async fn open_reply(path: &Path) -> io::Result<tokio::fs::File> {
+        let refused = || io::Error::new(ErrorKind::InvalidInput, "the reply is not a plain file");
+        let before = tokio::fs::symlink_metadata(path).await?;
+        if !before.is_file() {
+            return Err(refused());
+        }
+        let file = tokio::fs::File::open(path).await?;
+        let after = file.metadata().await?;
+        if !same_file(&before, &after) {
+            return Err(refused());
+        }
+        Ok(file)
+    }
+
+    /// Deletes a session's reply file, if any.
+    pub async fn discard_reply(&self, id: &SessionId) {
+        let _ = tokio::fs::remove_file(self.reply_path(id)).await;
     }
 
     /// What is at a destination now.
@@ -385,6 +459,18 @@ fn linked(_path: &Path, file: &File) -> bool {
     file.metadata().is_ok_and(|m| m.nlink() > 0)
 }
 
+/// Whether two metadata describe one file (a link swapped in between does not).
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino()) && b.is_file()
+}
+
+#[cfg(not(unix))]
+fn same_file(_a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    b.is_file()
+}
+
 #[cfg(not(unix))]
 fn linked(path: &Path, _file: &File) -> bool {
     // Windows cannot delete a file that is open without sharing, so existence is enough.
@@ -451,6 +537,41 @@ mod tests {
         // Released explicitly while the store value lives on.
         second.release();
         Store::open(dir.path()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_reply_area_is_made_on_demand_cleared_at_start_and_never_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let replies = dir.path().join(RESERVED_SEGMENT).join("Replies");
+        let id = SessionId::from_bytes([7; 16]);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(!replies.exists(), "made only when needed");
+            let mut file = store.fresh_reply(&id).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut file, b"old")
+                .await
+                .unwrap();
+            std::fs::write(replies.join("notes.txt"), b"not ours").unwrap();
+            // A fresh reply replaces the old one; a cleared one is gone.
+            drop(store.fresh_reply(&id).await.unwrap());
+            assert_eq!(std::fs::read(store.reply_path(&id)).unwrap(), b"");
+            store.clear_reply(&id).await.unwrap();
+            assert!(!store.reply_path(&id).exists());
+            drop(store.fresh_reply(&id).await.unwrap());
+        }
+        // A new run clears our stale replies, keeps what is not ours.
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.reply_path(&id).exists());
+        assert!(replies.join("notes.txt").exists());
+        drop(store);
+        // A reply area that is a link is refused at start.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::remove_dir_all(&replies).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &replies).unwrap();
+        assert_eq!(
+            Store::open(dir.path()).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
     }
 
     #[test]

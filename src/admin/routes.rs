@@ -119,7 +119,8 @@ impl JournalQuery {
             What::SessionCreated { session, .. }
             | What::Committed { session, .. }
             | What::SessionGone { session, .. }
-            | What::ReplyServed { session, .. } => Some(*session),
+            | What::ReplyServed { session, .. }
+            | What::Notification { session, .. } => Some(*session),
             _ => None,
         };
         session.is_some_and(|s| match filter {

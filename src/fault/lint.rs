@@ -85,9 +85,9 @@ fn never_fires(rule: &Rule) -> Vec<String> {
     {
         why.push("its `from`/`until` window is empty".to_owned());
     }
-    if rule.fault.is_connection_fault() {
-        // Refuse and tls rules act on connections, not packets: the packet checks do not
-        // apply.
+    if !rule.fault.acts_on_requests() {
+        // Refuse, tls and notify rules act on connections or notifications, not packets:
+        // the packet checks do not apply.
         return why;
     }
     match t.packets.as_deref() {
@@ -153,7 +153,7 @@ fn reachable(rule: &Rule) -> Vec<PacketType> {
 /// The first earlier rule that decides the fate of every request `later` matches, so that
 /// `later` (a fate rule) never gets to: modifiers combine and are never shadowed.
 fn shadowing<'a>(earlier: &'a [Rule], later: &Rule) -> Option<&'a Rule> {
-    if later.fault.is_modifier() || later.fault.is_connection_fault() {
+    if later.fault.is_modifier() || !later.fault.acts_on_requests() {
         return None;
     }
     let theirs = reachable(later);
@@ -170,7 +170,7 @@ fn shadowing<'a>(earlier: &'a [Rule], later: &Rule) -> Option<&'a Rule> {
 fn always_fires(rule: &Rule) -> bool {
     let t = &rule.trigger;
     !rule.fault.is_modifier()
-        && !rule.fault.is_connection_fault()
+        && rule.fault.acts_on_requests()
         && !matches!(rule.fault, Fault::Auth(_))
         && t.probability.is_none_or(|p| p >= 1.0)
         && t.every.is_none_or(|e| e == 1)

@@ -14,4 +14,4 @@ pub mod shipped;
 pub use answer::{Applied, Wire};
 pub use plan::{Action, ConnAuth, Effect, Facts, Faults, Firing, FiringKey, Lost, Outcome, Plan};
 pub use profile::{Expect, Profile, ProfileError};
-pub use rule::{BadCert, Down, Fault, Rule, TlsFault, Trigger};
+pub use rule::{BadCert, Down, Fault, NotifyFault, Rule, TlsFault, Trigger};

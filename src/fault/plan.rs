@@ -11,7 +11,7 @@
 
 use super::profile::Profile;
 use super::rule::{
-    Auth, Broken, Dist, Down, Fault, Lie, Loss, Rule, Scheme, SessionLoss, TlsFault,
+    Auth, Broken, Dist, Down, Fault, Lie, Loss, NotifyFault, Rule, Scheme, SessionLoss, TlsFault,
 };
 
 use crate::proto::range::ContentRange;
@@ -146,6 +146,11 @@ pub enum Effect {
         #[serde(serialize_with = "shown")]
         fault: TlsFault,
     },
+    /// The notification of the server application was broken this way.
+    Notify {
+        #[serde(serialize_with = "shown")]
+        fault: NotifyFault,
+    },
 }
 
 /// How a lost answer was lost.
@@ -246,6 +251,15 @@ impl std::fmt::Display for Effect {
                 }
                 TlsFault::HandshakeReset => f.write_str("reset the TLS handshake"),
                 TlsFault::CloseNoNotify => f.write_str("closed mid-body without TLS close_notify"),
+            },
+            Effect::Notify { fault } => match fault {
+                NotifyFault::Delay(by) => {
+                    write!(f, "delayed the application's answer by {}", d(*by))
+                }
+                NotifyFault::Refuse => f.write_str("refused the connection to the application"),
+                NotifyFault::Status(status) => write!(f, "had the application answer {status}"),
+                NotifyFault::Garbage => f.write_str("had the application answer garbage"),
+                NotifyFault::Twice => f.write_str("sent the notification twice"),
             },
         }
     }
@@ -495,6 +509,58 @@ impl Faults {
         None
     }
 
+    /// Decides how the `nth` notification (1-based) of session `session` (its ordinal) to
+    /// the server application for destination `path` misbehaves (fault `notify`), if at all:
+    /// the first `notify` rule to fire decides.
+    pub fn notify(
+        &mut self,
+        session: u64,
+        nth: u64,
+        path: &str,
+        since_start: Duration,
+    ) -> Option<(Firing, NotifyFault)> {
+        for i in 0..self.rules.len() {
+            let Fault::Notify(fault) = self.rules[i].fault else {
+                continue;
+            };
+            let t = &self.rules[i].trigger;
+            let matches = t.session.is_none_or(|s| s == session)
+                && t.nth.is_none_or(|n| n == nth)
+                && t.path
+                    .as_deref()
+                    .is_none_or(|g| super::rule::glob_matches(g, path))
+                && self.in_window(&self.rules[i], since_start);
+            if !matches || self.gate(i, session, nth).is_none() {
+                continue;
+            }
+            let key = FiringKey {
+                rule: self.ids[i],
+                session,
+                packet: PacketType::Fragment,
+                index: nth,
+            };
+            if self.suppressed.contains(&key) {
+                continue;
+            }
+            let fault = match fault {
+                NotifyFault::Delay(d) => NotifyFault::Delay(self.scale(d)),
+                other => other,
+            };
+            self.fires[i] += 1;
+            let firing = Firing {
+                rule: self.ids[i] as usize,
+                name: self.rules[i].name.clone(),
+                packet: Some(PacketType::Fragment),
+                session,
+                index: nth,
+                range: None,
+                effect: Effect::Notify { fault },
+            };
+            return Some((firing, fault));
+        }
+        None
+    }
+
     fn connection_matches(&self, i: usize, conn: u64, since_start: Duration) -> bool {
         let rule = &self.rules[i];
         rule.trigger.connection.is_none_or(|n| n == conn) && self.in_window(rule, since_start)
@@ -521,7 +587,7 @@ impl Faults {
             ..Plan::default()
         };
         for i in 0..self.rules.len() {
-            if self.rules[i].fault.is_connection_fault() || !self.matches(i, facts, index) {
+            if !self.rules[i].fault.acts_on_requests() || !self.matches(i, facts, index) {
                 continue;
             }
             let Some(mut rng) = self.gate(i, facts.session, index) else {
@@ -639,7 +705,7 @@ impl Faults {
                     }
                     None => None,
                 },
-                Fault::Refuse | Fault::Tls(_) | Fault::MemberDown { .. } => None,
+                Fault::Refuse | Fault::Tls(_) | Fault::MemberDown { .. } | Fault::Notify(_) => None,
             };
             if let Some(effect) = effect {
                 self.fires[i] += 1;
@@ -976,6 +1042,73 @@ mod tests {
             since_start: Duration::ZERO,
             authorization: None,
         }
+    }
+
+    #[test]
+    fn notify_rules_act_on_notifications_only_by_session_nth_path_and_window() {
+        let mut f = faults(
+            &[
+                "fault=notify how=status status=503 session=2 nth=1",
+                "fault=notify how=delay delay=2s path=/reply/slow/* times=1",
+                "fault=notify how=refuse from=10s",
+            ],
+            1,
+        );
+        // Never planned for a BITS request, whatever matches.
+        let plan = f.plan(&fragment(2, 0, 9, 10), &mut ConnAuth::default());
+        assert_eq!(
+            plan,
+            Plan {
+                index: 1,
+                ..Plan::default()
+            }
+        );
+        let decide = |f: &mut Faults, session, nth, path: &str, at| {
+            f.notify(session, nth, path, Duration::from_secs(at))
+                .map(|(firing, fault)| (firing.rule, firing.index, fault))
+        };
+        assert_eq!(decide(&mut f, 1, 1, "/reply/a", 0), None);
+        assert_eq!(
+            decide(&mut f, 2, 1, "/reply/a", 0),
+            Some((0, 1, NotifyFault::Status(503)))
+        );
+        assert_eq!(decide(&mut f, 2, 2, "/reply/a", 0), None);
+        assert_eq!(
+            decide(&mut f, 3, 1, "/reply/slow/x", 0),
+            Some((1, 1, NotifyFault::Delay(Duration::from_secs(2))))
+        );
+        assert_eq!(decide(&mut f, 3, 2, "/reply/slow/x", 0), None, "times=1");
+        assert_eq!(
+            decide(&mut f, 4, 1, "/reply/a", 11),
+            Some((2, 1, NotifyFault::Refuse))
+        );
+        assert_eq!(f.fire_counts(), &[1, 1, 1]);
+        // Durations follow the time scale.
+        let rules = vec![parse_rule_line("fault=notify how=delay delay=2s", "r", 1).unwrap()];
+        let mut scaled = Faults::new(rules, 0, 0.01, ErrorHeader::Code);
+        let (_, fault) = scaled.notify(1, 1, "/reply/a", Duration::ZERO).unwrap();
+        assert_eq!(fault, NotifyFault::Delay(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn notify_decisions_follow_the_seed_and_can_be_suppressed() {
+        let draw = |seed| {
+            let mut f = faults(&["fault=notify how=twice probability=0.5"], seed);
+            (1..=40)
+                .map(|s| f.notify(s, 1, "/reply/a", Duration::ZERO).is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(5), draw(5));
+        assert_ne!(draw(5), draw(6));
+        let mut f = faults(&["fault=notify how=twice"], 0);
+        f.suppress([FiringKey {
+            rule: 0,
+            session: 1,
+            packet: PacketType::Fragment,
+            index: 1,
+        }]);
+        assert!(f.notify(1, 1, "/reply/a", Duration::ZERO).is_none());
+        assert!(f.notify(1, 2, "/reply/a", Duration::ZERO).is_some());
     }
 
     fn packet(packet: PacketType, session: u64) -> Facts<'static> {

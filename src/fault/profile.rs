@@ -23,8 +23,8 @@
 
 use super::mutate::{Family, MAX_COUNT};
 use super::rule::{
-    Auth, BadCert, Broken, Dist, Down, Fault, Lie, Loss, Mutate, Portion, Position, Rule, Scheme,
-    SessionLoss, TlsFault, Trigger,
+    Auth, BadCert, Broken, Dist, Down, Fault, Lie, Loss, Mutate, NotifyFault, Portion, Position,
+    Rule, Scheme, SessionLoss, TlsFault, Trigger,
 };
 use crate::config::{self, Names, Settings, check};
 use crate::proto::PacketType;
@@ -335,8 +335,86 @@ fn server_settings(f: &mut Fields<'_>) -> Result<Settings, ProfileError> {
         content_length: f.named("content-length", &config::CONTENT_LENGTH)?,
         remember_closed: f.checked("remember-closed", Fields::duration, check::timeout)?,
         server_header: f.named("server-header", &config::SERVER_HEADER)?,
+        notify: notify_routes(f)?,
+        notify_type: f.named("notify-type", &config::NOTIFY_TYPE)?,
+        notify_timeout: f.checked("notify-timeout", Fields::duration, check::timeout)?,
+        notify_max_reply: f.size("notify-max-reply")?,
+        notify_reply_url: f.named("notify-reply-url", &config::NOTIFY_REPLY_URL)?,
         ..Settings::default()
     })
+}
+
+/// `notify = "http://app/handle"` (the whole reply path), or one application per URL prefix:
+/// `notify = { "/reply/orders/" = "http://a/", "/reply/big/" = { url = "http://b/", type = "value" } }`.
+fn notify_routes(f: &mut Fields<'_>) -> Result<Option<Vec<config::NotifyRoute>>, ProfileError> {
+    let Some((line, value)) = f.take("notify") else {
+        return Ok(None);
+    };
+    let url = |text: &str| {
+        crate::notify::AppUrl::parse(text).map_err(|m| f.at(line, format!("`notify` URL {m}")))
+    };
+    let shape =
+        "`notify` must be an http:// URL or a table of URL prefix = URL (or { url = …, type = … })";
+    match value {
+        toml::Value::String(text) => Ok(Some(vec![config::NotifyRoute {
+            path: None,
+            url: url(&text)?,
+            mode: None,
+        }])),
+        toml::Value::Table(table) => {
+            let mut routes = Vec::new();
+            for (path, entry) in table {
+                if !path.starts_with('/') {
+                    return Err(f.at(
+                        line,
+                        format!("`notify` prefix {path:?} must start with `/`"),
+                    ));
+                }
+                let (text, mode) = match entry {
+                    toml::Value::String(text) => (text, None),
+                    toml::Value::Table(mut t) => {
+                        let text = match t.remove("url") {
+                            Some(toml::Value::String(text)) => text,
+                            _ => {
+                                return Err(
+                                    f.at(line, format!("`notify` entry {path:?} needs `url`"))
+                                );
+                            }
+                        };
+                        let mode = match t.remove("type") {
+                            None => None,
+                            Some(toml::Value::String(name)) => {
+                                Some(config::NOTIFY_TYPE.parse(&name).map_err(|m| {
+                                    f.at(line, format!("`notify` {path:?} `type` {m}"))
+                                })?)
+                            }
+                            Some(_) => {
+                                return Err(f.at(
+                                    line,
+                                    format!("`notify` {path:?} `type` must be a string"),
+                                ));
+                            }
+                        };
+                        if let Some(key) = t.keys().next() {
+                            return Err(f.at(
+                                line,
+                                format!("unknown key `{key}` in `notify` {path:?} (url, type)"),
+                            ));
+                        }
+                        (text, mode)
+                    }
+                    _ => return Err(f.at(line, shape.into())),
+                };
+                routes.push(config::NotifyRoute {
+                    path: Some(path),
+                    url: url(&text)?,
+                    mode,
+                });
+            }
+            Ok(Some(routes))
+        }
+        _ => Err(f.at(line, shape.into())),
+    }
 }
 
 fn rule(mut f: Fields<'_>, number: usize) -> Result<Rule, ProfileError> {
@@ -368,6 +446,13 @@ fn rule(mut f: Fields<'_>, number: usize) -> Result<Rule, ProfileError> {
     {
         return Err(f.here(format!(
             "fault `{kind}` acts on new connections: only `connection`, `from`, `until`, `every`, `probability`, `times` and `skip` apply"
+        )));
+    }
+    if matches!(fault, Fault::Notify(_))
+        && (trigger.packets.is_some() || trigger.position.is_some())
+    {
+        return Err(f.here(format!(
+            "fault `{kind}` acts on notifications of the server application: `packet`, `offset` and `fragment` do not apply (`nth` counts the session's notifications)"
         )));
     }
     if trigger.connection.is_some() && !fault.is_connection_fault() {
@@ -630,6 +715,46 @@ fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
                 how,
             }
         }
+        "notify" => {
+            let how = f.string("how")?;
+            let delay = f.duration("delay")?;
+            let status = f.u64("status")?;
+            if delay.is_some() && how.as_deref() != Some("delay") {
+                return Err(f.error("delay", "`delay` applies to how = \"delay\" only".into()));
+            }
+            if status.is_some() && how.as_deref() != Some("status") {
+                return Err(f.error("status", "`status` applies to how = \"status\" only".into()));
+            }
+            Fault::Notify(match how.as_deref() {
+                Some("delay") => NotifyFault::Delay(delay.ok_or_else(|| {
+                    f.here("fault `notify` how = \"delay\" needs `delay`, e.g. \"2s\"".into())
+                })?),
+                Some("refuse") => NotifyFault::Refuse,
+                Some("status") => {
+                    let status = status.ok_or_else(|| {
+                        f.here("fault `notify` how = \"status\" needs `status`, e.g. 503".into())
+                    })?;
+                    match u16::try_from(status) {
+                        Ok(s) if (100..=599).contains(&s) && s != 200 => NotifyFault::Status(s),
+                        _ => {
+                            return Err(f.error(
+                                "status",
+                                "`status` must be an HTTP status from 100 to 599 other than 200"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+                Some("garbage") => NotifyFault::Garbage,
+                Some("twice") => NotifyFault::Twice,
+                _ => {
+                    return Err(f.error(
+                        "how",
+                        "fault `notify` needs `how`: \"delay\", \"refuse\", \"status\", \"garbage\" or \"twice\"".into(),
+                    ));
+                }
+            })
+        }
         "auth" => {
             let name = f.string("scheme")?.unwrap_or_else(|| "basic".into());
             let Some(scheme) = Scheme::ALL.into_iter().find(|s| s.name() == name) else {
@@ -661,7 +786,7 @@ fn fault(f: &mut Fields<'_>, kind: &str) -> Result<Fault, ProfileError> {
         other => {
             return Err(f.error(
                 "fault",
-                format!("unknown fault `{other}` (delay, stall, lose-ack, lose-request, reset-mid-body, lose-session, status, lie, broken, throttle, refuse, auth, tls, member-down)"),
+                format!("unknown fault `{other}` (delay, stall, lose-ack, lose-request, reset-mid-body, lose-session, status, lie, broken, throttle, refuse, auth, tls, member-down, notify)"),
             ));
         }
     })
@@ -1130,6 +1255,71 @@ mod tests {
     const HEAD: &str = "name = \"t\"\ndescription = \"d\"\n";
 
     #[test]
+    fn notify_settings_and_rules_are_checked_at_their_line() {
+        for (text, wanted) in [
+            (
+                "[server]\nnotify = \"https://a/\"",
+                "p.toml:4: `notify` URL must be a plain http:// URL",
+            ),
+            (
+                "[server]\nnotify = 5",
+                "p.toml:4: `notify` must be an http:// URL or a table",
+            ),
+            (
+                "[server]\nnotify = { \"r/\" = \"http://a/\" }",
+                "p.toml:4: `notify` prefix \"r/\" must start with `/`",
+            ),
+            (
+                "[server]\nnotify = { \"/r/\" = { url = \"http://a/\", kind = \"x\" } }",
+                "p.toml:4: unknown key `kind` in `notify` \"/r/\"",
+            ),
+            (
+                "[server]\nnotify = { \"/r/\" = { url = \"http://a/\", type = \"both\" } }",
+                "p.toml:4: `notify` \"/r/\" `type` must be \"reference\" or \"value\"",
+            ),
+            (
+                "[server]\nnotify-type = \"both\"",
+                "p.toml:4: `notify-type` must be \"reference\" or \"value\"",
+            ),
+            (
+                "[server]\nnotify-timeout = \"0s\"",
+                "p.toml:4: `notify-timeout` must be longer than zero",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"",
+                "p.toml:3: fault `notify` needs `how`",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"delay\"",
+                "p.toml:3: fault `notify` how = \"delay\" needs `delay`",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"status\"\nstatus = 200",
+                "p.toml:6: `status` must be an HTTP status from 100 to 599 other than 200",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"refuse\"\ndelay = \"1s\"",
+                "p.toml:6: `delay` applies to how = \"delay\" only",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"twice\"\npacket = \"fragment\"",
+                "p.toml:3: fault `notify` acts on notifications of the server application",
+            ),
+            (
+                "[[rule]]\nfault = \"notify\"\nhow = \"twice\"\nconnection = 1",
+                "p.toml:6: `connection` picks connections",
+            ),
+        ] {
+            let e = err(&format!("{HEAD}{text}\n"));
+            assert!(e.starts_with(wanted), "{text}: {e}");
+        }
+        let rule =
+            parse_rule_line("fault=notify how=status status=503 nth=2", "--fault", 1).unwrap();
+        assert_eq!(rule.fault, Fault::Notify(NotifyFault::Status(503)));
+        assert_eq!(rule.trigger.nth, Some(2));
+    }
+
+    #[test]
     fn a_complete_profile_parses() {
         let p = parse(
             &format!(
@@ -1561,6 +1751,11 @@ mod tests {
                 member: 16,
                 how: Down::Blackhole,
             },
+            Fault::Notify(NotifyFault::Delay(ms(2500))),
+            Fault::Notify(NotifyFault::Refuse),
+            Fault::Notify(NotifyFault::Status(503)),
+            Fault::Notify(NotifyFault::Garbage),
+            Fault::Notify(NotifyFault::Twice),
             Fault::Auth(Auth {
                 scheme: Scheme::Basic,
                 credentials: None,
@@ -1606,6 +1801,14 @@ mod tests {
                 }));
                 rules.push(rule(Trigger {
                     connection: Some(3),
+                    ..any()
+                }));
+            } else if matches!(fault, Fault::Notify(_)) {
+                rules.push(rule(Trigger {
+                    session: Some(2),
+                    nth: Some(1),
+                    path: Some("/reply/*".into()),
+                    probability: Some(0.5),
                     ..any()
                 }));
             } else if fault.only_packets().is_some() {

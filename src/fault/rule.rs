@@ -246,6 +246,47 @@ pub enum Fault {
     /// A farm member (1-based) is down: its connections and requests are refused or
     /// swallowed (use with a time window).
     MemberDown { member: u32, how: Down },
+    /// Break the leg to the notified server application (docs/protocol.md §8).
+    Notify(NotifyFault),
+}
+
+/// How a `notify` fault breaks the notification of the server application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyFault {
+    /// The application is slow: its answer comes this much later (counted against the
+    /// notification timeout).
+    Delay(Duration),
+    /// The application is down: the connection is refused, nothing is sent.
+    Refuse,
+    /// The application answers this status (it is not contacted).
+    Status(u16),
+    /// The application answers bytes that are not HTTP (it is not contacted).
+    Garbage,
+    /// The notification is sent twice, as after a server crash; the second answer counts.
+    Twice,
+}
+
+impl NotifyFault {
+    /// The spelling of `how =` in profiles.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyFault::Delay(_) => "delay",
+            NotifyFault::Refuse => "refuse",
+            NotifyFault::Status(_) => "status",
+            NotifyFault::Garbage => "garbage",
+            NotifyFault::Twice => "twice",
+        }
+    }
+}
+
+impl fmt::Display for NotifyFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotifyFault::Delay(d) => write!(f, "how=delay delay={}", show_duration(*d)),
+            NotifyFault::Status(status) => write!(f, "how=status status={status}"),
+            other => write!(f, "how={}", other.name()),
+        }
+    }
 }
 
 /// How a farm member is down.
@@ -355,6 +396,7 @@ impl Fault {
             Fault::Mutate(_) => "mutate",
             Fault::Tls(_) => "tls",
             Fault::MemberDown { .. } => "member-down",
+            Fault::Notify(_) => "notify",
         }
     }
 
@@ -373,6 +415,12 @@ impl Fault {
             self,
             Fault::Refuse | Fault::Tls(_) | Fault::MemberDown { .. }
         )
+    }
+
+    /// Faults planned per BITS request; the others act on connections (decided at accept)
+    /// or on the notification of the server application.
+    pub fn acts_on_requests(&self) -> bool {
+        !self.is_connection_fault() && !matches!(self, Fault::Notify(_))
     }
 
     /// Packet types this fault can act on, when it cannot act on every type.
@@ -526,6 +574,7 @@ impl fmt::Display for Params<'_> {
             Fault::MemberDown { member, how } => {
                 write!(f, " member={member} how={}", how.name())
             }
+            Fault::Notify(notify) => write!(f, " {notify}"),
             Fault::Auth(auth) => {
                 write!(f, " scheme={}", auth.scheme.name())?;
                 if let Some((user, password)) = &auth.credentials {

@@ -190,6 +190,8 @@ impl VdirChoice {
             } else {
                 Vec::new()
             },
+            // Notification needs an application on the network: not modelled here.
+            notify_prefixes: Vec::new(),
             host_id: self.host_id.then(|| "node1.farm.test".to_owned()),
             host_id_fallback_timeout: self.host_id.then_some(600),
             max_sessions: Vdir::default().max_sessions,
@@ -516,6 +518,8 @@ impl Machine {
                 self.write(id, &range, &write, stored, meanwhile)
             }
             Step::Close(_) => panic!("a fragment asked for a close: {step:?}"),
+            // The model configures no notified application.
+            Step::Notify(_) => panic!("a fragment asked for a notification: {step:?}"),
         };
         assert_error_headers(&ack, &packet);
     }
@@ -674,7 +678,7 @@ impl Machine {
                 return;
             }
             Step::Close(close) => close,
-            Step::Write(_) => panic!("Close asked for a write: {step:?}"),
+            Step::Write(_) | Step::Notify(_) => panic!("Close asked for a write: {step:?}"),
         };
         assert!(!expired, "an expired session was closed");
         let Some(s) = self.table.get(&id) else {

@@ -15,5 +15,7 @@ pub use destination::Destination;
 pub use error::{BitsError, Context};
 pub use packet::{Head, HeadBuf, Packet, PacketType, SessionId};
 pub use range::ContentRange;
-pub use session::{Change, Close, CloseOutcome, Env, Existing, Gone, Session, Step, Table, Write};
+pub use session::{
+    Change, Close, CloseOutcome, Env, Existing, Gone, Notified, Session, Step, Table, Write,
+};
 pub use vdir::{ContentLength, Farm, Overlap, Place, Vdir};

@@ -63,8 +63,16 @@ pub struct Session {
     pub total: Option<u64>,
     /// Bytes stored contiguously from 0: the next byte wanted.
     pub received: u64,
-    /// Set when the final fragment completes an upload-reply session; re-sent on retries.
+    /// Set when the final fragment completes an upload-reply session (and, with a notified
+    /// application, once it answered 200); re-sent on retries.
     pub reply_url: Option<String>,
+    /// The reply comes from a notified server application (`Vdir::notify_prefixes`): the
+    /// last byte puts the session in `NOTIFY` until [`Table::finish_notify`] succeeds.
+    pub notified: bool,
+    /// Close-Session commits the complete upload to its destination. Always for the
+    /// built-in application; for a notified one only when it answered with
+    /// `BITS-Copy-File-To-Destination` (docs/protocol.md §8.3).
+    pub copy_to_destination: bool,
     pub last_activity: Instant,
     /// A shorter idle timeout for this session alone (a fault asked for it).
     pub idle_timeout: Option<Duration>,
@@ -74,9 +82,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// All bytes present (`WAIT_FOR_CLOSE`).
+    /// All bytes present (`WAIT_FOR_CLOSE`, or `NOTIFY` while the application has not
+    /// answered 200 yet).
     pub fn is_complete(&self) -> bool {
         self.total == Some(self.received)
+    }
+
+    /// `NOTIFY`: complete, and the server application must be notified (again, after a
+    /// failure) before the final Fragment Ack can carry a reply URL.
+    pub fn awaits_notification(&self) -> bool {
+        self.notified && self.is_complete() && self.reply_url.is_none()
     }
 
     fn expired(&self, now: Instant, timeout: Duration) -> bool {
@@ -187,7 +202,22 @@ pub enum Step {
     Write(Write),
     /// Commit or discard, then call `finish_close`.
     Close(Close),
+    /// A fragment for a complete session whose notification has not succeeded (a retried
+    /// final fragment): notify the server application, then call `finish_notify`.
+    Notify(SessionId),
 }
+
+/// What the server application's notification came to (docs/protocol.md §8.3–§8.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notified {
+    /// 200: the reply is at `reply_url`; `copy` = commit the upload at Close-Session too.
+    Reply { reply_url: String, copy: bool },
+    /// Anything else: this Ack (the application's status, or the server's own error).
+    Failed(Ack),
+}
+
+/// Reply URLs longer than this are an error (docs/protocol.md §7.7).
+pub const MAX_REPLY_URL: usize = 2200;
 
 /// How the server's commit at Close-Session went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,7 +325,7 @@ impl Table {
                         Step::Close(Close {
                             session: s.id,
                             destination: s.destination.clone(),
-                            commit: s.is_complete() || empty,
+                            commit: (s.is_complete() && s.copy_to_destination) || empty,
                             empty,
                             remember: vdir.remember_closed.map(|keep| (env.now, keep)),
                         })
@@ -326,10 +356,35 @@ impl Table {
             s.received = write.at + stored.min(write.len);
             s.last_activity = env.now;
         }
-        if s.is_complete() && s.reply && s.reply_url.is_none() {
+        if s.is_complete() && s.reply && !s.notified && s.reply_url.is_none() {
             s.reply_url = Some(reply_url(env.origin, &s.id));
         }
         s.fragment_ack()
+    }
+
+    /// Finishes a notification (`NOTIFY`): on success the session waits for Close-Session
+    /// and every later fragment gets the same reply URL; on failure it keeps its complete
+    /// file, and the next fragment notifies again.
+    pub fn finish_notify(&mut self, id: &SessionId, notified: Notified, now: Instant) -> Ack {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return Ack::error(BitsError::SessionNotFound).for_session(id);
+        };
+        if !s.awaits_notification() {
+            // Already answered (or never asked): the first outcome stands.
+            return s.fragment_ack();
+        }
+        s.last_activity = now;
+        match notified {
+            Notified::Reply { reply_url, .. } if reply_url.len() > MAX_REPLY_URL => {
+                Ack::error(BitsError::InvalidArg).for_session(id)
+            }
+            Notified::Reply { reply_url, copy } => {
+                s.reply_url = Some(reply_url);
+                s.copy_to_destination = copy;
+                s.fragment_ack()
+            }
+            Notified::Failed(ack) => ack.for_session(id),
+        }
     }
 
     /// Finishes a Close-Session after the server committed or discarded the file.
@@ -447,15 +502,23 @@ impl Table {
             return Ack::error(BitsError::Internal);
         };
         self.created += 1;
+        // An empty prefix means no reply jobs; `starts_with(&[])` would match everything.
+        let reply = !vdir.reply_prefix.is_empty() && destination.starts_with(&vdir.reply_prefix);
+        let notified = reply
+            && vdir
+                .notify_prefixes
+                .iter()
+                .any(|p| destination.starts_with(p));
         let session = Session {
             id,
             destination: destination.clone(),
-            // An empty prefix means no reply jobs; `starts_with(&[])` would match everything.
-            reply: !vdir.reply_prefix.is_empty() && destination.starts_with(&vdir.reply_prefix),
+            reply,
             ordinal: self.created,
             total: None,
             received: 0,
             reply_url: None,
+            notified,
+            copy_to_destination: !notified,
             last_activity: env.now,
             idle_timeout: None,
             home,
@@ -550,6 +613,11 @@ impl Session {
         }
         self.total = Some(range.total());
         let expected = self.received;
+        if self.awaits_notification() {
+            // NOTIFY after a failed notification: a retried final fragment notifies again.
+            self.last_activity = now;
+            return Step::Notify(self.id);
+        }
         if self.is_complete() {
             // WAIT_FOR_CLOSE: a retried fragment (lost Ack) gets the same final answer.
             self.last_activity = now;
@@ -1437,6 +1505,138 @@ mod tests {
             len: 20,
         };
         assert_eq!(f.table.record_fragment(&stale, 20, &env), last);
+    }
+
+    fn notified() -> Fixture {
+        Fixture::with(Vdir {
+            notify_prefixes: vec![vec!["reply".to_owned()]],
+            ..Vdir::default()
+        })
+    }
+
+    #[test]
+    fn a_notified_session_waits_for_the_application_before_its_final_ack_carries_a_url() {
+        let mut f = notified();
+        f.create(REPLY, sid(1));
+        assert!(f.session(sid(1)).notified);
+        let last = f.send(sid(1), 0, 19, 20);
+        assert_eq!((last.received, last.reply_url), (Some(20), None));
+        assert!(f.session(sid(1)).awaits_notification());
+        // A retried final fragment (any range) asks for the notification again.
+        assert_eq!(f.step(&fragment(sid(1), 10, 19, 20)), Step::Notify(sid(1)));
+        // The application failed: its status is relayed, the session keeps waiting.
+        let relayed = Ack {
+            error: Some(AckError::application(0x8019_01F7)),
+            ..Ack::status(503)
+        };
+        let ack = f
+            .table
+            .finish_notify(&sid(1), Notified::Failed(relayed.clone()), f.now);
+        assert_eq!(ack, relayed.for_session(&sid(1)));
+        assert_eq!(
+            ack.render(ErrorHeader::Code).header("BITS-Error-Context"),
+            Some("0x7")
+        );
+        assert!(f.session(sid(1)).awaits_notification());
+        assert_eq!(f.step(&fragment(sid(1), 0, 19, 20)), Step::Notify(sid(1)));
+        // Then it answered 200.
+        let url = "http://cdn.test/r.bin".to_owned();
+        let ok = f.table.finish_notify(
+            &sid(1),
+            Notified::Reply {
+                reply_url: url.clone(),
+                copy: false,
+            },
+            f.now,
+        );
+        assert_eq!(ok.status, 200);
+        assert_eq!(
+            (ok.received, ok.reply_url.as_deref()),
+            (Some(20), Some(url.as_str()))
+        );
+        assert!(!f.session(sid(1)).awaits_notification());
+        // Retries get the same answer; the first outcome stands.
+        assert_eq!(answer(f.step(&fragment(sid(1), 0, 19, 20))), ok);
+        let late = f
+            .table
+            .finish_notify(&sid(1), Notified::Failed(Ack::status(500)), f.now);
+        assert_eq!(late, ok);
+    }
+
+    #[test]
+    fn a_notified_upload_is_committed_at_close_only_when_the_application_asked() {
+        for copy in [false, true] {
+            let mut f = notified();
+            f.create(REPLY, sid(1));
+            f.send(sid(1), 0, 9, 10);
+            let reply = Notified::Reply {
+                reply_url: "u".into(),
+                copy,
+            };
+            f.table.finish_notify(&sid(1), reply, f.now);
+            let close = planned_close(f.step(&close(sid(1))));
+            assert_eq!(close.commit, copy);
+            let ack = f.table.finish_close(&close, CloseOutcome::Done);
+            assert_eq!(ack.status, 200);
+            let why = if copy {
+                Gone::Committed
+            } else {
+                Gone::Discarded
+            };
+            assert!(
+                f.table.take_changes().contains(&Change::Gone {
+                    id: sid(1),
+                    ordinal: 1,
+                    why
+                }),
+                "{copy}"
+            );
+        }
+        // The built-in application: always committed, as before.
+        let mut f = Fixture::new();
+        f.create(REPLY, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        assert!(planned_close(f.step(&close(sid(1)))).commit);
+    }
+
+    #[test]
+    fn a_reply_url_over_2200_characters_is_invalid_and_the_session_waits_on() {
+        let mut f = notified();
+        f.create(REPLY, sid(1));
+        f.send(sid(1), 0, 9, 10);
+        let long = Notified::Reply {
+            reply_url: "x".repeat(MAX_REPLY_URL + 1),
+            copy: false,
+        };
+        let ack = f.table.finish_notify(&sid(1), long, f.now);
+        assert_eq!(ack, Ack::error(BitsError::InvalidArg).for_session(&sid(1)));
+        assert!(f.session(sid(1)).awaits_notification());
+        let fits = Notified::Reply {
+            reply_url: "x".repeat(MAX_REPLY_URL),
+            copy: false,
+        };
+        assert_eq!(f.table.finish_notify(&sid(1), fits, f.now).status, 200);
+    }
+
+    #[test]
+    fn only_reply_sessions_under_a_notify_prefix_are_notified() {
+        let mut f = Fixture::with(Vdir {
+            notify_prefixes: vec![vec!["reply".to_owned(), "app".to_owned()]],
+            ..Vdir::default()
+        });
+        f.create("/reply/app/a.bin", sid(1));
+        f.create("/reply/other/a.bin", sid(2));
+        f.create("/drop/app/a.bin", sid(3));
+        assert!(f.session(sid(1)).notified);
+        assert!(!f.session(sid(2)).notified);
+        assert!(!f.session(sid(3)).notified);
+        // The built-in application still answers the others at once.
+        assert!(f.send(sid(2), 0, 9, 10).reply_url.is_some());
+        assert_eq!(
+            f.table
+                .finish_notify(&sid(9), Notified::Failed(Ack::status(500)), f.now),
+            Ack::error(BitsError::SessionNotFound).for_session(&sid(9))
+        );
     }
 
     #[test]

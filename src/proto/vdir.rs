@@ -57,6 +57,10 @@ pub struct Vdir {
     pub remember_closed: Option<Duration>,
     /// A Host-Id web farm behind this server's front URL; `None` = one server.
     pub farm: Option<Farm>,
+    /// URL prefixes (as segments, each inside `reply_prefix`) whose upload-reply sessions
+    /// are answered by a notified server application (docs/protocol.md §8) rather than the
+    /// built-in one; empty = none.
+    pub notify_prefixes: Vec<Vec<String>>,
 }
 
 /// A Host-Id web farm (docs/protocol.md §7.9): a Create-Session at the front names a member
@@ -103,6 +107,7 @@ impl Default for Vdir {
             content_length: ContentLength::Required,
             remember_closed: None,
             farm: None,
+            notify_prefixes: Vec::new(),
         }
     }
 }

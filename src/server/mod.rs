@@ -9,6 +9,7 @@
 //!   entries (temp file, reply), and following the table's changes (files, events).
 //! - `body`: streaming a fragment body into the temp file; draining unused bodies.
 //! - `reply_http`: the built-in reply application over HTTP, and Ack → HTTP response.
+//! - `notify`: the HTTP/1.1 client leg to a notified server application (`--notify`).
 //! - `casing`: IIS's spelling of header names in the bytes hyper writes.
 //!
 //! Locks are std mutexes held for a few lines and never across `.await`, except the
@@ -19,6 +20,7 @@ mod body;
 mod casing;
 mod control;
 mod execute;
+mod notify;
 mod pipeline;
 mod reply_http;
 mod sessions;

@@ -127,7 +127,11 @@ impl Server {
             }
             Some(step) => {
                 let entry = guard.as_deref_mut();
-                self.apply(&packet, step, entry, &mut body, &plan, &origin, &mut record)
+                let at = At {
+                    origin: &origin,
+                    uri: &parts.uri,
+                };
+                self.apply(&packet, step, entry, &mut body, &plan, &at, &mut record)
                     .await
             }
         };
@@ -180,7 +184,7 @@ impl Server {
         entry: Option<&mut Entry>,
         body: &mut Incoming,
         plan: &Plan,
-        origin: &str,
+        at: &At<'_>,
         record: &mut Record,
     ) -> Applied {
         let cut = match plan.action {
@@ -189,9 +193,22 @@ impl Server {
         };
         let ack = match (step, entry) {
             (Step::Write(write), Some(entry)) => {
-                return self
-                    .write(entry, body, &write, origin, cut, plan, record)
-                    .await;
+                return self.write(entry, body, &write, at, cut, plan, record).await;
+            }
+            (Step::Notify(_), Some(_)) if cut.is_some() => {
+                // Reset before the request's end: the server never gets to notify.
+                record.reason = Some("fault: reset mid-body before the notification".into());
+                body::drain(body, cut.map_or(0, |(after, _)| after)).await;
+                return Applied::Cut;
+            }
+            (Step::Notify(id), Some(entry)) => {
+                // A retried final fragment after a failed notification: its bytes are all
+                // stored, so read them first rather than hold the client while notifying.
+                self.drain_unused(body, packet).await;
+                return Applied::Answered(self.notify(entry, at.job(id)).await);
+            }
+            (Step::Notify(id), _) => {
+                Ack::error(BitsError::SessionNotFound).with_session(Some(&id.to_string()))
             }
             (Step::Close(close), Some(entry)) => self.close(entry, &close).await,
             (Step::Answer(ack) | Step::Discard(ack, _), _) => ack,
@@ -224,20 +241,21 @@ impl Server {
         entry: &mut Entry,
         body: &mut Incoming,
         write: &Write,
-        origin: &str,
+        at: &At<'_>,
         cut: Option<(u64, bool)>,
         plan: &Plan,
         record: &mut Record,
     ) -> Applied {
         let session_id = write.session;
-        let reply = lock(&self.state)
+        // The built-in reply names the upload's digest; a notified application's does not.
+        let builtin_reply = lock(&self.state)
             .table
             .get(&session_id)
-            .is_some_and(|s| s.reply);
+            .is_some_and(|s| s.reply && !s.notified);
         let temp = body::Temp {
             store: self.store.clone(),
             session: session_id,
-            hash: self.config.sha256 || reply,
+            hash: self.config.sha256 || builtin_reply,
         };
         let reading = Reading {
             cut_after: cut.map(|(after, _)| after),
@@ -262,18 +280,24 @@ impl Server {
             now: super::now(),
             fresh_id: None,
             existing: Existing::Nothing,
-            origin,
+            origin: at.origin,
             place: Place::Front,
         };
-        let (ack, completed) = {
+        let (ack, completed, notify) = {
             let mut state = lock(&self.state);
             let ack = state.table.record_fragment(write, stored, &env);
-            let completed = state
-                .table
-                .get(&session_id)
-                .filter(|s| s.is_complete() && s.reply)
+            let session = state.table.get(&session_id);
+            let completed = session
+                .filter(|s| s.is_complete() && s.reply && !s.notified)
                 .map(|s| (s.destination.clone(), s.total.unwrap_or(0)));
-            (ack, completed)
+            let notify = session.is_some_and(|s| s.awaits_notification());
+            (ack, completed, notify)
+        };
+        // The last byte of a notified session: the application answers before the Ack.
+        let ack = if notify && matches!(streamed.end, End::Whole) {
+            self.notify(entry, at.job(session_id)).await
+        } else {
+            ack
         };
         if let (Some((destination, size)), None) = (completed, &entry.reply) {
             let digest = Hash::of(entry.hash.as_ref(), size);
@@ -340,7 +364,7 @@ impl Server {
                 None if close.empty => Some(super::sessions::hex(
                     &<sha2::Sha256 as sha2::Digest>::digest([]),
                 )),
-                None => entry.reply.as_ref().map(|r| r.sha256.clone()),
+                None => entry.reply.as_ref().and_then(|r| r.sha256.clone()),
             };
             let path = close.destination.to_string();
             follow.committed = Some((path.trim_start_matches('/').to_owned(), size, digest));
@@ -399,6 +423,26 @@ impl Server {
 
     fn fragment_drain_limit(&self) -> u64 {
         FRAGMENT_DRAIN_LIMIT.max(self.config.vdir.max_fragment_size)
+    }
+}
+
+/// Where a request was addressed: for reply URLs and the notification's
+/// `BITS-Original-Request-URL`.
+struct At<'a> {
+    /// `scheme://host[:port]` as the client addressed us.
+    origin: &'a str,
+    uri: &'a http::Uri,
+}
+
+impl At<'_> {
+    fn job(&self, id: SessionId) -> super::notify::Job<'_> {
+        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        super::notify::Job {
+            id,
+            original_url: format!("{}{path}", self.origin),
+            query: self.uri.query(),
+            origin: self.origin,
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 
 use super::Server;
 use super::accept::Conn;
-use super::sessions::{Reply, hex};
+use super::sessions::{Reply, ReplyBody, hex};
 use crate::journal::{Request as Record, Sent, SessionRef, What};
+use crate::notify::ReplyUrl;
 use crate::proto::session::reply_path;
 use crate::proto::{Destination, Rendered, SessionId};
 use crate::reply::{self, Served};
@@ -25,11 +26,7 @@ impl Server {
         arrived: tokio::time::Instant,
     ) -> Response<Full<Bytes>> {
         let path = req.uri().path();
-        let id = path
-            .strip_prefix("/BITS-Sessions/Replies/")
-            .and_then(|rest| rest.strip_suffix("/responsefile.bin"))
-            .and_then(SessionId::parse)
-            .filter(|id| reply_path(id) == path);
+        let id = reply_id(path, self.config.notify.reply_url);
         let entry = id.and_then(|id| self.entry(&id));
         let reply = match entry {
             Some(e) => e.lock().await.reply.clone(),
@@ -41,7 +38,13 @@ impl Server {
         });
         record.session = session;
         let response = match reply {
-            Some(reply) => respond(req.method(), req.headers(), &reply),
+            Some(reply) => match respond(req.method(), req.headers(), &reply).await {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read a stored reply");
+                    plain(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            },
             None => plain(StatusCode::NOT_FOUND),
         };
         let status = response.status().as_u16();
@@ -83,8 +86,8 @@ impl Server {
         };
         let name = destination.file_name().to_owned();
         Reply {
-            body: reply::document(&name, size, &digest),
-            sha256: digest.clone(),
+            body: ReplyBody::Memory(reply::document(&name, size, &digest)),
+            sha256: Some(digest),
             last_modified: httpdate::fmt_http_date(SystemTime::now()),
         }
     }
@@ -100,35 +103,86 @@ impl Server {
     }
 }
 
-fn respond(method: &Method, headers: &http::HeaderMap, reply: &Reply) -> Response<Full<Bytes>> {
-    let len = reply.body.len() as u64;
+/// The session id of a reply URL's path: the absolute form
+/// (`/BITS-Sessions/Replies/<id>/responsefile.bin`, exactly as the server writes it), or with
+/// relative reply URLs IIS's form as a client resolves it against the destination's folder
+/// (`/<folder>/BITS-Sessions/Replies/%7B<ID>%7D/responsefile.bin`).
+fn reply_id(path: &str, style: ReplyUrl) -> Option<SessionId> {
+    if let Some(id) = path
+        .strip_prefix("/BITS-Sessions/Replies/")
+        .and_then(|rest| rest.strip_suffix("/responsefile.bin"))
+        .and_then(SessionId::parse)
+        .filter(|id| reply_path(id) == path)
+    {
+        return Some(id);
+    }
+    if style != ReplyUrl::Relative {
+        return None;
+    }
+    let rest = path.strip_suffix("/responsefile.bin")?;
+    let (before, id) = rest.rsplit_once('/')?;
+    if !before.ends_with("/BITS-Sessions/Replies") && before != "/BITS-Sessions/Replies" {
+        return None;
+    }
+    let id = id
+        .strip_prefix("%7B")
+        .or_else(|| id.strip_prefix("%7b"))
+        .and_then(|i| i.strip_suffix("%7D").or_else(|| i.strip_suffix("%7d")))?;
+    SessionId::parse(id)
+}
+
+/// Reads the part of a stored reply a GET asks for. A reply on disk is read range by range:
+/// what is held in memory is one range, at most the reply's size limit.
+async fn content(reply: &Reply, first: u64, len: u64) -> io::Result<Bytes> {
+    match &reply.body {
+        ReplyBody::Memory(body) => Ok(body.slice(first as usize..(first + len) as usize)),
+        ReplyBody::File { path, .. } => {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let mut file = crate::store::Store::open_reply(path).await?;
+            file.seek(io::SeekFrom::Start(first)).await?;
+            let mut buf = vec![0; usize::try_from(len).map_err(io::Error::other)?];
+            file.read_exact(&mut buf).await?;
+            Ok(Bytes::from(buf))
+        }
+    }
+}
+
+async fn respond(
+    method: &Method,
+    headers: &http::HeaderMap,
+    reply: &Reply,
+) -> io::Result<Response<Full<Bytes>>> {
+    let len = reply.len();
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (status, content, content_range) = match reply::select(range, len) {
-        Served::Whole => (StatusCode::OK, reply.body.clone(), None),
+    let (status, first, count, content_range) = match reply::select(range, len) {
+        Served::Whole => (StatusCode::OK, 0, len, None),
         Served::Partial { first, last } => (
             StatusCode::PARTIAL_CONTENT,
-            reply.body.slice(first as usize..=last as usize),
+            first,
+            last - first + 1,
             Some(format!("bytes {first}-{last}/{len}")),
         ),
         Served::Unsatisfiable => (
             StatusCode::RANGE_NOT_SATISFIABLE,
-            Bytes::new(),
+            0,
+            0,
             Some(format!("bytes */{len}")),
         ),
     };
-    let content_length = content.len();
-    let body = if method == Method::HEAD {
+    let content_length = count;
+    let body = if method == Method::HEAD || count == 0 {
         Bytes::new()
     } else {
-        content
+        content(reply, first, count).await?
     };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let content_type = match reply.body {
+        ReplyBody::Memory(_) => "application/json",
+        ReplyBody::File { .. } => "application/octet-stream",
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(content_length));
     if let Ok(v) = HeaderValue::from_str(&reply.last_modified) {
@@ -137,7 +191,7 @@ fn respond(method: &Method, headers: &http::HeaderMap, reply: &Reply) -> Respons
     if let Some(v) = content_range.and_then(|r| HeaderValue::from_str(&r).ok()) {
         headers.insert(header::CONTENT_RANGE, v);
     }
-    response
+    Ok(response)
 }
 
 /// Writes a rendered Ack as an HTTP response with an empty body.

@@ -31,14 +31,36 @@ pub(super) struct Entry {
     /// a failed write or an abandoned request; the digest is then computed when needed).
     pub hash: Option<Hash>,
     pub reply: Option<Reply>,
+    /// Notifications of the server application sent for this session so far (the `nth`
+    /// of a `notify` fault).
+    pub notifications: u64,
+}
+
+/// A reply the server serves at the session's reply URL.
+#[derive(Clone)]
+pub(super) struct Reply {
+    pub body: ReplyBody,
+    /// The upload's SHA-256, when known (the built-in reply document names it).
+    pub sha256: Option<String>,
+    /// Fixed when the reply is made, so ranged GETs see one stable reply (§9.8).
+    pub last_modified: String,
 }
 
 #[derive(Clone)]
-pub(super) struct Reply {
-    pub body: bytes::Bytes,
-    /// The upload's SHA-256, as the reply document names it.
-    pub sha256: String,
-    pub last_modified: String,
+pub(super) enum ReplyBody {
+    /// The built-in application's JSON document.
+    Memory(bytes::Bytes),
+    /// A notified application's reply on disk, `len` bytes when it answered.
+    File { path: std::path::PathBuf, len: u64 },
+}
+
+impl Reply {
+    pub fn len(&self) -> u64 {
+        match &self.body {
+            ReplyBody::Memory(b) => b.len() as u64,
+            ReplyBody::File { len, .. } => *len,
+        }
+    }
 }
 
 /// The fault layer's plan for a request and, when the packet is applied, the core's step —
@@ -180,6 +202,10 @@ impl Server {
                     let kept_file = why == Gone::Forgotten && follow.keep_file;
                     if why != Gone::Committed && !kept_file {
                         self.store.discard(&id).await;
+                    }
+                    // A notified application's reply lives until the session ends.
+                    if !self.config.notify.applications.is_empty() {
+                        self.store.discard_reply(&id).await;
                     }
                     match (why, follow.committed.take()) {
                         (Gone::Committed, Some((path, size, sha256))) => {

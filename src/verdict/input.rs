@@ -237,6 +237,16 @@ pub enum Seen {
         session: SessionSeen,
         status: u16,
     },
+    /// The server application was notified (`serve --notify`).
+    Notification {
+        seq: u64,
+        at_ms: f64,
+        session: SessionSeen,
+        /// The application's status; `None` when none came.
+        status: Option<u16>,
+        /// What the final Fragment Ack relayed; `None` for a duplicate whose answer was dropped.
+        relayed: Option<u16>,
+    },
     Stopped,
     /// Anything else (rules changed, reset, refused connections, newer kinds).
     Other,
@@ -297,6 +307,16 @@ pub fn seen(value: &Value) -> Seen {
                 at_ms,
                 session,
                 status: get("status").as_u64().unwrap_or(0) as u16,
+            },
+            None => Seen::Other,
+        },
+        "notification" => match session() {
+            Some(session) => Seen::Notification {
+                seq,
+                at_ms,
+                session,
+                status: get("status").as_u64().map(|s| s as u16),
+                relayed: get("relayed").as_u64().map(|s| s as u16),
             },
             None => Seen::Other,
         },
@@ -527,6 +547,27 @@ mod tests {
         assert_eq!(seen(&json!({"event":"rules-changed"})), Seen::Other);
         assert_eq!(seen(&json!({"event":"committed"})), Seen::Other);
         assert_eq!(seen(&json!({"event":"stopped"})), Seen::Stopped);
+        assert_eq!(seen(&json!({"event":"notification"})), Seen::Other);
+        let sid = json!({"id": "{00000000-0000-0000-0000-000000000001}", "ordinal": 1});
+        let Seen::Notification {
+            seq,
+            status,
+            relayed,
+            ..
+        } = seen(
+            &json!({"event":"notification","seq":9,"session":sid,"status":503,"relayed":503,"headers":[["Host","a"]]}),
+        )
+        else {
+            panic!("a notification")
+        };
+        assert_eq!((seq, status, relayed), (9, Some(503), Some(503)));
+        let Seen::Notification {
+            status, relayed, ..
+        } = seen(&json!({"event":"notification","session":sid,"status":null,"relayed":null}))
+        else {
+            panic!("a notification")
+        };
+        assert_eq!((status, relayed), (None, None));
         let r = request(
             &json!({"packet_label":"Bogus","method":"BITS_POST","sent":{"sent":"status","status":400}}),
             1,

@@ -29,6 +29,9 @@ pub struct Session {
     pub committed: Option<(String, Option<String>)>,
     /// Sequence numbers of successful reply downloads.
     pub replies: Vec<u64>,
+    /// Notifications of the server application: sequence number and the status the final
+    /// Fragment Ack relayed (`None` for a dropped duplicate).
+    pub notifications: Vec<(u64, Option<u16>)>,
 }
 
 impl Session {
@@ -131,6 +134,16 @@ impl Model {
                         && (200..300).contains(status)
                     {
                         s.replies.push(*seq);
+                    }
+                }
+                Seen::Notification {
+                    seq,
+                    session,
+                    relayed,
+                    ..
+                } => {
+                    if let Some(s) = model.session_mut(&session.id) {
+                        s.notifications.push((*seq, *relayed));
                     }
                 }
                 Seen::Stopped => model.stopped = true,
