@@ -417,6 +417,37 @@ async fn by_value_the_application_gets_the_upload_and_the_client_downloads_its_r
 }
 
 #[tokio::test]
+async fn a_reply_that_reads_like_header_lines_is_downloaded_as_the_application_wrote_it() {
+    // bitsmock re-spells header names in IIS's casing on the way out; that must stop at the
+    // end of each head, or this reply would come back with `BITS-Packet-Type` lines.
+    let line =
+        b"\r\nBits-Packet-Type: Ack\r\nWww-Authenticate: Negotiate\r\nBits-Error-Code: 0x1\r\n";
+    let reply: Vec<u8> = line.iter().copied().cycle().take(5_000).collect();
+    let app = {
+        let reply = reply.clone();
+        App::start(move |_, _| Answer {
+            body: reply.clone(),
+            ..Answer::ok()
+        })
+        .await
+    };
+    let f = server(app.url("/handle"), Mode::Value, |_| {}).await;
+    let (source, _) = f.source(10_000);
+    for chunk in [1000, 1 << 20] {
+        let summary = Uploader::new(Options {
+            reply_chunk: chunk,
+            ..options()
+        })
+        .upload(&source, &f.url(&format!("/reply/lines-{chunk}.bin")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let got = summary.reply.expect("a reply");
+        assert_same(got.body.as_deref().unwrap(), &reply, "reply downloaded");
+    }
+    f.stop().await;
+}
+
+#[tokio::test]
 async fn by_reference_the_application_reads_the_request_file_and_writes_the_reply_file() {
     let app = App::start(|seen, _| {
         // The application reads the upload where the server says it is.
