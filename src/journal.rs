@@ -653,7 +653,7 @@ pub fn trace(event: &Event) {
             relayed,
             ..
         } => {
-            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %url, status, duration_ms, error = error.as_deref().unwrap_or(""), relayed, "application notified")
+            tracing::info!(seq, session = %session.id, ordinal = session.ordinal, %url, status, duration_ms = %Tenths(*duration_ms), error = error.as_deref().unwrap_or("-"), relayed, "application notified")
         }
     }
 }

@@ -240,5 +240,107 @@ mod tests {
             escaped("del\x7f c1\u{9b} latin\u{a0}"),
             "del\\u{7f} c1\\u{9b} latin\u{a0}"
         );
+        // Text that is nothing but controls: the one-pass check must still see them.
+        assert_eq!(escaped("\x1b"), "\\u{1b}");
+        assert_eq!(escaped("\x7f"), "\\u{7f}");
+        assert_eq!(escaped("\x1b\x1b"), "\\u{1b}\\u{1b}");
+        assert_eq!(escaped("\u{85}"), "\\u{85}");
+        assert_eq!(escaped(" "), " ");
+    }
+    /// A writer the tests can read back while the log's thread holds the other end.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn lines_reach_the_output_while_the_writer_runs_and_all_of_them_at_the_end() {
+        let out = Shared::default();
+        let (mut writer, guard) = non_blocking(out.clone());
+        writer.write_all(b"first line\n").unwrap();
+        // Flushed once the queue is drained, not only when the guard goes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while out.text().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(out.text(), "first line\n");
+        for i in 0..1000 {
+            writeln!(writer, "line {i}").unwrap();
+        }
+        drop(guard);
+        let text = out.text();
+        assert_eq!(text.lines().count(), 1001);
+        assert!(text.ends_with("line 999\n"), "{text}");
+    }
+
+    #[test]
+    fn fields_read_as_the_default_formatter_writes_them() {
+        use tracing_subscriber::fmt::MakeWriter;
+        struct To(Shared);
+        impl<'a> MakeWriter<'a> for To {
+            type Writer = Shared;
+            fn make_writer(&'a self) -> Shared {
+                self.0.clone()
+            }
+        }
+        let out = Shared::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(To(out.clone()))
+            .fmt_fields(Fields)
+            .with_timer(Time)
+            .with_ansi(false)
+            .finish();
+        let error = io::Error::other("disk \x1b[2Jfull");
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                seq = 7,
+                name = "a\nb",
+                path = %"/x y",
+                ok = true,
+                error = &error as &dyn std::error::Error,
+                "request path=/p\x07 n={}",
+                3
+            );
+            tracing::warn!("only a message");
+        });
+        let text = out.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let (time, rest) = lines[0].split_once(' ').unwrap();
+        // 2026-12-01T13:55:10.123456Z, today's date.
+        assert_eq!(time.len(), 27, "{time}");
+        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T' && time.as_bytes()[19] == b'.');
+        let mut today = String::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        write_second(&mut today, now).unwrap();
+        assert_eq!(&time[..10], &today[..10]);
+        let here = module_path!();
+        assert_eq!(
+            rest.trim_start(),
+            format!(
+                "INFO {here}: request path=/p\\u{{7}} n=3 seq=7 \
+                 name=\"a\\nb\" path=/x y ok=true error=disk \\u{{1b}}[2Jfull"
+            )
+        );
+        let warned = format!("WARN {here}: only a message");
+        assert!(lines[1].ends_with(&warned), "{}", lines[1]);
     }
 }

@@ -236,6 +236,9 @@ mod tests {
         // A name must be followed by its colon, even at the end of the bytes given.
         let cut = b"HTTP/1.1 200 OK\r\nBits-Error";
         assert_eq!(send(cut, usize::MAX, &[]), cut);
+        // A head's first line is its status line, never a header.
+        let first = b"Bits-Error: 1\r\n\r\n";
+        assert_eq!(send(first, usize::MAX, &[]), first);
     }
 
     #[test]
