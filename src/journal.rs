@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Events kept in memory by default (`--journal-keep`); older ones are dropped so a long run
 /// cannot grow without bound. An event takes about 0.85 KiB, so this is about 85 MiB.
@@ -315,14 +316,16 @@ impl Tally {
 /// Where events go besides the memory ring: an NDJSON file (`--journal`).
 pub trait Sink: Send + Sync {
     /// Called for every event, in order, under the journal's lock: keep it short.
-    fn record(&self, event: &Event);
+    fn record(&self, event: &Arc<Event>);
 }
 
 /// The most recent events, in order.
 pub struct Journal {
     /// How many events are kept.
     keep: usize,
-    events: VecDeque<Event>,
+    /// Shared, so a reader (the log line, a sink) holds an event without copying it or
+    /// the lock.
+    events: VecDeque<Arc<Event>>,
     last_seq: u64,
     tally: Tally,
     sinks: Vec<Box<dyn Sink>>,
@@ -357,7 +360,7 @@ impl Journal {
     }
 
     /// Numbers an event, keeps it, hands it to the sinks, and returns the kept copy.
-    pub fn push(&mut self, at_ms: f64, what: What) -> &Event {
+    pub fn push(&mut self, at_ms: f64, what: What) -> Arc<Event> {
         while self.events.len() >= self.keep {
             self.events.pop_front();
         }
@@ -368,11 +371,12 @@ impl Journal {
             at_ms,
             what,
         };
+        let event = Arc::new(event);
         for sink in &self.sinks {
             sink.record(&event);
         }
-        self.events.push_back(event);
-        &self.events[self.events.len() - 1]
+        self.events.push_back(Arc::clone(&event));
+        event
     }
 
     pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
@@ -395,7 +399,11 @@ impl Journal {
         // Sequence numbers are contiguous, so the first wanted event's position is known.
         let first = self.events.front().map_or(0, |e| e.seq);
         let skip = seq.saturating_add(1).saturating_sub(first) as usize;
-        self.events.iter().skip(skip).cloned().collect()
+        self.events
+            .iter()
+            .skip(skip)
+            .map(|e| Event::clone(e))
+            .collect()
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -416,7 +424,7 @@ impl Journal {
 /// writer flushes as soon as it has written what has arrived: a line never sits in a buffer
 /// while the writer waits for more (lines that arrive together are flushed together).
 pub struct FileSink {
-    events: std::sync::Mutex<Option<std::sync::mpsc::Sender<Event>>>,
+    events: std::sync::Mutex<Option<std::sync::mpsc::Sender<Arc<Event>>>>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<io::Result<()>>>>,
 }
 
@@ -424,7 +432,7 @@ impl FileSink {
     /// Creates (truncates) the file.
     pub fn create(path: &Path) -> io::Result<FileSink> {
         let file = std::fs::File::create(path)?;
-        let (send, receive) = std::sync::mpsc::channel::<Event>();
+        let (send, receive) = std::sync::mpsc::channel::<Arc<Event>>();
         let shown = path.display().to_string();
         let writer = std::thread::Builder::new()
             .name("bitsmock-journal".into())
@@ -457,11 +465,14 @@ impl FileSink {
 /// pause of [`COALESCE`] before looking again. Waking the thread for every event cost a third
 /// of the Ping rate on two cores (a context switch per request); with the pause, a burst
 /// shares one wake-up, and a line still reaches the file within about a millisecond.
-fn write_lines(events: &std::sync::mpsc::Receiver<Event>, mut out: impl Write) -> io::Result<()> {
+fn write_lines(
+    events: &std::sync::mpsc::Receiver<Arc<Event>>,
+    mut out: impl Write,
+) -> io::Result<()> {
     while let Ok(first) = events.recv() {
         let mut next = Some(first);
         while let Some(event) = next {
-            serde_json::to_writer(&mut out, &event)?;
+            serde_json::to_writer(&mut out, &*event)?;
             out.write_all(b"\n")?;
             next = events.try_recv().ok();
         }
@@ -475,15 +486,15 @@ fn write_lines(events: &std::sync::mpsc::Receiver<Event>, mut out: impl Write) -
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl Sink for FileSink {
-    fn record(&self, event: &Event) {
+    fn record(&self, event: &Arc<Event>) {
         if let Some(events) = lock(&self.events).as_ref() {
-            let _ = events.send(event.clone());
+            let _ = events.send(Arc::clone(event));
         }
     }
 }
 
 impl Sink for std::sync::Arc<FileSink> {
-    fn record(&self, event: &Event) {
+    fn record(&self, event: &Arc<Event>) {
         FileSink::record(self, event);
     }
 }
@@ -768,7 +779,7 @@ mod tests {
     fn events_serialize_with_a_tag_and_stable_field_names() {
         let mut j = Journal::default();
         let event = j.push(1.5, refused(3)).clone();
-        let json = serde_json::to_value(&event).unwrap();
+        let json = serde_json::to_value(&*event).unwrap();
         assert_eq!(json["seq"], 1);
         assert_eq!(json["at_ms"], 1.5);
         assert_eq!(json["event"], "refused");
@@ -782,7 +793,7 @@ mod tests {
             why: Gone::Cancelled,
             kept_file: false,
         };
-        let json = serde_json::to_value(j.push(2.0, gone)).unwrap();
+        let json = serde_json::to_value(&*j.push(2.0, gone)).unwrap();
         assert_eq!(json["event"], "session-gone");
         assert_eq!(json["why"], "cancelled");
         assert_eq!(Gone::Cancelled.to_string(), "cancelled");

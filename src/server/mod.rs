@@ -231,11 +231,11 @@ impl Server {
     /// Numbers and keeps an event, logs it, and wakes waiters.
     fn emit(&self, what: What) {
         let at_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        {
-            let mut journal = lock(&self.journal);
-            // Logged under the lock so the log's order is the journal's.
-            journal::trace(journal.push(at_ms, what));
-        }
+        let event = lock(&self.journal).push(at_ms, what);
+        // Logged after the lock is let go: formatting a line under it made concurrent
+        // requests queue for it. Lines of requests answered at the same moment may come out
+        // of `seq` order; each carries its `seq`.
+        journal::trace(&event);
         self.recorded.notify_waiters();
     }
 }
