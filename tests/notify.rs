@@ -124,6 +124,15 @@ impl App {
         }
     }
 
+    /// An application that answers every notification 200 with `body` as the reply.
+    async fn replying(body: Vec<u8>) -> App {
+        App::start(move |_, _| Answer {
+            body: body.clone(),
+            ..Answer::ok()
+        })
+        .await
+    }
+
     fn url(&self, path: &str) -> AppUrl {
         AppUrl::parse(&format!("http://{}{path}", self.addr)).unwrap()
     }
@@ -337,14 +346,7 @@ fn assert_relayed(ack: &Resp, status: u16, code: &str) {
 #[tokio::test]
 async fn by_value_the_application_gets_the_upload_and_the_client_downloads_its_reply() {
     let reply: Vec<u8> = data(70_000, 7);
-    let app = {
-        let reply = reply.clone();
-        App::start(move |_, _| Answer {
-            body: reply.clone(),
-            ..Answer::ok()
-        })
-        .await
-    };
+    let app = App::replying(reply.clone()).await;
     let f = server(app.url("/handle?k=v"), Mode::Value, |_| {}).await;
     let (source, bytes) = f.source(300_000);
     let url = f.url("/reply/in.bin?order=42");
@@ -423,14 +425,7 @@ async fn a_reply_that_reads_like_header_lines_is_downloaded_as_the_application_w
     let line =
         b"\r\nBits-Packet-Type: Ack\r\nWww-Authenticate: Negotiate\r\nBits-Error-Code: 0x1\r\n";
     let reply: Vec<u8> = line.iter().copied().cycle().take(5_000).collect();
-    let app = {
-        let reply = reply.clone();
-        App::start(move |_, _| Answer {
-            body: reply.clone(),
-            ..Answer::ok()
-        })
-        .await
-    };
+    let app = App::replying(reply.clone()).await;
     let f = server(app.url("/handle"), Mode::Value, |_| {}).await;
     let (source, _) = f.source(10_000);
     for chunk in [1000, 1 << 20] {
@@ -1034,14 +1029,7 @@ async fn a_256_mib_upload_by_value_streams_both_ways_in_bounded_server_memory() 
     // The application answers with a reply as large as a fragment, so the reply leg streams
     // too; it hashes what it is sent.
     let reply: Vec<u8> = data(8 << 20, 16);
-    let app = {
-        let reply = reply.clone();
-        App::start(move |_, _| Answer {
-            body: reply.clone(),
-            ..Answer::ok()
-        })
-        .await
-    };
+    let app = App::replying(reply.clone()).await;
     let notify = format!("http://{}/big", app.addr);
     let serve = support::serve::Serve::start_with(
         &[
