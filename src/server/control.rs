@@ -10,7 +10,6 @@ use super::{Server, lock};
 use crate::fault::Rule;
 use crate::journal::{RuleState, Tally, What};
 use crate::proto::{SessionId, Table};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// A committed file, as `GET /uploads` lists it.
@@ -132,21 +131,14 @@ impl Server {
     /// The committed files, oldest first, with their SHA-256 (computed now for files the
     /// server did not hash while writing, and remembered).
     pub async fn uploads(&self) -> Vec<Upload> {
-        let missing: Vec<(usize, PathBuf)> = lock(&self.uploads)
-            .iter()
-            .enumerate()
-            .filter(|(_, u)| u.sha256.is_none())
-            .map(|(i, u)| (i, self.store.root().join(&u.path)))
-            .collect();
-        for (i, path) in missing {
-            let digest = self.hash_file(path).await;
-            if let Some(upload) = lock(&self.uploads).get_mut(i)
-                && !digest.is_empty()
-            {
-                upload.sha256 = Some(digest);
+        let unhashed = lock(&self.uploads).unhashed();
+        for (key, path) in unhashed {
+            let digest = self.hash_file(self.store.root().join(&path)).await;
+            if !digest.is_empty() {
+                lock(&self.uploads).set_sha256(key, digest);
             }
         }
-        lock(&self.uploads).iter().cloned().collect()
+        lock(&self.uploads).list()
     }
 
     /// Totals over the kept events.
@@ -177,13 +169,8 @@ impl Server {
 
     /// Remembers a committed file (called when a `committed` event is emitted).
     pub(super) fn remember_upload(&self, upload: Upload) {
-        let mut uploads = lock(&self.uploads);
-        // A re-upload to the same path replaces the older entry.
-        uploads.retain(|u| u.path != upload.path);
         // Memory of the past has one knob: as many uploads as the journal keeps events.
-        while uploads.len() >= UPLOADS_KEPT.min(self.config.journal_keep.max(1)) {
-            uploads.pop_front();
-        }
-        uploads.push_back(upload);
+        let kept = UPLOADS_KEPT.min(self.config.journal_keep);
+        lock(&self.uploads).remember(upload, kept);
     }
 }

@@ -26,6 +26,7 @@ mod reply_http;
 mod sessions;
 pub mod socket;
 pub mod tls;
+mod uploads;
 
 use crate::config::Config;
 use crate::fault::{Faults, Firing};
@@ -60,7 +61,7 @@ pub struct Server {
     connections: AtomicU64,
     open_connections: AtomicU64,
     /// Committed files, oldest first.
-    uploads: Mutex<std::collections::VecDeque<Upload>>,
+    uploads: Mutex<uploads::Uploads>,
     /// Notified by [`Server::shutdown`].
     stopping: tokio::sync::Notify,
     /// The `--journal` file, finished when the server stops.
@@ -118,7 +119,7 @@ impl Server {
             started: tokio::time::Instant::now(),
             connections: AtomicU64::new(0),
             open_connections: AtomicU64::new(0),
-            uploads: Mutex::new(std::collections::VecDeque::new()),
+            uploads: Mutex::new(uploads::Uploads::default()),
             stopping: tokio::sync::Notify::new(),
             journal_file,
             tls,
