@@ -505,38 +505,27 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A log field's value, `-` when absent.
-struct Dash<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(value) => value.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
-
 /// A non-negative number with one decimal, as `{:.1}` writes it but without the float
 /// formatter's exact-precision work (this is on every request line).
 struct Tenths(f64);
 
 impl std::fmt::Display for Tenths {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if !(self.0.is_finite() && (0.0..1e15).contains(&self.0)) {
-            return write!(f, "{:.1}", self.0);
+        match self.split() {
+            Some((whole, tenth)) => write!(f, "{whole}.{tenth}"),
+            None => write!(f, "{:.1}", self.0),
         }
-        let tenths = (self.0 * 10.0).round() as u64;
-        write!(f, "{}.{}", tenths / 10, tenths % 10)
     }
 }
 
-/// `first-last/total`.
-struct RangeText(ContentRange);
-
-impl std::fmt::Display for RangeText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}/{}", self.0.first(), self.0.last(), self.0.total())
+impl Tenths {
+    /// The whole part and the tenths digit, for values the float formatter is not needed for.
+    fn split(&self) -> Option<(u64, u64)> {
+        if !(self.0.is_finite() && (0.0..1e15).contains(&self.0)) {
+            return None;
+        }
+        let tenths = (self.0 * 10.0).round() as u64;
+        Some((tenths / 10, tenths % 10))
     }
 }
 
@@ -564,40 +553,119 @@ impl std::fmt::Display for Faults<'_> {
     }
 }
 
+thread_local! {
+    /// Where [`trace`] builds a request line: one buffer per thread, reused.
+    static REQUEST_LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Appends `request seq=… conn=… … faults=…`: the request's log line, without the log's
+/// own prefix. Each value as its `Display` writes it; absent ones as `-`.
+fn request_line(seq: u64, r: &Request, line: &mut String) {
+    use std::fmt::Write as _;
+    let mut numbers = itoa::Buffer::new();
+    let mut number = |line: &mut String, n: u64| line.push_str(numbers.format(n));
+    line.push_str("request seq=");
+    number(line, seq);
+    line.push_str(" conn=");
+    number(line, r.conn);
+    line.push_str(" peer=");
+    match r.peer {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    line.push('.');
+                }
+                number(line, octet.into());
+            }
+            line.push(':');
+            number(line, v4.port().into());
+        }
+        v6 => {
+            let _ = write!(line, "{v6}");
+        }
+    }
+    line.push_str(" method=");
+    line.push_str(&r.method);
+    line.push_str(" path=");
+    line.push_str(&r.path);
+    line.push_str(" packet=");
+    let packet = r.packet.map(PacketType::as_str);
+    line.push_str(packet.or(r.packet_label.as_deref()).unwrap_or("-"));
+    line.push_str(" session=");
+    match r.session {
+        Some(session) => {
+            let _ = write!(line, "{}", session.id);
+        }
+        None => line.push('-'),
+    }
+    line.push_str(" ordinal=");
+    match r.session.and_then(|s| s.ordinal) {
+        Some(ordinal) => number(line, ordinal),
+        None => line.push('-'),
+    }
+    line.push_str(" index=");
+    number(line, r.index);
+    line.push_str(" range=");
+    match r.range {
+        Some(range) => {
+            number(line, range.first());
+            line.push('-');
+            number(line, range.last());
+            line.push('/');
+            number(line, range.total());
+        }
+        None => line.push('-'),
+    }
+    line.push_str(" received=");
+    number(line, r.received);
+    line.push_str(" stored=");
+    number(line, r.stored);
+    line.push_str(" status=");
+    match r.status {
+        Some(status) => number(line, status.into()),
+        None => line.push('-'),
+    }
+    line.push_str(" reason=");
+    line.push_str(r.reason.as_deref().unwrap_or("-"));
+    line.push_str(" sent=");
+    match r.sent {
+        Sent::Status { status } => number(line, status.into()),
+        ref other => {
+            let _ = write!(line, "{other}");
+        }
+    }
+    line.push_str(" latency_ms=");
+    match Tenths(r.latency_ms).split() {
+        Some((whole, tenth)) => {
+            number(line, whole);
+            line.push('.');
+            number(line, tenth);
+        }
+        None => {
+            let _ = write!(line, "{}", Tenths(r.latency_ms));
+        }
+    }
+    line.push_str(" faults=");
+    let _ = write!(line, "{}", Faults(&r.faults));
+}
+
 /// The `tracing` sink: one line per event, `key=value` fields a person can grep.
 pub fn trace(event: &Event) {
     let seq = event.seq;
     match &event.what {
         What::Request(r) => {
-            // This line is written for every request at the default level, so it is one
-            // message formatted straight into the log's buffer: no String per field, and
-            // none of the per-field work of structured fields (benches/ping.rs). It reads
-            // exactly as `key=value` fields would.
-            let packet = r
-                .packet
-                .map(PacketType::as_str)
-                .or(r.packet_label.as_deref());
-            tracing::info!(
-                "request seq={seq} conn={} peer={} method={} path={} packet={} session={} \
-                 ordinal={} index={} range={} received={} stored={} status={} reason={} \
-                 sent={} latency_ms={} faults={}",
-                r.conn,
-                r.peer,
-                r.method,
-                r.path,
-                Dash(packet),
-                Dash(r.session.map(|s| s.id)),
-                Dash(r.session.and_then(|s| s.ordinal)),
-                r.index,
-                Dash(r.range.map(RangeText)),
-                r.received,
-                r.stored,
-                Dash(r.status),
-                Dash(r.reason.as_deref()),
-                r.sent,
-                Tenths(r.latency_ms),
-                Faults(&r.faults),
-            );
+            // This line is written for every request at the default level, so it is built
+            // by hand into one reused buffer and handed to tracing as a single value:
+            // integers through `itoa`, text copied whole, the formatter only for the rare
+            // parts (benches/ping.rs). It reads exactly as `key=value` fields would.
+            if !tracing::enabled!(tracing::Level::INFO) {
+                return;
+            }
+            REQUEST_LINE.with_borrow_mut(|line| {
+                line.clear();
+                request_line(seq, r, line);
+                tracing::info!("{line}");
+            });
         }
         What::SessionCreated {
             session,
@@ -702,6 +770,135 @@ mod tests {
         .map(ToString::to_string)
         .collect();
         assert_eq!(shown, ["416", "broken", "closed", "reset", "hung"]);
+    }
+
+    /// The request line as the formatter writes it, each value through `Display` and absent
+    /// ones as `-`: what `request_line` must write, byte for byte.
+    fn request_line_by_formatter(seq: u64, r: &Request) -> String {
+        fn dash<T: std::fmt::Display>(value: Option<T>) -> String {
+            value.map_or("-".into(), |v| v.to_string())
+        }
+        let packet = r
+            .packet
+            .map(PacketType::as_str)
+            .or(r.packet_label.as_deref());
+        let range = r
+            .range
+            .map(|c| format!("{}-{}/{}", c.first(), c.last(), c.total()));
+        format!(
+            "request seq={seq} conn={} peer={} method={} path={} packet={} session={} \
+             ordinal={} index={} range={} received={} stored={} status={} reason={} \
+             sent={} latency_ms={} faults={}",
+            r.conn,
+            r.peer,
+            r.method,
+            r.path,
+            dash(packet),
+            dash(r.session.map(|s| s.id)),
+            dash(r.session.and_then(|s| s.ordinal)),
+            r.index,
+            dash(range),
+            r.received,
+            r.stored,
+            dash(r.status),
+            dash(r.reason.as_deref()),
+            r.sent,
+            Tenths(r.latency_ms),
+            Faults(&r.faults),
+        )
+    }
+
+    #[test]
+    fn the_request_line_is_written_as_the_formatter_would() {
+        let ping = Request {
+            conn: 1,
+            peer: SocketAddr::from(([127, 0, 0, 1], 50123)),
+            method: "BITS_POST".into(),
+            path: "/a".into(),
+            packet: Some(PacketType::Ping),
+            packet_label: None,
+            session: None,
+            index: 0,
+            range: None,
+            received: 0,
+            stored: 0,
+            status: Some(200),
+            reason: None,
+            faults: Vec::new(),
+            sent: Sent::Status { status: 200 },
+            latency_ms: 0.04,
+            content_length_missing: false,
+            offers_bits15: None,
+            content_name: None,
+            ack: None,
+        };
+        let firing = |rule: usize, name: &str| Firing {
+            rule,
+            name: name.into(),
+            packet: Some(PacketType::Fragment),
+            session: 3,
+            index: 2,
+            range: None,
+            effect: crate::fault::Effect::Delayed {
+                by: std::time::Duration::from_millis(250),
+            },
+        };
+        let fragment = Request {
+            conn: u64::MAX,
+            peer: "[2001:db8::1%7]:8443".parse().unwrap(),
+            method: "BITS_POST".into(),
+            path: "/up/file name.bin?x=1".into(),
+            packet: Some(PacketType::Fragment),
+            session: Some(SessionRef {
+                id: SessionId::from_bytes([0xAB; 16]),
+                ordinal: Some(3),
+            }),
+            index: 2,
+            range: Some(ContentRange::new(0, 65535, 1 << 40).unwrap()),
+            received: 65536,
+            stored: 65535,
+            status: Some(416),
+            reason: Some("fragment does not start at the received offset".into()),
+            faults: vec![firing(0, "lost ack"), firing(4, "slow")],
+            sent: Sent::Mutated { status: 200 },
+            latency_ms: 12345.678,
+            ..ping.clone()
+        };
+        let mut cases = vec![ping.clone(), fragment.clone()];
+        cases.push(Request {
+            packet: None,
+            packet_label: Some("bogus".into()),
+            session: Some(SessionRef {
+                id: SessionId::from_bytes([1; 16]),
+                ordinal: None,
+            }),
+            peer: SocketAddr::from(([10, 0, 255, 9], 0)),
+            status: None,
+            sent: Sent::Reset,
+            latency_ms: 0.05,
+            ..ping.clone()
+        });
+        cases.push(Request {
+            packet: None,
+            sent: Sent::Hung,
+            latency_ms: 9.96,
+            ..ping.clone()
+        });
+        for latency_ms in [0.0, 0.25, 0.95, 1e15, -1.0, f64::NAN, f64::INFINITY] {
+            cases.push(Request {
+                latency_ms,
+                ..ping.clone()
+            });
+        }
+        for (i, r) in cases.iter().enumerate() {
+            let mut line = String::from("kept: ");
+            request_line(i as u64 * 1000, r, &mut line);
+            assert_eq!(
+                line.strip_prefix("kept: "),
+                Some(request_line_by_formatter(i as u64 * 1000, r).as_str()),
+                "case {i}"
+            );
+        }
     }
 
     #[test]

@@ -413,6 +413,28 @@ fn is_temp_name(name: &str) -> bool {
     })
 }
 
+/// How long a busy root lock is waited for before the root counts as in use.
+///
+/// A process that spawns a child holds every open file of its own for a moment, the lock
+/// file included: between fork and exec the child shares the lock. A test suite that stops
+/// one server and starts the next on the same root while another thread spawns a process
+/// would otherwise see the root "in use" by itself. A server that really holds the root
+/// holds it for longer than this.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Tries to lock `file` until `patience` has passed.
+fn try_lock_for(file: &File, patience: std::time::Duration) -> Result<(), std::fs::TryLockError> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Takes the root's lock file, writing this process' id into it.
 fn lock_root(root: &Path, sessions: &Path) -> io::Result<File> {
     use std::io::{Read, Seek, Write};
@@ -423,7 +445,7 @@ fn lock_root(root: &Path, sessions: &Path) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .open(&path)?;
-    match file.try_lock() {
+    match try_lock_for(&file, LOCK_PATIENCE) {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();

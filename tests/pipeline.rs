@@ -37,6 +37,27 @@ async fn a_second_server_on_the_same_upload_root_refuses_to_start_and_names_the_
 }
 
 #[tokio::test]
+async fn a_root_lock_held_for_a_moment_is_waited_for() {
+    // A child process between fork and exec shares its parent's open files, the root's lock
+    // included: a server starting then must wait for it, not call its own root "in use".
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let first = bitsmock::spawn(config_at(&root)).await.unwrap();
+    first.stop().await.unwrap();
+    let lock = std::fs::File::open(root.join("BITS-Sessions").join("lock")).unwrap();
+    lock.lock().unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(lock);
+    });
+    let second = bitsmock::spawn(config_at(&root))
+        .await
+        .expect("a lock let go after 100 ms is taken");
+    holder.join().unwrap();
+    second.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_second_server_does_not_delete_the_first_servers_temp_files() {
     let fx = start().await;
     let mut conn = fx.connect().await;
