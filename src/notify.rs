@@ -489,6 +489,64 @@ mod tests {
         assert_eq!(port("/reply/orders/a.xml"), Some(2));
         assert_eq!(port("/reply/other/a.xml"), Some(1));
         assert_eq!(port("/drop/a.xml"), None);
+        // The core is told the same prefixes, in the same order.
+        assert_eq!(
+            n.prefixes(),
+            [
+                destination::prefix_segments("/reply/"),
+                destination::prefix_segments("/reply/orders/"),
+            ]
+        );
+        assert!(Notifications::default().prefixes().is_empty());
+    }
+
+    #[test]
+    fn by_default_a_reply_may_be_64_mib_and_a_notification_take_five_minutes() {
+        let n = Notifications::default();
+        assert_eq!(n.max_reply, 64 << 20);
+        assert_eq!(n.timeout, Duration::from_secs(300));
+        assert_eq!(n.reply_url, ReplyUrl::Absolute);
+    }
+
+    #[test]
+    fn an_application_url_may_be_2048_characters_long_and_no_longer() {
+        let url = |len: usize| format!("http://a.test/{}", "x".repeat(len - 14));
+        assert_eq!(url(2048).len(), 2048);
+        assert!(AppUrl::parse(&url(2048)).is_ok());
+        let err = AppUrl::parse(&url(2049)).unwrap_err();
+        assert!(err.contains("at most 2048"), "{err}");
+    }
+
+    #[test]
+    fn error_codes_are_at_most_eight_hex_digits() {
+        assert_eq!(parse_code("0x80070057"), Some(0x80070057));
+        assert_eq!(parse_code(" 80070057 "), Some(0x80070057));
+        assert_eq!(parse_code("0X1"), Some(1));
+        for bad in ["", "0x", "0x000000001", "800700570", "0xZZ", "-1"] {
+            assert_eq!(parse_code(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn each_failure_says_what_went_wrong() {
+        let shown = [
+            Failure::Unreachable("refused".into()),
+            Failure::TimedOut,
+            Failure::Garbage("no status line".into()),
+            Failure::ReplyTooLarge(1024),
+            Failure::Storage("disk full".into()),
+        ]
+        .map(|f| f.to_string());
+        assert_eq!(
+            shown,
+            [
+                "the application is unreachable: refused",
+                "the application did not answer in time",
+                "the application's answer is not HTTP: no status line",
+                "the application's reply is larger than 1024 bytes",
+                "the server could not store the reply: disk full",
+            ]
+        );
     }
 
     #[test]
