@@ -772,6 +772,32 @@ mod tests {
         assert_eq!(shown, ["416", "broken", "closed", "reset", "hung"]);
     }
 
+    /// A Ping from 127.0.0.1:2 on connection 1, answered 200 in 0.1 ms.
+    fn ping_record() -> Request {
+        Request {
+            conn: 1,
+            peer: SocketAddr::from(([127, 0, 0, 1], 2)),
+            method: "BITS_POST".into(),
+            path: "/a".into(),
+            packet: Some(PacketType::Ping),
+            packet_label: None,
+            session: None,
+            index: 0,
+            range: None,
+            received: 0,
+            stored: 0,
+            status: Some(200),
+            reason: None,
+            faults: Vec::new(),
+            sent: Sent::Status { status: 200 },
+            latency_ms: 0.1,
+            content_length_missing: false,
+            offers_bits15: None,
+            content_name: None,
+            ack: None,
+        }
+    }
+
     /// The request line as the formatter writes it, each value through `Display` and absent
     /// ones as `-`: what `request_line` must write, byte for byte.
     fn request_line_by_formatter(seq: u64, r: &Request) -> String {
@@ -811,26 +837,9 @@ mod tests {
     #[test]
     fn the_request_line_is_written_as_the_formatter_would() {
         let ping = Request {
-            conn: 1,
             peer: SocketAddr::from(([127, 0, 0, 1], 50123)),
-            method: "BITS_POST".into(),
-            path: "/a".into(),
-            packet: Some(PacketType::Ping),
-            packet_label: None,
-            session: None,
-            index: 0,
-            range: None,
-            received: 0,
-            stored: 0,
-            status: Some(200),
-            reason: None,
-            faults: Vec::new(),
-            sent: Sent::Status { status: 200 },
             latency_ms: 0.04,
-            content_length_missing: false,
-            offers_bits15: None,
-            content_name: None,
-            ack: None,
+            ..ping_record()
         };
         let firing = |rule: usize, name: &str| Firing {
             rule,
@@ -906,28 +915,7 @@ mod tests {
         let mut j = Journal::default();
         let first = j.push(0.0, refused(1)).clone();
         assert!(first.request().is_none());
-        let record = Request {
-            conn: 1,
-            peer: SocketAddr::from(([127, 0, 0, 1], 2)),
-            method: "BITS_POST".into(),
-            path: "/a".into(),
-            packet: Some(PacketType::Ping),
-            packet_label: None,
-            session: None,
-            index: 0,
-            range: None,
-            received: 0,
-            stored: 0,
-            status: Some(200),
-            reason: None,
-            faults: Vec::new(),
-            sent: Sent::Status { status: 200 },
-            latency_ms: 0.1,
-            content_length_missing: false,
-            offers_bits15: None,
-            content_name: None,
-            ack: None,
-        };
+        let record = ping_record();
         let event = j.push(1.0, What::Request(Box::new(record))).clone();
         assert_eq!(event.request().map(|r| r.path.as_str()), Some("/a"));
         assert_eq!(
