@@ -79,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::fmt::layer()
                 .with_writer(writer)
                 .fmt_fields(bitsmock::log::Fields)
-                .with_timer(bitsmock::log::Time)
+                .event_format(bitsmock::log::Format::default())
                 .with_ansi(false)
                 .with_filter(level),
         )
@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::fmt::layer()
                 .with_writer(in_place)
                 .fmt_fields(bitsmock::log::Fields)
-                .with_timer(bitsmock::log::Time)
+                .event_format(bitsmock::log::Format::default())
                 .with_ansi(false)
                 .with_filter(in_place_level),
         )

@@ -255,16 +255,24 @@ pub enum Sent {
     Mutated { status: u16 },
 }
 
+impl Sent {
+    /// As the log line and the metrics name it: the status, or the kind. A status is
+    /// written into `number`, so naming one allocates nothing.
+    pub fn label<'a>(&self, number: &'a mut itoa::Buffer) -> &'a str {
+        match self {
+            Sent::Status { status } => number.format(*status),
+            Sent::Broken => "broken",
+            Sent::Closed => "closed",
+            Sent::Reset => "reset",
+            Sent::Hung => "hung",
+            Sent::Mutated { .. } => "mutated",
+        }
+    }
+}
+
 impl std::fmt::Display for Sent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Sent::Status { status } => write!(f, "{status}"),
-            Sent::Broken => f.write_str("broken"),
-            Sent::Closed => f.write_str("closed"),
-            Sent::Reset => f.write_str("reset"),
-            Sent::Hung => f.write_str("hung"),
-            Sent::Mutated { .. } => f.write_str("mutated"),
-        }
+        f.write_str(self.label(&mut itoa::Buffer::new()))
     }
 }
 
@@ -272,9 +280,10 @@ impl std::fmt::Display for Sent {
 /// they can never disagree with the journal.
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
-    /// Requests by packet type (or `GET`, `HEAD`, or the unparsed `BITS-Packet-Type`) and by
-    /// what was sent (a status, `closed`, `reset`, `hung`, `broken`).
-    pub requests: BTreeMap<(String, String), u64>,
+    /// Requests by packet type (or `GET`, `HEAD`, or the unparsed `BITS-Packet-Type`), then
+    /// by what was sent (a status, `closed`, `reset`, `hung`, `broken`). Two levels, so a
+    /// request is counted by looking its names up, with nothing allocated once both exist.
+    pub requests: BTreeMap<String, BTreeMap<String, u64>>,
     pub bytes_received: u64,
     pub bytes_stored: u64,
     pub sessions_created: u64,
@@ -286,18 +295,36 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Requests of `packet` (a packet type, method or label) answered with `sent` (a
+    /// status such as `"200"`, or a kind such as `"reset"`).
+    pub fn requests_of(&self, packet: &str, sent: &str) -> u64 {
+        self.requests
+            .get(packet)
+            .and_then(|by_sent| by_sent.get(sent))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn count(&mut self, what: &What) {
         match what {
             What::Request(r) => {
                 let packet = match (r.packet, &r.packet_label) {
-                    (Some(p), _) => p.as_str().to_owned(),
-                    (None, Some(label)) => label.clone(),
-                    (None, None) => r.method.clone(),
+                    (Some(p), _) => p.as_str(),
+                    (None, Some(label)) => label,
+                    (None, None) => &r.method,
                 };
-                *self
-                    .requests
-                    .entry((packet, r.sent.to_string()))
-                    .or_default() += 1;
+                let mut number = itoa::Buffer::new();
+                let sent = r.sent.label(&mut number);
+                let by_sent = match self.requests.get_mut(packet) {
+                    Some(by_sent) => by_sent,
+                    None => self.requests.entry(packet.to_owned()).or_default(),
+                };
+                match by_sent.get_mut(sent) {
+                    Some(n) => *n += 1,
+                    None => {
+                        by_sent.insert(sent.to_owned(), 1);
+                    }
+                }
                 self.bytes_received += r.received;
                 self.bytes_stored += r.stored;
             }
@@ -628,12 +655,7 @@ fn request_line(seq: u64, r: &Request, line: &mut String) {
     line.push_str(" reason=");
     line.push_str(r.reason.as_deref().unwrap_or("-"));
     line.push_str(" sent=");
-    match r.sent {
-        Sent::Status { status } => number(line, status.into()),
-        ref other => {
-            let _ = write!(line, "{other}");
-        }
-    }
+    line.push_str(r.sent.label(&mut itoa::Buffer::new()));
     line.push_str(" latency_ms=");
     match Tenths(r.latency_ms).split() {
         Some((whole, tenth)) => {
@@ -646,7 +668,11 @@ fn request_line(seq: u64, r: &Request, line: &mut String) {
         }
     }
     line.push_str(" faults=");
-    let _ = write!(line, "{}", Faults(&r.faults));
+    if r.faults.is_empty() {
+        line.push('-');
+    } else {
+        let _ = write!(line, "{}", Faults(&r.faults));
+    }
 }
 
 /// The `tracing` sink: one line per event, `key=value` fields a person can grep.
@@ -664,7 +690,7 @@ pub fn trace(event: &Event) {
             REQUEST_LINE.with_borrow_mut(|line| {
                 line.clear();
                 request_line(seq, r, line);
-                tracing::info!("{line}");
+                tracing::info!(message = line.as_str());
             });
         }
         What::SessionCreated {
@@ -911,6 +937,27 @@ mod tests {
     }
 
     #[test]
+    fn what_was_sent_is_named_by_its_status_or_its_kind() {
+        let named = |sent: Sent| {
+            (
+                sent.to_string(),
+                sent.label(&mut itoa::Buffer::new()).to_owned(),
+            )
+        };
+        for (sent, name) in [
+            (Sent::Status { status: 200 }, "200"),
+            (Sent::Status { status: 503 }, "503"),
+            (Sent::Broken, "broken"),
+            (Sent::Closed, "closed"),
+            (Sent::Reset, "reset"),
+            (Sent::Hung, "hung"),
+            (Sent::Mutated { status: 200 }, "mutated"),
+        ] {
+            assert_eq!(named(sent), (name.to_owned(), name.to_owned()));
+        }
+    }
+
+    #[test]
     fn only_request_events_have_a_request_record() {
         let mut j = Journal::default();
         let first = j.push(0.0, refused(1)).clone();
@@ -918,10 +965,11 @@ mod tests {
         let record = ping_record();
         let event = j.push(1.0, What::Request(Box::new(record))).clone();
         assert_eq!(event.request().map(|r| r.path.as_str()), Some("/a"));
-        assert_eq!(
-            j.tally().requests[&("Ping".to_owned(), "200".to_owned())],
-            1
-        );
+        assert_eq!(j.tally().requests_of("Ping", "200"), 1);
+        assert_eq!(j.tally().requests_of("Ping", "500"), 0);
+        assert_eq!(j.tally().requests_of("Fragment", "200"), 0);
+        j.push(2.0, What::Request(Box::new(ping_record())));
+        assert_eq!(j.tally().requests_of("Ping", "200"), 2);
         assert_eq!(j.tally().refused, 1);
         assert!(!j.is_empty());
         j.clear();
@@ -929,7 +977,7 @@ mod tests {
         assert_eq!(j.tally().refused, 0);
         assert_eq!(
             j.push(2.0, refused(2)).seq,
-            3,
+            4,
             "numbers go on after a clear"
         );
     }

@@ -8,11 +8,13 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 pub use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::FormatFields;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::format::{Full, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 /// How long the writer lets lines gather after each flush: a burst of requests shares one
 /// write and one wake-up, and no line waits much longer than this.
@@ -41,6 +43,102 @@ impl<W: Write> Write for Gathering<W> {
         self.0.flush()?;
         std::thread::sleep(GATHER);
         Ok(())
+    }
+}
+
+/// How a log line is laid out: byte for byte as `tracing-subscriber`'s default ("full")
+/// format with the timer `T` — time, level, target, then the fields — but written straight
+/// into the line, where the default goes through a formatter for each part and pads the
+/// level. The request line is written at the default level for every request, and that
+/// layout cost as much as the protocol work of a Ping (benches/ping.rs).
+///
+/// A line that carries more than that — one inside a span, or one from the `log` crate's
+/// bridge, whose target is in its fields — is left to the default format itself, so every
+/// line reads as the default writes it.
+#[derive(Debug, Clone)]
+pub struct Format<T = Time> {
+    timer: T,
+    full: tracing_subscriber::fmt::format::Format<Full, T>,
+}
+
+impl Default for Format<Time> {
+    fn default() -> Self {
+        Format::with_timer(Time)
+    }
+}
+
+impl<T: FormatTime + Clone> Format<T> {
+    pub fn with_timer(timer: T) -> Self {
+        Format {
+            full: tracing_subscriber::fmt::format().with_timer(timer.clone()),
+            timer,
+        }
+    }
+}
+
+/// The escape sequences that start dimmed text and end any styling, as the default
+/// format's `nu-ansi-term` styles write them.
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+impl<S, N, T> FormatEvent<S, N> for Format<T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        if ctx.event_scope().is_some() || meta.fields().field("log.target").is_some() {
+            return self.full.format_event(ctx, writer, event);
+        }
+        let ansi = writer.has_ansi_escapes();
+        if ansi {
+            writer.write_str(DIM)?;
+        }
+        // As the default does: a clock that fails is noted, not a reason to drop the line.
+        if self.timer.format_time(&mut writer).is_err() {
+            writer.write_str("<unknown time>")?;
+        }
+        if ansi {
+            writer.write_str(RESET)?;
+        }
+        writer.write_char(' ')?;
+        let (level, colour) = match *meta.level() {
+            Level::TRACE => ("TRACE", "\x1b[35m"),
+            Level::DEBUG => ("DEBUG", "\x1b[34m"),
+            Level::INFO => (" INFO", "\x1b[32m"),
+            Level::WARN => (" WARN", "\x1b[33m"),
+            Level::ERROR => ("ERROR", "\x1b[31m"),
+        };
+        if ansi {
+            for part in [
+                colour,
+                level,
+                RESET,
+                " ",
+                DIM,
+                meta.target(),
+                RESET,
+                DIM,
+                ":",
+                RESET,
+                " ",
+            ] {
+                writer.write_str(part)?;
+            }
+        } else {
+            for part in [level, " ", meta.target(), ": "] {
+                writer.write_str(part)?;
+            }
+        }
+        ctx.format_fields(writer.by_ref(), event)?;
+        writer.write_char('\n')
     }
 }
 
@@ -78,6 +176,27 @@ thread_local! {
 impl Visitor<'_> {
     /// Writes one field: `value` formatted, as is when it is clean, else escaped.
     fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        // A value that is one piece of text needs no formatting first.
+        if let Some(text) = value.as_str() {
+            return self.text(field, text);
+        }
+        SCRATCH.with(|scratch| {
+            let mut fresh = String::new();
+            let mut held = scratch.try_borrow_mut();
+            let text = match held.as_deref_mut() {
+                Ok(text) => text,
+                Err(_) => &mut fresh,
+            };
+            text.clear();
+            match fmt::write(text, value) {
+                Ok(()) => self.text(field, text),
+                Err(e) => self.result = Err(e),
+            }
+        });
+    }
+
+    /// Writes one field whose value is `text`: as is when it is clean, else escaped.
+    fn text(&mut self, field: &Field, text: &str) {
         if self.result.is_err() {
             return;
         }
@@ -91,28 +210,21 @@ impl Visitor<'_> {
         } else {
             " "
         };
-        self.result = SCRATCH.with(|scratch| {
-            let mut fresh = String::new();
-            let mut held = scratch.try_borrow_mut();
-            let text = match held.as_deref_mut() {
-                Ok(text) => text,
-                Err(_) => &mut fresh,
-            };
-            text.clear();
-            fmt::write(text, value)?;
+        self.result = (|| {
             self.writer.write_str(separator)?;
             if name != "message" {
-                write!(self.writer, "{name}=")?;
+                self.writer.write_str(name)?;
+                self.writer.write_char('=')?;
             }
             write_escaped(&mut self.writer, text)
-        });
+        })();
     }
 }
 
 impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.field(field, format_args!("{value}"));
+            self.text(field, value);
         } else {
             self.field(field, format_args!("{value:?}"));
         }
@@ -173,9 +285,22 @@ impl FormatTime for Time {
                 write_second(text, second)?;
                 cached.0 = second;
             }
-            write!(w, "{}{:06}Z", cached.1, now.subsec_micros())
+            w.write_str(&cached.1)?;
+            let fraction = fraction(now.subsec_micros());
+            w.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
         })
     }
+}
+
+/// `micros` (below a million) as six digits and the zone, `000042Z`: by hand, as this is
+/// written on every line.
+fn fraction(mut micros: u32) -> [u8; 7] {
+    let mut text = *b"000000Z";
+    for digit in text[..6].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    text
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` for seconds since 1970 (UTC; the proleptic Gregorian calendar).
@@ -210,6 +335,15 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fractions_are_six_digits_and_the_zone() {
+        assert_eq!(&fraction(0), b"000000Z");
+        assert_eq!(&fraction(7), b"000007Z");
+        assert_eq!(&fraction(123_456), b"123456Z");
+        assert_eq!(&fraction(999_999), b"999999Z");
+        assert_eq!(&fraction(10_020), b"010020Z");
+    }
 
     #[test]
     fn dates_match_the_calendar() {
@@ -268,6 +402,104 @@ mod tests {
         }
     }
 
+    struct To(Shared);
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for To {
+        type Writer = Shared;
+        fn make_writer(&'a self) -> Shared {
+            self.0.clone()
+        }
+    }
+
+    /// A clock that always reads the same, so two formats' lines can be compared whole.
+    #[derive(Clone, Copy)]
+    struct Fixed;
+
+    impl FormatTime for Fixed {
+        fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+            w.write_str("2026-12-01T13:55:10.123456Z")
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct Broken;
+
+    impl FormatTime for Broken {
+        fn format_time(&self, _: &mut Writer<'_>) -> fmt::Result {
+            Err(fmt::Error)
+        }
+    }
+
+    /// Lines of every kind: each level, fields, a line inside spans, one carrying the
+    /// `log` bridge's field.
+    fn every_kind_of_line() {
+        tracing::trace!(n = 1, "trace line");
+        tracing::debug!("debug line");
+        tracing::info!(message = "request seq=1 path=/a\x1b b");
+        tracing::info!(target: "bitsmock::elsewhere", seq = 2, "info line");
+        tracing::warn!(why = "slow", "warn line");
+        tracing::error!(error = %"disk full", "error line");
+        tracing::info_span!("upload", n = 3).in_scope(|| {
+            tracing::info!("inside a span");
+            tracing::debug_span!("inner").in_scope(|| tracing::warn!(k = 4, "two deep"));
+        });
+        tracing::info!("log.target" = "hyper::proto", "from the log bridge");
+    }
+
+    /// What `every_kind_of_line` writes through `format` (else the default format) with
+    /// the clock `timer`.
+    fn written<T: FormatTime + Clone + Send + Sync + 'static>(
+        timer: T,
+        ansi: bool,
+        ours: bool,
+    ) -> String {
+        let out = Shared::default();
+        let builder = tracing_subscriber::fmt()
+            .with_writer(To(out.clone()))
+            .with_max_level(Level::TRACE)
+            .fmt_fields(Fields)
+            .with_ansi(ansi);
+        if ours {
+            let subscriber = builder.event_format(Format::with_timer(timer)).finish();
+            tracing::subscriber::with_default(subscriber, every_kind_of_line);
+        } else {
+            let subscriber = builder.with_timer(timer).finish();
+            tracing::subscriber::with_default(subscriber, every_kind_of_line);
+        }
+        out.text()
+    }
+
+    #[test]
+    fn lines_read_byte_for_byte_as_the_default_format_writes_them() {
+        for ansi in [false, true] {
+            let ours = written(Fixed, ansi, true);
+            assert_eq!(ours, written(Fixed, ansi, false), "ansi {ansi}");
+            assert_eq!(ours.lines().count(), 9, "{ours}");
+            assert_eq!(
+                written(Broken, ansi, true),
+                written(Broken, ansi, false),
+                "ansi {ansi}"
+            );
+        }
+        let plain = written(Fixed, false, true);
+        let lines: Vec<&str> = plain.lines().collect();
+        let here = module_path!();
+        assert_eq!(
+            lines[2],
+            format!("2026-12-01T13:55:10.123456Z  INFO {here}: request seq=1 path=/a\\u{{1b}} b")
+        );
+        assert!(lines[0].starts_with("2026-12-01T13:55:10.123456Z TRACE "));
+        assert!(lines[5].starts_with("2026-12-01T13:55:10.123456Z ERROR "));
+        assert!(written(Broken, false, true).starts_with("<unknown time> TRACE "));
+        let coloured = written(Fixed, true, true);
+        assert!(
+            coloured.starts_with(
+                "\x1b[2m2026-12-01T13:55:10.123456Z\x1b[0m \x1b[35mTRACE\x1b[0m \x1b[2m"
+            ),
+            "{coloured:?}"
+        );
+    }
+
     #[test]
     fn lines_reach_the_output_while_the_writer_runs_and_all_of_them_at_the_end() {
         let out = Shared::default();
@@ -290,14 +522,6 @@ mod tests {
 
     #[test]
     fn fields_read_as_the_default_formatter_writes_them() {
-        use tracing_subscriber::fmt::MakeWriter;
-        struct To(Shared);
-        impl<'a> MakeWriter<'a> for To {
-            type Writer = Shared;
-            fn make_writer(&'a self) -> Shared {
-                self.0.clone()
-            }
-        }
         let out = Shared::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(To(out.clone()))

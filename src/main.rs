@@ -639,8 +639,8 @@ fn main() -> ExitCode {
         )
         .with_writer(log)
         .fmt_fields(bitsmock::log::Fields)
-        .with_timer(bitsmock::log::Time)
         .with_ansi(colour())
+        .event_format(bitsmock::log::Format::default())
         .init();
     match cli.command {
         Command::Upload(args) => upload(*args),

@@ -176,11 +176,8 @@ async fn totals_and_gauges_follow_the_requests() {
     conn.ok(&Req::ping("/t")).await;
     conn.upload("/t.bin", b"0123456789", 4).await;
     let tally = fx.running.server.tally();
-    assert_eq!(tally.requests[&("Ping".to_owned(), "200".to_owned())], 1);
-    assert_eq!(
-        tally.requests[&("Fragment".to_owned(), "200".to_owned())],
-        3
-    );
+    assert_eq!(tally.requests_of("Ping", "200"), 1);
+    assert_eq!(tally.requests_of("Fragment", "200"), 3);
     assert_eq!((tally.bytes_received, tally.bytes_stored), (10, 10));
     assert_eq!((tally.sessions_created, tally.committed), (1, 1));
     let gauges = fx.running.server.gauges();

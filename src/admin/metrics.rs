@@ -26,12 +26,14 @@ pub fn render(tally: &Tally, gauges: &Gauges) -> String {
         "counter",
         "Requests by packet type (or method) and what was sent (a status, closed, reset, hung, broken).",
     );
-    for ((packet, sent), n) in &tally.requests {
-        out.sample(
-            "bitsmock_requests_total",
-            &[("packet", packet), ("sent", sent)],
-            *n,
-        );
+    for (packet, by_sent) in &tally.requests {
+        for (sent, n) in by_sent {
+            out.sample(
+                "bitsmock_requests_total",
+                &[("packet", packet), ("sent", sent)],
+                *n,
+            );
+        }
     }
     out.family(
         "bitsmock_faults_fired_total",
@@ -168,7 +170,11 @@ mod tests {
     #[test]
     fn every_family_has_help_and_type_and_samples_carry_their_labels() {
         let mut tally = Tally::default();
-        tally.requests.insert(("Fragment".into(), "200".into()), 3);
+        tally
+            .requests
+            .entry("Fragment".into())
+            .or_default()
+            .insert("200".into(), 3);
         tally.bytes_received = 10;
         tally.gone.insert("cancelled".into(), 1);
         let gauges = Gauges {

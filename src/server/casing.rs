@@ -38,6 +38,21 @@ pub struct Casing {
     head: Head,
     /// The rest of a re-spelled name whose start was already written.
     pending: &'static [u8],
+    /// Where the last head offered left the walk, worked out as it was re-spelled: what
+    /// [`Casing::advance`] moves to when the socket takes the whole offer, as it nearly
+    /// always does, so a head is walked once rather than twice.
+    offered: Option<Walked>,
+}
+
+/// Where a walk over a head's bytes left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Walked {
+    /// Bytes walked.
+    len: usize,
+    head: Head,
+    ended: bool,
+    /// The last re-spelling that starts in them: where, and the bytes to put there.
+    last_name: Option<(usize, &'static [u8])>,
 }
 
 /// How far into a head the writes are.
@@ -62,7 +77,7 @@ impl Head {
 /// What the next write may offer of the bytes it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
-    /// The first `n` bytes are head: re-spell them ([`Casing::respell_into`]).
+    /// The first `n` bytes are head: re-spelled, they are in the `out` given to [`Casing::offer`].
     Head(usize),
     /// The first `n` bytes are body: send them as they are.
     Body(usize),
@@ -74,38 +89,39 @@ impl Default for Casing {
             body_left: 0,
             head: Head::START,
             pending: &[],
+            offered: None,
         }
     }
 }
 
 impl Casing {
-    /// How much of `buf` the next write offers, and whether it is head or body. A head is
-    /// offered up to its end, so a head and the body after it never share a write.
-    pub fn offer(&self, buf: &[u8]) -> Offer {
+    /// How much of `buf` the next write may offer, and whether it is head or body. A head
+    /// is offered up to its end, so a head and the body after it never share a write, and
+    /// what is offered of it is put in `out` as IIS would spell it.
+    pub fn offer(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Offer {
         if self.body_left > 0 {
             return Offer::Body(
                 usize::try_from(self.body_left).map_or(buf.len(), |left| left.min(buf.len())),
             );
         }
-        let (_, passed, _) = walk(self.head, buf, buf.len(), |_, _| {});
-        Offer::Head(passed)
-    }
-
-    /// `head` (what [`Casing::offer`] called head) as IIS would spell it, into `out`.
-    pub fn respell_into(&self, head: &[u8], out: &mut Vec<u8>) {
+        // Built as it is walked, so only the head is copied, never a body after it. The
+        // re-spellings come in order and each lies within its line, after the rest of a
+        // name left pending at the start.
         out.clear();
-        out.extend_from_slice(head);
-        let pending = self.pending.len().min(out.len());
-        out[..pending].copy_from_slice(&self.pending[..pending]);
-        walk(self.head, head, head.len(), |at, name| {
-            let end = (at + name.len()).min(out.len());
-            out[at..end].copy_from_slice(&name[..end - at]);
+        out.extend_from_slice(&self.pending[..self.pending.len().min(buf.len())]);
+        let walked = walk(self.head, buf, buf.len(), |at, name| {
+            out.extend_from_slice(buf.get(out.len()..at).unwrap_or_default());
+            out.extend_from_slice(&name[..name.len().min(buf.len().saturating_sub(at))]);
         });
+        out.extend_from_slice(buf.get(out.len()..walked.len).unwrap_or_default());
+        self.offered = Some(walked);
+        Offer::Head(walked.len)
     }
 
     /// Moves past the first `written` bytes of `buf` (what the socket took of the offer).
     /// `next_body` is asked for the length of a body when the head before it has ended.
     pub fn advance(&mut self, buf: &[u8], written: usize, next_body: impl FnOnce() -> u64) {
+        let offered = self.offered.take();
         if written == 0 {
             return;
         }
@@ -113,21 +129,21 @@ impl Casing {
             self.body_left = self.body_left.saturating_sub(written as u64);
             return;
         }
+        let walked = match offered {
+            Some(walked) if walked.len == written => walked,
+            _ => walk(self.head, buf, written, |_, _| {}),
+        };
         let pending = self.pending;
         self.pending = pending.get(written..).unwrap_or(&[]);
-        let mut straddling = None;
-        let (head, _, ended) = walk(self.head, buf, written, |at, name| {
-            straddling = Some((at, name));
-        });
-        if let Some((at, name)) = straddling
+        if let Some((at, name)) = walked.last_name
             && written < at + name.len()
         {
             self.pending = &name[written - at..];
         }
-        self.head = head;
-        if ended {
+        self.head = walked.head;
+        if walked.ended {
             self.head = Head::START;
-            if !head.interim {
+            if !walked.head.interim {
                 self.body_left = next_body();
             }
         }
@@ -136,15 +152,15 @@ impl Casing {
 
 /// Walks the first `limit` head bytes of `buf` from `head`, calling `name` for each
 /// re-spelling that starts there (where, the bytes to put there; a name may run past
-/// `limit`), until the head's blank line. Returns where the walk left the head, how many
-/// bytes it passed, and whether the head ended.
+/// `limit`), until the head's blank line.
 fn walk(
     mut head: Head,
     buf: &[u8],
     limit: usize,
     mut name: impl FnMut(usize, &'static [u8]),
-) -> (Head, usize, bool) {
+) -> Walked {
     let limit = limit.min(buf.len());
+    let mut last_name = None;
     let mut i = 0;
     while i < limit {
         if head.line == 0
@@ -152,6 +168,7 @@ fn walk(
             && let Some(found) = iis_name(&buf[i..])
         {
             name(i, found);
+            last_name = Some((i, found));
         }
         let line_end = memchr::memchr(b'\n', &buf[i..limit]);
         let segment = line_end.map_or(limit - i, |at| at + 1);
@@ -166,12 +183,24 @@ fn walk(
         i += segment;
         match line_end {
             // A line of nothing (or a lone `\r`) ends the head.
-            Some(at) if head.line + at as u64 <= 1 => return (head, i, true),
+            Some(at) if head.line + at as u64 <= 1 => {
+                return Walked {
+                    len: i,
+                    head,
+                    ended: true,
+                    last_name,
+                };
+            }
             Some(_) => head.line = 0,
             None => head.line += segment as u64,
         }
     }
-    (head, limit, false)
+    Walked {
+        len: limit,
+        head,
+        ended: false,
+        last_name,
+    }
 }
 
 /// The IIS spelling of the header name `line` starts with, if it is one of [`IIS_NAMES`].
@@ -207,9 +236,9 @@ mod tests {
         let mut scratch = Vec::new();
         let mut rest = stream;
         while !rest.is_empty() {
-            let offered: &[u8] = match casing.offer(rest) {
+            let offered: &[u8] = match casing.offer(rest, &mut scratch) {
                 Offer::Head(n) => {
-                    casing.respell_into(&rest[..n], &mut scratch);
+                    assert_eq!(scratch.len(), n);
                     &scratch
                 }
                 Offer::Body(n) => &rest[..n],
@@ -264,15 +293,17 @@ mod tests {
         assert_eq!(send(&stream, usize::MAX, &[body.len() as u64, 0]), want);
         // The body goes in writes of its own, never beyond its length.
         let mut casing = Casing::default();
-        assert_eq!(casing.offer(&stream), Offer::Head(TITLE.len()));
+        let mut out = Vec::new();
+        assert_eq!(casing.offer(&stream, &mut out), Offer::Head(TITLE.len()));
+        assert_eq!(out, IIS);
         casing.advance(&stream, TITLE.len(), || body.len() as u64);
         assert_eq!(
-            casing.offer(&stream[TITLE.len()..]),
+            casing.offer(&stream[TITLE.len()..], &mut out),
             Offer::Body(body.len())
         );
         casing.advance(&stream[TITLE.len()..], 3, || unreachable!());
         assert_eq!(
-            casing.offer(&stream[TITLE.len() + 3..]),
+            casing.offer(&stream[TITLE.len() + 3..], &mut out),
             Offer::Body(body.len() - 3)
         );
     }

@@ -10,7 +10,7 @@ use crate::proto::session::reply_path;
 use crate::proto::{Destination, Rendered, SessionId};
 use crate::reply::{self, Served};
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
@@ -200,9 +200,15 @@ pub fn to_response(rendered: &Rendered) -> Response<Full<Bytes>> {
     *response.status_mut() =
         StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
+    // Room for the server's own headers too (`Server`, `Pragma`, `Allow`), so the map is
+    // allocated once rather than grown as they are added.
+    headers.reserve(rendered.headers.len() + 3);
     for (name, value) in &rendered.headers {
         if let Ok(value) = HeaderValue::from_str(value) {
-            headers.append(*name, value);
+            match known_name(name) {
+                Some(known) => headers.append(known.clone(), value),
+                None => headers.append(*name, value),
+            };
         }
     }
     if rendered.status == 405 {
@@ -212,6 +218,48 @@ pub fn to_response(rendered: &Rendered) -> Response<Full<Bytes>> {
         );
     }
     response
+}
+
+/// The names of an Ack's headers, made once: a name made from text is checked, lowered
+/// and copied for every answer.
+static ACK_NAMES: [(&str, HeaderName); 12] = [
+    (
+        "BITS-Packet-Type",
+        HeaderName::from_static("bits-packet-type"),
+    ),
+    ("Content-Length", header::CONTENT_LENGTH),
+    (
+        "BITS-Session-Id",
+        HeaderName::from_static("bits-session-id"),
+    ),
+    (
+        "BITS-Received-Content-Range",
+        HeaderName::from_static("bits-received-content-range"),
+    ),
+    ("BITS-Protocol", HeaderName::from_static("bits-protocol")),
+    (
+        "BITS-Error-Code",
+        HeaderName::from_static("bits-error-code"),
+    ),
+    ("BITS-Error", HeaderName::from_static("bits-error")),
+    (
+        "BITS-Error-Context",
+        HeaderName::from_static("bits-error-context"),
+    ),
+    ("BITS-Reply-URL", HeaderName::from_static("bits-reply-url")),
+    ("BITS-Host-Id", HeaderName::from_static("bits-host-id")),
+    (
+        "BITS-Host-Id-Fallback-Timeout",
+        HeaderName::from_static("bits-host-id-fallback-timeout"),
+    ),
+    ("Accept-Encoding", header::ACCEPT_ENCODING),
+];
+
+fn known_name(name: &str) -> Option<&'static HeaderName> {
+    ACK_NAMES
+        .iter()
+        .find(|(spelled, _)| *spelled == name)
+        .map(|(_, known)| known)
 }
 
 fn plain(status: StatusCode) -> Response<Full<Bytes>> {
@@ -248,4 +296,53 @@ fn sha256_file(path: &std::path::Path) -> io::Result<Vec<u8>> {
     let mut hasher = Sha256::new();
     io::copy(&mut file, &mut hasher)?;
     Ok(hasher.finalize().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_made_name_is_the_name_its_text_gives() {
+        for (spelled, made) in &ACK_NAMES {
+            assert_eq!(
+                HeaderName::from_bytes(spelled.as_bytes()).ok().as_ref(),
+                Some(made)
+            );
+            assert_eq!(known_name(spelled), Some(made));
+        }
+        assert_eq!(known_name("bits-packet-type"), None);
+        assert_eq!(known_name("X-Other"), None);
+    }
+
+    #[test]
+    fn a_response_carries_every_rendered_header_in_order() {
+        let rendered = Rendered {
+            status: 416,
+            headers: vec![
+                ("BITS-Packet-Type", "Ack".into()),
+                ("BITS-Error-Code", "0x80070057".into()),
+                ("X-Other", "kept".into()),
+                ("BITS-Error-Context", "0x5".into()),
+                ("Content-Length", "0".into()),
+            ],
+        };
+        let response = to_response(&rendered);
+        assert_eq!(response.status(), 416);
+        let headers: Vec<(&str, &str)> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("bits-packet-type", "Ack"),
+                ("bits-error-code", "0x80070057"),
+                ("x-other", "kept"),
+                ("bits-error-context", "0x5"),
+                ("content-length", "0"),
+            ]
+        );
+    }
 }

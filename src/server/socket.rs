@@ -204,11 +204,8 @@ impl<S: Socket> AsyncWrite for FaultIo<S> {
                 "broken response sent",
             )));
         }
-        let offered: &[u8] = match this.casing.offer(buf) {
-            Offer::Head(n) => {
-                this.casing.respell_into(&buf[..n], &mut this.spelled);
-                &this.spelled
-            }
+        let offered: &[u8] = match this.casing.offer(buf, &mut this.spelled) {
+            Offer::Head(_) => &this.spelled,
             Offer::Body(n) => &buf[..n],
         };
         let control = &this.control;
