@@ -322,6 +322,24 @@ mod tests {
     }
 
     #[test]
+    fn a_head_handed_over_in_pieces_is_read_as_one() {
+        // A head handed over in several writes, one of them ending right before the
+        // status (a name cut between two writes of one buffer is the test above).
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let mut casing = Casing::default();
+        let mut out = Vec::new();
+        let mut sent = Vec::new();
+        let pieces: [&[u8]; 4] = [b"HTTP/1.1 ", &interim[9..], &TITLE[..17], &TITLE[17..]];
+        for piece in pieces {
+            assert_eq!(casing.offer(piece, &mut out), Offer::Head(piece.len()));
+            sent.extend_from_slice(&out);
+            casing.advance(piece, piece.len(), || 0);
+        }
+        assert_eq!(sent, [interim.as_slice(), IIS].concat());
+        assert_eq!(casing, Casing::default());
+    }
+
+    #[test]
     fn a_second_response_on_the_connection_is_respelled_too() {
         let twice = [TITLE, TITLE].concat();
         assert_eq!(send(&twice, usize::MAX, &[0, 0]), [IIS, IIS].concat());
