@@ -379,6 +379,9 @@ mod tests {
         assert_eq!(escaped("\x7f"), "\\u{7f}");
         assert_eq!(escaped("\x1b\x1b"), "\\u{1b}\\u{1b}");
         assert_eq!(escaped("\u{85}"), "\\u{85}");
+        // Two of a kind: each must keep the text suspect, not cancel the other out.
+        assert_eq!(escaped("\x7f\x7f"), "\\u{7f}\\u{7f}");
+        assert_eq!(escaped("\u{85}\u{9b}"), "\\u{85}\\u{9b}");
         assert_eq!(escaped(" "), " ");
     }
     /// A writer the tests can read back while the log's thread holds the other end.
